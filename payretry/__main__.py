@@ -1,0 +1,3 @@
+from payretry.cli import main
+
+main()

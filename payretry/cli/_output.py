@@ -1,0 +1,164 @@
+"""Output: a JSON document on stdout for --json, rich tables otherwise; errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from payretry.domain.durations import iso
+from payretry.domain.models import Job
+from payretry.errors import PayretryError
+
+JSON_MODE: ContextVar[bool] = ContextVar("payretry_json", default=False)
+
+
+def set_json(value: bool) -> bool:
+    JSON_MODE.set(bool(value))
+    return value
+
+
+JsonOption = typer.Option(
+    "--json", help="Print one JSON document on stdout.", callback=set_json, is_eager=True
+)
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(
+        stderr=stderr,
+        no_color=bool(os.environ.get("NO_COLOR")) or None,
+        highlight=False,
+        soft_wrap=False,
+    )
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "transaction_id": job.transaction_id,
+        "user_id": job.user_id,
+        "state": job.state.value,
+        "amount_minor": job.money.amount_minor,
+        "amount": job.money.major(),
+        "currency": job.money.currency,
+        "error_code": job.error_code,
+        "decline_code": job.decline_code,
+        "error_message": job.error_message,
+        "attempt_count": job.attempt_count,
+        "max_attempts": job.max_attempts,
+        "attempts_remaining": job.attempts_remaining,
+        "retry_available": job.retry_available,
+        "next_retry_at": iso(job.next_retry_at),
+        "expires_at": iso(job.expires_at),
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "priority": job.priority,
+        "reason": job.reason,
+        "policy_row": job.policy_code,
+        **job.refs.as_dict(),
+        "metadata": dict(job.metadata),
+        "attempts": [
+            {
+                "number": a.number,
+                "outcome": a.outcome.value,
+                "error_code": a.error_code,
+                "decline_code": a.decline_code,
+                "message": a.message,
+                "started_at": iso(a.started_at),
+                "finished_at": iso(a.finished_at),
+                "idempotency_key": a.idempotency_key,
+                "reference": a.reference,
+                "decision": a.decision,
+                "next_retry_at": iso(a.next_retry_at),
+            }
+            for a in job.attempts
+        ],
+    }
+
+
+def when(value: datetime | None) -> str:
+    return iso(value) or "-"
+
+
+def jobs_table(jobs: list[Job], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in ("transaction", "state", "amount", "error", "attempts", "next retry", "priority"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        code = job.error_code + (f"/{job.decline_code}" if job.decline_code else "")
+        table.add_row(
+            job.transaction_id,
+            job.state.value,
+            str(job.money),
+            code,
+            f"{job.attempt_count}/{job.max_attempts}",
+            when(job.next_retry_at),
+            str(job.priority),
+        )
+    return table
+
+
+def job_panel(job: Job) -> Table:
+    table = Table(show_header=False, title=f"retry job for {job.transaction_id}")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("state", job.state.value),
+        ("reason", job.reason or "-"),
+        ("amount", str(job.money)),
+        ("user", job.user_id),
+        ("error", job.error_code + (f" (decline {job.decline_code})" if job.decline_code else "")),
+        ("message", job.error_message or "-"),
+        ("attempts", f"{job.attempt_count} of {job.max_attempts} "
+                     f"({job.attempts_remaining} remaining)"),
+        ("next retry", when(job.next_retry_at)),
+        ("window ends", when(job.expires_at)),
+        ("priority", str(job.priority)),
+        ("created", when(job.created_at)),
+        ("job id", job.id),
+    ]
+    rows += [(name.replace("_", " "), ref) for name, ref in job.refs.as_dict().items() if ref]
+    rows += [(f"metadata {k}", v) for k, v in job.metadata.items()]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def attempts_table(job: Job) -> Table:
+    table = Table(title="attempts")
+    for column in ("#", "outcome", "error", "started", "decision", "idempotency key"):
+        table.add_column(column, overflow="fold")
+    for a in job.attempts:
+        error = (a.error_code or "") + (f"/{a.decline_code}" if a.decline_code else "")
+        table.add_row(
+            str(a.number), a.outcome.value, error or "-", when(a.started_at), a.decision or "-",
+            a.idempotency_key,
+        )
+    return table
+
+
+def render_error(exc: PayretryError) -> None:
+    if JSON_MODE.get():
+        print_json(
+            {"error": {"kind": exc.kind, "message": exc.message, "field": exc.field,
+                       "exit_code": exc.exit_code}}
+        )
+    sys.stderr.write(f"error: {exc}\n")

@@ -1,0 +1,31 @@
+"""payretry cancel: stop retrying a transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from payretry.cli._context import get_context
+from payretry.cli._output import JsonOption, console, job_dict, print_json
+from payretry.clock import utcnow
+
+
+def cancel(
+    ctx: typer.Context,
+    transaction_id: Annotated[str, typer.Argument(help="The transaction id.")],
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Cancel a transaction's scheduled retries (exit 3 if already final or mid-attempt)."""
+    from payretry.service.operations import Operations
+
+    app = get_context(ctx)
+    job = Operations(app.store, app.settings.policy()).cancel(transaction_id, utcnow())
+    if json_output:
+        print_json(job_dict(job))
+        return
+    console().print(f"Cancelled the retry job for {transaction_id} ({job.money}).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cancel")(cancel)

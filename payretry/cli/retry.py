@@ -1,0 +1,53 @@
+"""payretry retry: attempt one transaction now (customer- or operator-initiated)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from payretry.cli._context import get_context
+from payretry.cli._output import JsonOption, console, job_dict, print_json, when
+from payretry.clock import utcnow
+from payretry.processors.registry import build_processor
+
+
+def retry(
+    ctx: typer.Context,
+    transaction_id: Annotated[str, typer.Argument(help="The transaction id.")],
+    processor: Annotated[
+        str | None, typer.Option("--processor", help="Processor name (default from config).")
+    ] = None,
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Attempt a scheduled job now, counting one attempt."""
+    from payretry.service.runner import Runner
+
+    app = get_context(ctx)
+    settings = app.settings
+    proc = build_processor(processor or settings["processor.name"], settings)
+    try:
+        runner = Runner(
+            app.store, settings.policy(), proc, clock=utcnow,
+            lease_for=settings["database.lock_timeout"],
+        )
+        result = runner.retry_now(transaction_id)
+    finally:
+        proc.close()
+    job = app.store.find(transaction_id)
+    if json_output:
+        document = {"result": result.as_dict()}
+        if job is not None:
+            document["job"] = job_dict(job)
+        print_json(document)
+        return
+    error = f" ({result.error_code})" if result.error_code else ""
+    follow = f", next retry at {when(result.next_retry_at)}" if result.next_retry_at else ""
+    console().print(
+        f"Attempt {result.attempt} for {transaction_id}: {result.outcome}{error}; "
+        f"job {result.state}{follow}."
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("retry")(retry)

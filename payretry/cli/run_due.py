@@ -1,0 +1,114 @@
+"""payretry run-due: process due retries in priority order (safe to run from cron, in parallel)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from payretry.cli._context import get_context
+from payretry.cli._output import JsonOption, console, job_dict, jobs_table, print_json, when
+from payretry.clock import utcnow
+from payretry.processors.registry import build_processor
+
+_SHOWN = 50
+
+
+def run_due(
+    ctx: typer.Context,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Attempt at most this many jobs.", min=1)
+    ] = None,
+    processor: Annotated[
+        str | None, typer.Option("--processor", help="Processor name (default from config).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be attempted; change nothing.")
+    ] = False,
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Attempt every due job, highest priority first, until none is due or --limit is reached."""
+    from payretry.service.runner import JobResult, Runner
+
+    app = get_context(ctx)
+    settings = app.settings
+    if dry_run:
+        jobs = app.store.due_preview(utcnow(), limit or 1000)
+        if json_output:
+            print_json({"dry_run": True, "would_attempt": [job_dict(j) for j in jobs]})
+        elif jobs:
+            console().print(jobs_table(jobs, title=f"{len(jobs)} job(s) would be attempted"))
+        else:
+            console().print("Nothing is due.")
+        return
+    proc = build_processor(processor or settings["processor.name"], settings)
+    runner = Runner(
+        app.store,
+        settings.policy(),
+        proc,
+        clock=utcnow,
+        lease_for=settings["database.lock_timeout"],
+        batch_size=settings["runner.batch_size"],
+    )
+    shown: list[JobResult] = []
+    first = True
+
+    def stream(result: JobResult) -> None:
+        # Results are written as they come, so memory stays flat however long the run.
+        nonlocal first
+        sys.stdout.write(("  " if first else ",\n  ") + json.dumps(result.as_dict()))
+        first = False
+
+    def keep(result: JobResult) -> None:
+        if len(shown) < _SHOWN:
+            shown.append(result)
+
+    err = console(stderr=True)
+    progress = None
+    if not json_output and err.is_terminal:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        progress = Progress(SpinnerColumn(), TextColumn("{task.completed} attempted"), console=err,
+                            transient=True)
+    try:
+        if json_output:
+            sys.stdout.write('{\n"results": [\n')
+            report = runner.run_due(limit=limit, on_result=stream)
+        elif progress is not None:
+            with progress:
+                task = progress.add_task("run-due")
+                report = runner.run_due(
+                    limit=limit, on_result=keep,
+                    on_batch=lambda n: progress.advance(task, n),
+                )
+        else:
+            report = runner.run_due(limit=limit, on_result=keep)
+    finally:
+        proc.close()
+    if json_output:
+        summary = json.dumps(report.as_dict(), indent=2)[1:]
+        sys.stdout.write("\n],\n" + summary + "\n")
+        return
+    out = console()
+    counts = report.as_dict()
+    if shown:
+        table = Table(title="attempts")
+        for column in ("transaction", "attempt", "outcome", "error", "state", "next retry"):
+            table.add_column(column, overflow="fold")
+        for r in shown:
+            error = (r.error_code or "-") + (f"/{r.decline_code}" if r.decline_code else "")
+            table.add_row(r.transaction_id, str(r.attempt), r.outcome, error, r.state,
+                          when(r.next_retry_at))
+        out.print(table)
+        total = report.processed + counts["abandoned"]
+        if total > len(shown):
+            out.print(f"... and {total - len(shown)} more (use --json for all).")
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "processed" and n)
+    out.print(f"Processed {report.processed} job(s)" + (f": {summary}." if summary else "."))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run-due")(run_due)

@@ -1,0 +1,328 @@
+"""Settings: defaults < config file < PAYRETRY_* environment < flags, each value knowing its source.
+
+Every key `[section] key` can be set by `PAYRETRY_SECTION_KEY`. The seed's names still work:
+RETRY_MAX_ATTEMPTS, RETRY_LOCK_TIMEOUT and RETRY_PROCESSING_INTERVAL (milliseconds, as there).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from payretry.domain.durations import format_duration, parse_duration
+from payretry.domain.policy import PolicyRow, RetryPolicy
+from payretry.domain.validation import validate_code
+from payretry.errors import ConfigError, InvalidInput
+
+DEFAULT_CONFIG_FILE = "payretry.toml"
+
+
+def _int(lo: int, hi: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        number = int(value) if isinstance(value, int | str) else None
+        if number is None or (isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+            raise ValueError("expected a whole number")
+        if not lo <= number <= hi:
+            raise ValueError(f"expected a number from {lo} to {hi}")
+        return number
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[object], float]:
+    def parse(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("expected a number")
+        number = float(value)
+        if number != number or not lo <= number <= hi:
+            raise ValueError(f"expected a number from {lo} to {hi}")
+        return number
+
+    return parse
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a duration like 30s, 5m, 24h")
+    try:
+        return parse_duration(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+
+
+def _optional_duration(value: object) -> timedelta | None:
+    if value in ("", "none", None):
+        return None
+    return _duration(value)
+
+
+def _millis(value: str) -> timedelta:
+    if not value.strip().isdigit():
+        raise ValueError("expected milliseconds")
+    return timedelta(milliseconds=int(value))
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return str(value)
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    section: str
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    aliases: tuple[str, ...] = ()
+    legacy: tuple[tuple[str, Callable[[str], Any]], ...] = ()
+    secret: bool = False
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env(self) -> str:
+        return f"PAYRETRY_{self.section}_{self.name}".upper()
+
+
+KEYS: tuple[Key, ...] = (
+    Key("database", "url", "sqlite:///payretry.db", _str, "SQLAlchemy URL of the store", secret=True),
+    Key(
+        "database",
+        "lock_timeout",
+        timedelta(minutes=5),
+        _duration,
+        "lease on a claimed job",
+        aliases=("PAYRETRY_LOCK_TIMEOUT",),
+        legacy=(("RETRY_LOCK_TIMEOUT", _millis),),
+    ),
+    Key(
+        "retry",
+        "max_attempts",
+        3,
+        _int(0, 100),
+        "global cap on attempts, bounding every policy row",
+        aliases=("PAYRETRY_MAX_ATTEMPTS",),
+        legacy=(("RETRY_MAX_ATTEMPTS", _int(0, 100)),),
+    ),
+    Key("retry", "jitter", 0.0, _float(0.0, 0.5), "spread each delay by up to +/- this fraction"),
+    Key("retry", "window", None, _optional_duration, "default payment window for new jobs"),
+    Key("runner", "batch_size", 200, _int(1, 10_000), "jobs claimed per transaction"),
+    Key(
+        "runner",
+        "processing_interval",
+        timedelta(seconds=30),
+        _duration,
+        "how often `serve` looks for due jobs",
+        aliases=("PAYRETRY_PROCESSING_INTERVAL",),
+        legacy=(("RETRY_PROCESSING_INTERVAL", _millis),),
+    ),
+    Key("processor", "name", "simulated", _choice("simulated"), "payment processor"),
+    Key("simulated", "success_rate", 0.7, _float(0.0, 1.0), "chance an attempt succeeds"),
+    Key("simulated", "latency", timedelta(0), _duration, "time each simulated attempt takes"),
+    Key("simulated", "seed", 0, _int(0, 2**63), "seed for the simulated outcomes"),
+    Key("simulated", "ledger", None, _str, "SQLite file recording each idempotency key once"),
+    Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
+    Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
+)
+KEYS_BY_NAME = {key.dotted: key for key in KEYS}
+POLICY_FIELDS = {"retry", "max_attempts", "delays"}
+
+
+@dataclass
+class Settings:
+    values: dict[str, Any]
+    sources: dict[str, str]
+    policy_rows: tuple[PolicyRow, ...] = ()
+    config_file: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, dotted: str) -> Any:
+        return self.values[dotted]
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy.standard(
+            cap=self["retry.max_attempts"], jitter=self["retry.jitter"]
+        ).with_rows(self.policy_rows)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every setting with its value (secrets masked), source and variable."""
+        rows = []
+        for key in KEYS:
+            value = self.values[key.dotted]
+            shown: Any
+            if isinstance(value, timedelta):
+                shown = format_duration(value)
+            elif key.secret and value is not None:
+                shown = mask(str(value))
+            else:
+                shown = value
+            rows.append(
+                {"key": key.dotted, "value": shown, "source": self.sources[key.dotted],
+                 "env": key.env, "help": key.help}
+            )
+        return rows
+
+
+def mask(value: str) -> str:
+    """Hide passwords in URLs and secrets in general."""
+    masked = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", value)
+    if masked != value or "://" in value:
+        return masked
+    return value[:3] + "***" if len(value) > 8 else "***"
+
+
+def _line_of(text: str, section: str, name: str) -> int | None:
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.match(r"^\[([^\]]+)\]", stripped)
+        if header:
+            current = header.group(1).strip().strip('"')
+            continue
+        if current == section and re.match(rf"^\"?{re.escape(name)}\"?\s*=", stripped):
+            return number
+        if current == section and not name:
+            return number
+    return None
+
+
+def _where(path: Path, text: str, section: str, name: str) -> str:
+    line = _line_of(text, section, name)
+    return f"{path}, line {line}" if line else str(path)
+
+
+def _find_config(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("PAYRETRY_CONFIG"):
+        return Path(env["PAYRETRY_CONFIG"])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{_where(path, text, 'policy', '')}: [policy] must be a table")
+    rows = []
+    for code, spec in table.items():
+        section = f"policy.{code}"
+        where = _where(path, text, section, "")
+        try:
+            validate_code(code, "code")
+        except InvalidInput:
+            raise ConfigError(f"{where}: {code!r} is not an error code") from None
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: [policy.{code}] must be a table")
+        unknown = set(spec) - POLICY_FIELDS
+        if unknown:
+            raise ConfigError(
+                f"{_where(path, text, section, sorted(unknown)[0])}: unknown key "
+                f"{sorted(unknown)[0]!r} in [policy.{code}] (known: retry, max_attempts, delays)"
+            )
+        retry = spec.get("retry", True)
+        if not isinstance(retry, bool):
+            raise ConfigError(f"{_where(path, text, section, 'retry')}: retry must be true or false")
+        try:
+            attempts = _int(0, 100)(spec.get("max_attempts", 0 if not retry else 3))
+        except ValueError as exc:
+            raise ConfigError(f"{_where(path, text, section, 'max_attempts')}: {exc}") from None
+        delays_raw = spec.get("delays", [])
+        if not isinstance(delays_raw, list):
+            raise ConfigError(
+                f"{_where(path, text, section, 'delays')}: delays must be a list like [\"1m\", \"5m\"]"
+            )
+        try:
+            delays = tuple(_duration(d) for d in delays_raw)
+        except ValueError as exc:
+            raise ConfigError(f"{_where(path, text, section, 'delays')}: {exc}") from None
+        if retry and attempts and not delays:
+            raise ConfigError(f"{_where(path, text, section, 'delays')}: a retried row needs delays")
+        rows.append(PolicyRow(code, retry, attempts if retry else 0, delays, f"config {path}"))
+    return rows
+
+
+def load_settings(
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve every setting. Raises ConfigError naming the file and line, or the variable."""
+    env = os.environ if env is None else env
+    values = {key.dotted: key.default for key in KEYS}
+    sources = {key.dotted: "default" for key in KEYS}
+    policy_rows: list[PolicyRow] = []
+    path = _find_config(config, env)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for section, table in data.items():
+            if section == "policy":
+                policy_rows = _parse_policy(path, text, table)
+                continue
+            if not isinstance(table, dict):
+                raise ConfigError(f"{_where(path, text, '', section)}: {section} must be a [table]")
+            for name, raw in table.items():
+                key = KEYS_BY_NAME.get(f"{section}.{name}")
+                if key is None:
+                    raise ConfigError(
+                        f"{_where(path, text, section, name)}: unknown setting [{section}] {name}"
+                    )
+                try:
+                    values[key.dotted] = key.parse(raw)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{_where(path, text, section, name)}: [{section}] {name}: {exc}"
+                    ) from None
+                sources[key.dotted] = f"config {path}"
+    for key in KEYS:
+        for variable, parse in (
+            *((legacy, lparse) for legacy, lparse in key.legacy),
+            *((alias, key.parse) for alias in key.aliases),
+            (key.env, key.parse),
+        ):
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[key.dotted] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {variable}: {exc}") from None
+            sources[key.dotted] = f"env {variable}"
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            key = KEYS_BY_NAME[dotted]
+            try:
+                values[dotted] = key.parse(value)
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field=f"--{key.name.replace('_', '-')}") from None
+            sources[dotted] = "flag"
+    return Settings(values, sources, tuple(policy_rows), path)

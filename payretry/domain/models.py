@@ -1,0 +1,184 @@
+"""Retry jobs, their attempts and their states. Frozen records, aware UTC datetimes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from payretry.domain.money import Money
+from payretry.errors import Refused
+
+
+class JobState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its next retry time
+    RUNNING = "running"  # claimed by a runner under a lease
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the last error is not retryable
+    EXHAUSTED = "exhausted"  # attempts used up
+    ABANDONED = "abandoned"  # the next retry would fall after the payment window
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.EXHAUSTED, JobState.ABANDONED, JobState.CANCELLED}
+)
+ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+
+# The one table of legal transitions. Final states have no way out.
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    JobState.SCHEDULED: frozenset(
+        {JobState.RUNNING, JobState.CANCELLED, JobState.ABANDONED, JobState.SCHEDULED}
+    ),
+    JobState.RUNNING: frozenset(
+        {
+            JobState.SCHEDULED,  # retry later, or a lease rescued / released
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.EXHAUSTED,
+            JobState.ABANDONED,
+        }
+    ),
+    **{state: frozenset() for state in FINAL_STATES},
+}
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    """Raise Refused unless `current -> target` is legal."""
+    if target not in TRANSITIONS[current]:
+        if current.final:
+            raise Refused(f"job is already {current.value}; final states never change")
+        raise Refused(f"a {current.value} job cannot become {target.value}")
+
+
+class AttemptOutcome(StrEnum):
+    PENDING = "pending"  # written before the processor is called; outcome not yet recorded
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorRefs:
+    payment_intent: str | None = None
+    customer: str | None = None
+    payment_method: str | None = None
+    checkout_session: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "payment_intent": self.payment_intent,
+            "customer": self.customer,
+            "payment_method": self.payment_method,
+            "checkout_session": self.checkout_session,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated request to queue a retry."""
+
+    transaction_id: str
+    user_id: str
+    money: Money
+    error_code: str
+    decline_code: str | None
+    error_message: str | None
+    refs: ProcessorRefs
+    metadata: Mapping[str, str]
+    expires_at: datetime | None
+    priority: int | None  # None: from the amount
+    window: str | None = None  # how the window was given, for the record
+
+    @property
+    def effective_priority(self) -> int:
+        return self.priority if self.priority is not None else self.money.default_priority()
+
+    def same_request_as(self, other: NewJob) -> bool:
+        """True when two requests would queue the same job (window and message aside)."""
+        return (
+            self.user_id == other.user_id
+            and self.money == other.money
+            and self.error_code == other.error_code
+            and self.decline_code == other.decline_code
+            and self.refs == other.refs
+            and dict(self.metadata) == dict(other.metadata)
+            and self.effective_priority == other.effective_priority
+        )
+
+    def same_request(self, job: Job) -> bool:
+        """True when `job` was queued with these parameters (the window, given relative to
+        "now", and the free-text message are not compared)."""
+        return (
+            job.user_id == self.user_id
+            and job.money == self.money
+            and job.error_code == self.error_code
+            and job.decline_code == self.decline_code
+            and job.refs == self.refs
+            and dict(job.metadata) == dict(self.metadata)
+            and job.priority == self.effective_priority
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    idempotency_key: str
+    outcome: AttemptOutcome
+    started_at: datetime
+    finished_at: datetime | None = None
+    error_code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+    reference: str | None = None
+    decision: str | None = None  # what followed: rescheduled, failed, exhausted, ...
+    next_retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    transaction_id: str
+    user_id: str
+    money: Money
+    error_code: str
+    decline_code: str | None
+    error_message: str | None
+    state: JobState
+    attempt_count: int
+    max_attempts: int
+    next_retry_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    priority: int
+    refs: ProcessorRefs = field(default_factory=ProcessorRefs)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None  # why the job is in its state, in a sentence
+    policy_code: str | None = None  # the policy row that scheduled the next retry
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    seq: int = 0
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def attempts_remaining(self) -> int:
+        if self.state.final:
+            return 0
+        return max(0, self.max_attempts - self.attempt_count)
+
+    @property
+    def retry_available(self) -> bool:
+        return self.state is JobState.SCHEDULED and self.attempts_remaining > 0
+
+    def idempotency_key(self, number: int | None = None) -> str:
+        """`payretry:<job id>:<attempt number>`: the same attempt re-sent keeps the same key."""
+        return attempt_key(self.id, self.attempt_count + 1 if number is None else number)
+
+
+def attempt_key(job_id: str, number: int) -> str:
+    return f"payretry:{job_id}:{number}"

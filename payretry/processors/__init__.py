@@ -1,0 +1,1 @@
+"""Payment processors: the simulated one here; Stripe in its own module."""

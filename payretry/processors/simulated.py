@@ -1,0 +1,112 @@
+"""The simulated processor: outcomes from the job's `simulate` metadata or a seeded draw.
+
+`simulate` lists one entry per attempt, `succeeded` or an error code (a decline as
+`card_declined:insufficient_funds`), for example `processing_error,succeeded`. Without it the
+outcome is drawn from a random generator seeded by (seed, job id, attempt), so a run is repeatable.
+
+Like a real processor it honours idempotency keys: with a ledger file, every key is recorded once
+(under a unique constraint) with its outcome, and a key seen again replays that outcome without a
+second charge; `replays` counts how often that happened.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+
+from payretry.domain.models import Job
+from payretry.domain.ports import AttemptResult
+
+# What a failed simulated attempt looks like: (error code, decline code, weight).
+_FAILURES: tuple[tuple[str, str | None, int], ...] = (
+    ("processing_error", None, 30),
+    ("network_error", None, 20),
+    ("card_declined", "insufficient_funds", 20),
+    ("service_unavailable", None, 10),
+    ("card_declined", "do_not_honor", 8),
+    ("rate_limit_exceeded", None, 5),
+    ("card_declined", "stolen_card", 4),
+    ("authentication_failed", None, 3),
+)
+
+
+def _parse_entry(entry: str) -> AttemptResult:
+    entry = entry.strip()
+    if entry in ("succeeded", "success", "ok"):
+        return AttemptResult.success()
+    code, _, decline = entry.partition(":")
+    return AttemptResult.failure(code, decline or None, f"simulated {entry}")
+
+
+class SimulatedProcessor:
+    name = "simulated"
+
+    def __init__(
+        self,
+        *,
+        success_rate: float = 0.7,
+        latency: timedelta = timedelta(0),
+        seed: int = 0,
+        ledger: str | None = None,
+    ) -> None:
+        self.success_rate = success_rate
+        self.latency = latency.total_seconds()
+        self.seed = seed
+        self.replays = 0
+        self._ledger_path = ledger
+        self._local = threading.local()
+        if ledger:
+            with self._ledger() as conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS charges (idempotency_key TEXT PRIMARY KEY,"
+                    " transaction_id TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL)"
+                )
+
+    def _ledger(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            assert self._ledger_path is not None
+            conn = sqlite3.connect(self._ledger_path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def decide(self, job: Job, number: int) -> AttemptResult:
+        plan = job.metadata.get("simulate")
+        if plan:
+            entries = [e for e in plan.split(",") if e.strip()]
+            if entries:
+                return _parse_entry(entries[min(number, len(entries)) - 1])
+        draw = random.Random(f"{self.seed}:{job.id}:{number}")
+        if draw.random() < self.success_rate:
+            return AttemptResult.success()
+        code, decline, _ = draw.choices(_FAILURES, weights=[w for *_, w in _FAILURES])[0]
+        message = f"simulated {code}" + (f" ({decline})" if decline else "")
+        return AttemptResult.failure(code, decline, message)
+
+    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+        number = int(idempotency_key.rsplit(":", 1)[1])
+        if self.latency:
+            time.sleep(self.latency)
+        result = self.decide(job, number)
+        if result.succeeded:
+            result = AttemptResult.success(f"sim_{idempotency_key.rsplit(':', 2)[1][:12]}_{number}")
+        if self._ledger_path:
+            outcome = "succeeded" if result.succeeded else f"{result.error_code}"
+            try:
+                self._ledger().execute(
+                    "INSERT INTO charges VALUES (?, ?, ?, ?)",
+                    (idempotency_key, job.transaction_id, outcome, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                self.replays += 1  # same key again: a real processor replays the first answer
+        return result
+
+    def close(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,1 @@
+"""Use cases: queue, status, cancel, retry, run_due, stats. No printing, no exit codes."""

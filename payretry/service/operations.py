@@ -1,0 +1,185 @@
+"""Queue, look up, cancel: the operator's everyday use cases."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from payretry.domain.durations import iso
+from payretry.domain.models import Job, JobState, NewJob
+from payretry.domain.policy import Decision, Outcome, RetryPolicy
+from payretry.domain.ports import DuplicateActive, Store
+from payretry.errors import InvalidRows, NotFound, Refused
+
+log = logging.getLogger("payretry")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _first_decision(policy: RetryPolicy, request: NewJob, job_id: str, now: datetime) -> Decision:
+    if request.expires_at is not None and request.expires_at <= now:
+        raise Refused(f"the payment window closed at {iso(request.expires_at)}; nothing queued")
+    decision = policy.first_retry(
+        job_id=job_id,
+        error_code=request.error_code,
+        decline_code=request.decline_code,
+        now=now,
+        expires_at=request.expires_at,
+    )
+    if decision.outcome is Outcome.FAILED:
+        raise Refused(f"not retryable: {decision.reason}; nothing queued")
+    if decision.outcome is Outcome.ABANDONED:
+        raise Refused(f"window too short: {decision.reason}; nothing queued")
+    return decision
+
+
+def _build(request: NewJob, job_id: str, decision: Decision, now: datetime) -> Job:
+    return Job(
+        id=job_id,
+        transaction_id=request.transaction_id,
+        user_id=request.user_id,
+        money=request.money,
+        error_code=request.error_code,
+        decline_code=request.decline_code,
+        error_message=request.error_message,
+        state=JobState.SCHEDULED,
+        attempt_count=0,
+        max_attempts=decision.max_attempts,
+        next_retry_at=decision.next_retry_at,
+        created_at=now,
+        updated_at=now,
+        expires_at=request.expires_at,
+        priority=request.effective_priority,
+        refs=request.refs,
+        metadata=request.metadata,
+        reason=decision.reason,
+        policy_code=decision.row.code,
+    )
+
+
+def _conflict(existing: Job) -> Refused:
+    return Refused(
+        f"a different job ({existing.id}, {existing.state.value}) is already active for "
+        f"transaction {existing.transaction_id}; cancel it first"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueManyResult:
+    created: int
+    existing: int
+
+
+class Operations:
+    def __init__(self, store: Store, policy: RetryPolicy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def queue(self, request: NewJob, now: datetime) -> tuple[Job, bool]:
+        """Queue a retry; (job, created). Idempotent for the same request while active."""
+        existing = self.store.active_for([request.transaction_id]).get(request.transaction_id)
+        if existing is not None:
+            if request.same_request(existing):
+                found = self.store.get(existing.id)
+                assert found is not None
+                return found, False
+            raise _conflict(existing)
+        if self.store.succeeded_for([request.transaction_id]):
+            raise Refused(
+                f"transaction {request.transaction_id} was already paid by an earlier retry; "
+                "queueing it again could charge the customer twice"
+            )
+        job_id = new_job_id()
+        decision = _first_decision(self.policy, request, job_id, now)
+        try:
+            job = self.store.insert(_build(request, job_id, decision, now))
+        except DuplicateActive:  # a concurrent queue of the same transaction won the race
+            winner = self.store.active_for([request.transaction_id]).get(request.transaction_id)
+            if winner is not None and request.same_request(winner):
+                found = self.store.get(winner.id)
+                assert found is not None
+                return found, False
+            if winner is None:
+                raise Refused("a concurrent change to this transaction; try again") from None
+            raise _conflict(winner) from None
+        log.info(
+            "queued retry",
+            extra={"transaction_id": job.transaction_id, "error_code": job.error_code,
+                   "next_retry_at": iso(job.next_retry_at)},
+        )
+        return job, True
+
+    def queue_many(
+        self,
+        rows: Sequence[tuple[int, NewJob]],
+        now: datetime,
+        progress: Callable[[int], None] | None = None,
+        invalid: Sequence[tuple[int, str]] = (),
+    ) -> QueueManyResult:
+        """All or nothing: every row is checked first; any problem and nothing is written.
+
+        `invalid` carries rows that already failed validation, so one report names them all.
+        """
+        problems: list[tuple[int, str]] = list(invalid)
+        refused_only = not invalid
+        ids = [r.transaction_id for _, r in rows]
+        active = self.store.active_for(ids)
+        paid = self.store.succeeded_for(ids)
+        seen: dict[str, tuple[int, NewJob]] = {}
+        jobs: list[Job] = []
+        existing = 0
+        for line, request in rows:
+            txn = request.transaction_id
+            if txn in seen:
+                first_line, first = seen[txn]
+                if first == request or first.same_request_as(request):
+                    existing += 1
+                    continue
+                problems.append((line, f"transaction {txn} also on line {first_line} with "
+                                       "different parameters"))
+                continue
+            seen[txn] = (line, request)
+            if txn in active:
+                if request.same_request(active[txn]):
+                    existing += 1
+                    continue
+                problems.append((line, str(_conflict(active[txn]))))
+                continue
+            if txn in paid:
+                problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
+                continue
+            job_id = new_job_id()
+            try:
+                decision = _first_decision(self.policy, request, job_id, now)
+            except Refused as exc:
+                problems.append((line, exc.message))
+                continue
+            jobs.append(_build(request, job_id, decision, now))
+        if problems:
+            raise InvalidRows(sorted(problems), refused_only=refused_only)
+        try:
+            self.store.insert_many(jobs)
+        except DuplicateActive as exc:
+            raise Refused(str(exc)) from None
+        if progress:
+            progress(len(rows))
+        return QueueManyResult(created=len(jobs), existing=existing)
+
+    def status(self, transaction_id: str) -> Job:
+        job = self.store.find(transaction_id)
+        if job is None:
+            raise NotFound(f"no retry job for transaction {transaction_id}")
+        return job
+
+    def cancel(self, transaction_id: str, now: datetime) -> Job:
+        job = self.status(transaction_id)
+        if job.state.final:
+            raise Refused(f"job for {transaction_id} is already {job.state.value}")
+        cancelled = self.store.cancel(job.id, now, "cancelled by an operator")
+        log.info("cancelled retry", extra={"transaction_id": transaction_id})
+        return cancelled

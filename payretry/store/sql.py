@@ -1,0 +1,605 @@
+"""The SQL store: one module for SQLite and PostgreSQL; dialect differences stay in here."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from payretry.domain.models import (
+    ACTIVE_STATES,
+    Attempt,
+    AttemptOutcome,
+    Job,
+    JobState,
+    ProcessorRefs,
+    attempt_key,
+    check_transition,
+)
+from payretry.domain.money import Money
+from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats
+from payretry.errors import NotFound, Refused, StoreError
+from payretry.store.engine import READONLY, describe_url, make_engine, prepare_schema
+from payretry.store.tables import ATTEMPTS, JOBS
+
+_ACTIVE = [state.value for state in ACTIVE_STATES]
+_CHUNK = 500
+
+
+def _job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
+    return Job(
+        id=row.id,
+        transaction_id=row.transaction_id,
+        user_id=row.user_id,
+        money=Money(row.amount_minor, row.currency),
+        error_code=row.error_code,
+        decline_code=row.decline_code,
+        error_message=row.error_message,
+        state=JobState(row.state),
+        attempt_count=row.attempt_count,
+        max_attempts=row.max_attempts,
+        next_retry_at=row.next_retry_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+        priority=row.priority,
+        refs=ProcessorRefs(
+            row.payment_intent, row.customer, row.payment_method, row.checkout_session
+        ),
+        metadata=dict(row.meta or {}),
+        reason=row.reason,
+        policy_code=row.policy_code,
+        lease_token=row.lease_token,
+        lease_expires_at=row.lease_expires_at,
+        seq=row.seq,
+        attempts=tuple(attempts),
+    )
+
+
+def _attempt_from_row(row: Any) -> Attempt:
+    return Attempt(
+        number=row.number,
+        idempotency_key=row.idempotency_key,
+        outcome=AttemptOutcome(row.outcome),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error_code=row.error_code,
+        decline_code=row.decline_code,
+        message=row.message,
+        reference=row.reference,
+        decision=row.decision,
+        next_retry_at=row.next_retry_at,
+    )
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "transaction_id": job.transaction_id,
+        "user_id": job.user_id,
+        "amount_minor": job.money.amount_minor,
+        "currency": job.money.currency,
+        "error_code": job.error_code,
+        "decline_code": job.decline_code,
+        "error_message": job.error_message,
+        "state": job.state.value,
+        "attempt_count": job.attempt_count,
+        "max_attempts": job.max_attempts,
+        "next_retry_at": job.next_retry_at,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "expires_at": job.expires_at,
+        "priority": job.priority,
+        "payment_intent": job.refs.payment_intent,
+        "customer": job.refs.customer,
+        "payment_method": job.refs.payment_method,
+        "checkout_session": job.refs.checkout_session,
+        "meta": dict(job.metadata),
+        "reason": job.reason,
+        "policy_code": job.policy_code,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+
+
+class SqlStore:
+    """Jobs and attempts in SQL. Each method is one short transaction."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
+    @classmethod
+    def open(cls, url: str) -> SqlStore:
+        engine = make_engine(url)
+        prepare_schema(engine, url)
+        return cls(engine, url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self, *, readonly: bool = False) -> Iterator[Connection]:
+        try:
+            if readonly:
+                with self.engine.connect().execution_options(**{READONLY: True}) as conn:
+                    with conn.begin():
+                        yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"database {describe_url(self.url)} failed: {exc.orig}") from None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _attempts(self, conn: Connection, seqs: Sequence[int]) -> dict[int, list[Attempt]]:
+        found: dict[int, list[Attempt]] = defaultdict(list)
+        for start in range(0, len(seqs), _CHUNK):
+            rows = conn.execute(
+                select(ATTEMPTS)
+                .where(ATTEMPTS.c.job_seq.in_(seqs[start : start + _CHUNK]))
+                .order_by(ATTEMPTS.c.job_seq, ATTEMPTS.c.number)
+            )
+            for row in rows:
+                found[row.job_seq].append(_attempt_from_row(row))
+        return found
+
+    def _jobs(self, conn: Connection, rows: Sequence[Any], with_attempts: bool) -> list[Job]:
+        attempts = self._attempts(conn, [r.seq for r in rows]) if with_attempts else {}
+        return [_job_from_row(r, attempts.get(r.seq, ())) for r in rows]
+
+    def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None:
+        with self._tx(readonly=True) as conn:
+            rows = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).all()
+            jobs = self._jobs(conn, rows, with_attempts)
+        return jobs[0] if jobs else None
+
+    def find(self, transaction_id: str) -> Job | None:
+        with self._tx(readonly=True) as conn:
+            row = conn.execute(
+                select(JOBS)
+                .where(JOBS.c.transaction_id == transaction_id)
+                .order_by(JOBS.c.state.in_(_ACTIVE).desc(), JOBS.c.seq.desc())
+                .limit(1)
+            ).first()
+            jobs = self._jobs(conn, [row], True) if row else []
+        return jobs[0] if jobs else None
+
+    def active_for(self, transaction_ids: Sequence[str]) -> dict[str, Job]:
+        found: dict[str, Job] = {}
+        with self._tx(readonly=True) as conn:
+            for start in range(0, len(transaction_ids), _CHUNK):
+                chunk = transaction_ids[start : start + _CHUNK]
+                rows = conn.execute(
+                    select(JOBS).where(
+                        JOBS.c.transaction_id.in_(chunk), JOBS.c.state.in_(_ACTIVE)
+                    )
+                ).all()
+                found.update({r.transaction_id: _job_from_row(r) for r in rows})
+        return found
+
+    def succeeded_for(self, transaction_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._tx(readonly=True) as conn:
+            for start in range(0, len(transaction_ids), _CHUNK):
+                chunk = transaction_ids[start : start + _CHUNK]
+                found.update(
+                    conn.execute(
+                        select(JOBS.c.transaction_id).where(
+                            JOBS.c.transaction_id.in_(chunk),
+                            JOBS.c.state == JobState.SUCCEEDED.value,
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        user_id: str | None = None,
+        due_at: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        query = select(JOBS)
+        if due_at is not None:
+            query = query.where(
+                JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= due_at
+            ).order_by(JOBS.c.priority.desc(), JOBS.c.next_retry_at, JOBS.c.seq)
+        else:
+            query = query.order_by(JOBS.c.seq.desc())
+        if state is not None:
+            query = query.where(JOBS.c.state == state.value)
+        if user_id is not None:
+            query = query.where(JOBS.c.user_id == user_id)
+        with self._tx(readonly=True) as conn:
+            rows = conn.execute(query.limit(limit)).all()
+            return self._jobs(conn, rows, True)
+
+    def due_preview(self, now: datetime, limit: int) -> list[Job]:
+        with self._tx(readonly=True) as conn:
+            rows = conn.execute(self._due_query(now, limit)).all()
+            return self._jobs(conn, rows, False)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def insert(self, job: Job) -> Job:
+        try:
+            with self._tx() as conn:
+                conn.execute(JOBS.insert().values(**_job_values(job)))
+        except IntegrityError:
+            raise DuplicateActive(job.transaction_id) from None
+        stored = self.get(job.id)
+        assert stored is not None
+        return stored
+
+    def insert_many(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        try:
+            with self._tx() as conn:
+                for start in range(0, len(jobs), 5000):
+                    conn.execute(
+                        JOBS.insert(), [_job_values(j) for j in jobs[start : start + 5000]]
+                    )
+        except IntegrityError:
+            raise DuplicateActive("another job became active meanwhile; nothing written") from None
+
+    def cancel(self, job_id: str, now: datetime, reason: str) -> Job:
+        with self._tx() as conn:
+            row = conn.execute(select(JOBS.c.state).where(JOBS.c.id == job_id)).first()
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            state = JobState(row.state)
+            if state is JobState.RUNNING:
+                raise Refused("an attempt is in progress; cancel again once it has finished")
+            check_transition(state, JobState.CANCELLED)
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.state == state.value)
+                .values(
+                    state=JobState.CANCELLED.value,
+                    reason=reason,
+                    next_retry_at=None,
+                    updated_at=now,
+                )
+            )
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def rescue(self, now: datetime) -> int:
+        with self._tx() as conn:
+            result = conn.execute(
+                update(JOBS)
+                .where(JOBS.c.state == JobState.RUNNING.value, JOBS.c.lease_expires_at <= now)
+                .values(
+                    state=JobState.SCHEDULED.value,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    reason="lease expired; rescued without counting an attempt",
+                    updated_at=now,
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def abandon_expired(self, now: datetime) -> list[Job]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                update(JOBS)
+                .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.expires_at <= now)
+                .values(
+                    state=JobState.ABANDONED.value,
+                    reason="the payment window closed before the next attempt could be made",
+                    next_retry_at=None,
+                    updated_at=now,
+                )
+                .returning(*JOBS.c)
+            ).all()
+        return [_job_from_row(r) for r in rows]
+
+    def _due_query(self, now: datetime, limit: int) -> Any:
+        return (
+            select(JOBS)
+            .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
+            .order_by(JOBS.c.priority.desc(), JOBS.c.next_retry_at, JOBS.c.seq)
+            .limit(limit)
+        )
+
+    def claim(
+        self, now: datetime, limit: int, lease_for: timedelta, *, job_id: str | None = None
+    ) -> list[Claimed]:
+        """Take up to `limit` due jobs in priority order under a new lease and write their
+        attempt rows, in one short transaction."""
+        token = uuid.uuid4().hex
+        expires = now + lease_for
+        with self._tx() as conn:
+            if job_id is not None:
+                picked = select(JOBS.c.seq).where(
+                    JOBS.c.id == job_id, JOBS.c.state == JobState.SCHEDULED.value
+                )
+            else:
+                picked = (
+                    select(JOBS.c.seq)
+                    .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
+                    .order_by(JOBS.c.priority.desc(), JOBS.c.next_retry_at, JOBS.c.seq)
+                    .limit(limit)
+                )
+            if self.dialect == "postgresql":
+                picked = picked.with_for_update(skip_locked=True)
+            seqs = list(conn.execute(picked).scalars())
+            if not seqs:
+                return []
+            rows = conn.execute(
+                update(JOBS)
+                .where(JOBS.c.seq.in_(seqs), JOBS.c.state == JobState.SCHEDULED.value)
+                .values(
+                    state=JobState.RUNNING.value,
+                    lease_token=token,
+                    lease_expires_at=expires,
+                    updated_at=now,
+                )
+                .returning(*JOBS.c)
+            ).all()
+            order = {seq: i for i, seq in enumerate(seqs)}
+            rows.sort(key=lambda r: order[r.seq])
+            claimed = []
+            attempt_rows = []
+            for row in rows:
+                job = _job_from_row(row)
+                number = job.attempt_count + 1
+                key = attempt_key(job.id, number)
+                claimed.append(Claimed(job, number, key, token))
+                attempt_rows.append(
+                    {
+                        "job_seq": row.seq,
+                        "number": number,
+                        "idempotency_key": key,
+                        "outcome": AttemptOutcome.PENDING.value,
+                        "started_at": now,
+                    }
+                )
+            # A rescued attempt keeps its row (and so its key): insert only what is missing.
+            conn.execute(
+                self._insert(ATTEMPTS).on_conflict_do_nothing(
+                    index_elements=["job_seq", "number"]
+                ),
+                attempt_rows,
+            )
+        return claimed
+
+    def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        if not finishes:
+            return []
+        fenced = select(JOBS.c.seq).where(
+            JOBS.c.seq == bindparam("b_seq"),
+            JOBS.c.lease_token == bindparam("b_token"),
+            JOBS.c.state == JobState.RUNNING.value,
+        )
+        attempt_update = (
+            update(ATTEMPTS)
+            .where(
+                ATTEMPTS.c.job_seq == bindparam("b_seq"),
+                ATTEMPTS.c.number == bindparam("b_number"),
+                fenced.exists(),
+            )
+            .values(
+                outcome=bindparam("b_outcome"),
+                finished_at=bindparam("b_finished"),
+                error_code=bindparam("b_error"),
+                decline_code=bindparam("b_decline"),
+                message=bindparam("b_message"),
+                reference=bindparam("b_reference"),
+                decision=bindparam("b_decision"),
+                next_retry_at=bindparam("b_next"),
+            )
+        )
+        job_update = (
+            update(JOBS)
+            .where(
+                JOBS.c.seq == bindparam("b_seq"),
+                JOBS.c.lease_token == bindparam("b_token"),
+                JOBS.c.state == JobState.RUNNING.value,
+            )
+            .values(
+                state=bindparam("b_state"),
+                attempt_count=bindparam("b_number"),
+                max_attempts=bindparam("b_max"),
+                next_retry_at=bindparam("b_next"),
+                reason=bindparam("b_reason"),
+                policy_code=bindparam("b_policy"),
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=bindparam("b_finished"),
+            )
+        )
+        params = []
+        for f in finishes:
+            check_transition(JobState.RUNNING, f.decision.state)
+            params.append(
+                {
+                    "b_seq": f.claimed.job.seq,
+                    "b_token": f.claimed.lease_token,
+                    "b_number": f.claimed.attempt_number,
+                    "b_outcome": (
+                        AttemptOutcome.SUCCEEDED if f.result.succeeded else AttemptOutcome.FAILED
+                    ).value,
+                    "b_finished": f.finished_at,
+                    "b_error": f.result.error_code,
+                    "b_decline": f.result.decline_code,
+                    "b_message": f.result.message,
+                    "b_reference": f.result.reference,
+                    "b_decision": f.decision.outcome.value,
+                    "b_next": f.decision.next_retry_at,
+                    "b_state": f.decision.state.value,
+                    "b_max": f.decision.max_attempts or f.claimed.job.max_attempts,
+                    "b_reason": f.decision.reason,
+                    "b_policy": f.decision.row.code,
+                }
+            )
+        with self._tx() as conn:
+            applied = self._still_leased(conn, finishes)
+            if not all(applied):
+                params = [p for p, ok in zip(params, applied, strict=True) if ok]
+            if params:
+                conn.execute(attempt_update, params)
+                conn.execute(job_update, params)
+        return applied
+
+    def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
+        held: set[tuple[int, str]] = set()
+        pairs = [(f.claimed.job.seq, f.claimed.lease_token) for f in finishes]
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start : start + _CHUNK]
+            rows = conn.execute(
+                select(JOBS.c.seq, JOBS.c.lease_token).where(
+                    JOBS.c.seq.in_([seq for seq, _ in chunk]),
+                    JOBS.c.state == JobState.RUNNING.value,
+                )
+            )
+            held.update((r.seq, r.lease_token) for r in rows)
+        return [pair in held for pair in pairs]
+
+    def release(self, claimed: Sequence[Claimed], now: datetime) -> int:
+        """Give back claimed jobs that were never sent: scheduled again, attempt row removed."""
+        if not claimed:
+            return 0
+        params = [
+            {"b_seq": c.job.seq, "b_token": c.lease_token, "b_number": c.attempt_number}
+            for c in claimed
+        ]
+        with self._tx() as conn:
+            conn.execute(
+                ATTEMPTS.delete().where(
+                    ATTEMPTS.c.job_seq == bindparam("b_seq"),
+                    ATTEMPTS.c.number == bindparam("b_number"),
+                    ATTEMPTS.c.outcome == AttemptOutcome.PENDING.value,
+                    select(JOBS.c.seq)
+                    .where(
+                        JOBS.c.seq == bindparam("b_seq"),
+                        JOBS.c.lease_token == bindparam("b_token"),
+                    )
+                    .exists(),
+                ),
+                params,
+            )
+            result = conn.execute(
+                update(JOBS)
+                .where(
+                    JOBS.c.seq == bindparam("b_seq"),
+                    JOBS.c.lease_token == bindparam("b_token"),
+                    JOBS.c.state == JobState.RUNNING.value,
+                )
+                .values(
+                    state=JobState.SCHEDULED.value,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                ),
+                params,
+            )
+            return int(result.rowcount or 0)
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def stats(self, now: datetime) -> Stats:
+        with self._tx(readonly=True) as conn:
+            by_state = {
+                r.state: int(r.n)
+                for r in conn.execute(
+                    select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
+                )
+            }
+            pending = {
+                r.currency: int(r.total)
+                for r in conn.execute(
+                    select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
+                    .where(JOBS.c.state.in_(_ACTIVE))
+                    .group_by(JOBS.c.currency)
+                    .order_by(JOBS.c.currency)
+                )
+            }
+            reasons: dict[str, int] = defaultdict(int)
+            for r in conn.execute(
+                select(JOBS.c.error_code, func.count().label("n")).group_by(JOBS.c.error_code)
+            ):
+                reasons[r.error_code] += int(r.n)
+            for r in conn.execute(
+                select(ATTEMPTS.c.error_code, func.count().label("n"))
+                .where(ATTEMPTS.c.outcome == AttemptOutcome.FAILED.value)
+                .group_by(ATTEMPTS.c.error_code)
+            ):
+                reasons[r.error_code] += int(r.n)
+            outcomes = {
+                r.outcome: int(r.n)
+                for r in conn.execute(
+                    select(ATTEMPTS.c.outcome, func.count().label("n")).group_by(
+                        ATTEMPTS.c.outcome
+                    )
+                )
+            }
+            per_attempt: dict[int, tuple[int, int]] = {}
+            for r in conn.execute(
+                select(
+                    ATTEMPTS.c.number,
+                    func.count().label("n"),
+                    func.sum(
+                        (ATTEMPTS.c.outcome == AttemptOutcome.SUCCEEDED.value).cast(
+                            JOBS.c.attempt_count.type
+                        )
+                    ).label("ok"),
+                )
+                .where(ATTEMPTS.c.outcome != AttemptOutcome.PENDING.value)
+                .group_by(ATTEMPTS.c.number)
+                .order_by(ATTEMPTS.c.number)
+            ):
+                per_attempt[int(r.number)] = (int(r.ok or 0), int(r.n))
+            scheduled = JOBS.c.state == JobState.SCHEDULED.value
+            due_now = conn.execute(
+                select(func.count()).where(scheduled, JOBS.c.next_retry_at <= now)
+            ).scalar_one()
+            due_hour = conn.execute(
+                select(func.count()).where(
+                    scheduled,
+                    JOBS.c.next_retry_at > now,
+                    JOBS.c.next_retry_at <= now + timedelta(hours=1),
+                )
+            ).scalar_one()
+            oldest = conn.execute(
+                select(JOBS.c.next_retry_at)
+                .where(scheduled, JOBS.c.next_retry_at <= now)
+                .order_by(JOBS.c.next_retry_at)
+                .limit(1)
+            ).scalar()
+        return Stats(
+            total=sum(by_state.values()),
+            by_state=by_state,
+            pending_amount_minor=pending,
+            by_error_code=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            attempts_by_outcome=outcomes,
+            success_by_attempt=per_attempt,
+            due_now=int(due_now),
+            due_next_hour=int(due_hour),
+            oldest_due_at=oldest,
+        )
+
+
+def open_store(url: str) -> SqlStore:
+    """Open (and on first use create) the store at `url`."""
+    try:
+        return SqlStore.open(url)
+    except DBAPIError as exc:  # pragma: no cover - prepare_schema maps the common ones
+        raise StoreError(f"cannot open database {describe_url(url)}: {exc.orig}") from None
+
+
+__all__ = ["SqlStore", "open_store"]

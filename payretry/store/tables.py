@@ -1,0 +1,124 @@
+"""The tables. Times are stored as UTC and always read back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Column, Field, SQLModel
+
+from payretry.domain.models import ACTIVE_STATES
+
+SCHEMA_VERSION = 1
+_ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
+ACTIVE_PREDICATE = text(f"state IN ({_ACTIVE})")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; payretry uses aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "retry_jobs"
+    __table_args__ = (
+        # Claiming walks this index in priority order and stops at the limit.
+        Index("ix_retry_jobs_due", "state", text("priority DESC"), "next_retry_at", "seq"),
+        # One active job per transaction; finished ones may repeat.
+        Index(
+            "ux_retry_jobs_active_transaction",
+            "transaction_id",
+            unique=True,
+            sqlite_where=ACTIVE_PREDICATE,
+            postgresql_where=ACTIVE_PREDICATE,
+        ),
+        Index("ix_retry_jobs_transaction", "transaction_id", "seq"),
+        Index("ix_retry_jobs_lease", "state", "lease_expires_at"),
+        Index("ix_retry_jobs_expiry", "state", "expires_at"),
+        Index("ix_retry_jobs_user", "user_id", "seq"),
+    )
+
+    seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    id: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    transaction_id: str = Field(sa_column=Column(String(255), nullable=False))
+    user_id: str = Field(sa_column=Column(String(255), nullable=False))
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    error_code: str = Field(sa_column=Column(String(64), nullable=False))
+    decline_code: str | None = Field(default=None, sa_column=Column(String(64)))
+    error_message: str | None = Field(default=None, sa_column=Column(String(500)))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    attempt_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    max_attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    next_retry_at: datetime | None = _ts()
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = _ts()
+    priority: int = Field(sa_column=Column(BigInteger, nullable=False))
+    payment_intent: str | None = Field(default=None, sa_column=Column(String(255)))
+    customer: str | None = Field(default=None, sa_column=Column(String(255)))
+    payment_method: str | None = Field(default=None, sa_column=Column(String(255)))
+    checkout_session: str | None = Field(default=None, sa_column=Column(String(255)))
+    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(1000)))
+    policy_code: str | None = Field(default=None, sa_column=Column(String(64)))
+    lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
+    lease_expires_at: datetime | None = _ts()
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "retry_attempts"
+    __table_args__ = (Index("ux_retry_attempts_job_number", "job_seq", "number", unique=True),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    job_seq: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("retry_jobs.seq", ondelete="CASCADE"), nullable=False
+        )
+    )
+    number: int = Field(sa_column=Column(Integer, nullable=False))
+    idempotency_key: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    outcome: str = Field(sa_column=Column(String(16), nullable=False))
+    started_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts()
+    error_code: str | None = Field(default=None, sa_column=Column(String(64)))
+    decline_code: str | None = Field(default=None, sa_column=Column(String(64)))
+    message: str | None = Field(default=None, sa_column=Column(String(500)))
+    reference: str | None = Field(default=None, sa_column=Column(String(255)))
+    decision: str | None = Field(default=None, sa_column=Column(String(16)))
+    next_retry_at: datetime | None = _ts()
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "payretry_meta"
+
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(String(255), nullable=False))
+
+
+JOBS = JobRow.__table__  # type: ignore[attr-defined]
+ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
+META = MetaRow.__table__  # type: ignore[attr-defined]
