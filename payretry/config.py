@@ -106,7 +106,9 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("database", "url", "sqlite:///payretry.db", _str, "SQLAlchemy URL of the store", secret=True),
+    Key(
+        "database", "url", "sqlite:///payretry.db", _str, "SQLAlchemy URL of the store", secret=True
+    ),
     Key(
         "database",
         "lock_timeout",
@@ -178,8 +180,13 @@ class Settings:
             else:
                 shown = value
             rows.append(
-                {"key": key.dotted, "value": shown, "source": self.sources[key.dotted],
-                 "env": key.env, "help": key.help}
+                {
+                    "key": key.dotted,
+                    "value": shown,
+                    "source": self.sources[key.dotted],
+                    "env": key.env,
+                    "help": key.help,
+                }
             )
         return rows
 
@@ -242,7 +249,9 @@ def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
             )
         retry = spec.get("retry", True)
         if not isinstance(retry, bool):
-            raise ConfigError(f"{_where(path, text, section, 'retry')}: retry must be true or false")
+            raise ConfigError(
+                f"{_where(path, text, section, 'retry')}: retry must be true or false"
+            )
         try:
             attempts = _int(0, 100)(spec.get("max_attempts", 0 if not retry else 3))
         except ValueError as exc:
@@ -250,14 +259,16 @@ def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
         delays_raw = spec.get("delays", [])
         if not isinstance(delays_raw, list):
             raise ConfigError(
-                f"{_where(path, text, section, 'delays')}: delays must be a list like [\"1m\", \"5m\"]"
+                f'{_where(path, text, section, "delays")}: delays must be a list like ["1m", "5m"]'
             )
         try:
             delays = tuple(_duration(d) for d in delays_raw)
         except ValueError as exc:
             raise ConfigError(f"{_where(path, text, section, 'delays')}: {exc}") from None
         if retry and attempts and not delays:
-            raise ConfigError(f"{_where(path, text, section, 'delays')}: a retried row needs delays")
+            raise ConfigError(
+                f"{_where(path, text, section, 'delays')}: a retried row needs delays"
+            )
         rows.append(PolicyRow(code, retry, attempts if retry else 0, delays, f"config {path}"))
     return rows
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,20 +28,24 @@ from payretry.errors import PayretryError
 class PayretryGroup(TyperGroup):
     """Turns payretry's errors into a one-line message and a documented exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except PayretryError as exc:
             render_error(exc)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
             app_ctx = ctx.find_object(AppContext)
             if app_ctx is not None and app_ctx.debug:
                 raise
-            render_error(PayretryError(f"internal error: {type(exc).__name__}: {exc} "
-                                       "(run with --debug for a traceback)"))
+            render_error(
+                PayretryError(
+                    f"internal error: {type(exc).__name__}: {exc} "
+                    "(run with --debug for a traceback)"
+                )
+            )
             ctx.exit(1)
         finally:
             app_ctx = ctx.find_object(AppContext)
@@ -103,4 +106,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main(sys.argv[1:])

@@ -127,8 +127,10 @@ def job_panel(job: Job) -> Table:
         ("user", job.user_id),
         ("error", job.error_code + (f" (decline {job.decline_code})" if job.decline_code else "")),
         ("message", job.error_message or "-"),
-        ("attempts", f"{job.attempt_count} of {job.max_attempts} "
-                     f"({job.attempts_remaining} remaining)"),
+        (
+            "attempts",
+            f"{job.attempt_count} of {job.max_attempts} ({job.attempts_remaining} remaining)",
+        ),
         ("next retry", when(job.next_retry_at)),
         ("window ends", when(job.expires_at)),
         ("priority", str(job.priority)),
@@ -149,7 +151,11 @@ def attempts_table(job: Job) -> Table:
     for a in job.attempts:
         error = (a.error_code or "") + (f"/{a.decline_code}" if a.decline_code else "")
         table.add_row(
-            str(a.number), a.outcome.value, error or "-", when(a.started_at), a.decision or "-",
+            str(a.number),
+            a.outcome.value,
+            error or "-",
+            when(a.started_at),
+            a.decision or "-",
             a.idempotency_key,
         )
     return table
@@ -158,7 +164,13 @@ def attempts_table(job: Job) -> Table:
 def render_error(exc: PayretryError) -> None:
     if JSON_MODE.get():
         print_json(
-            {"error": {"kind": exc.kind, "message": exc.message, "field": exc.field,
-                       "exit_code": exc.exit_code}}
+            {
+                "error": {
+                    "kind": exc.kind,
+                    "message": exc.message,
+                    "field": exc.field,
+                    "exit_code": exc.exit_code,
+                }
+            }
         )
     sys.stderr.write(f"error: {exc}\n")

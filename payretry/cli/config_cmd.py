@@ -29,8 +29,12 @@ def config(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False)
     for column in ("key", "value", "source", "variable"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["key"], "-" if row["value"] is None else str(row["value"]),
-                      row["source"], row["env"])
+        table.add_row(
+            row["key"],
+            "-" if row["value"] is None else str(row["value"]),
+            row["source"],
+            row["env"],
+        )
     console().print(table)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ def policy(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False)
     """Show the effective retry policy: one row per code, the default, and the global cap."""
     settings = get_context(ctx).settings
     effective = settings.policy()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "code": row.code,
             "retry": row.retry and effective.limit(row) > 0,

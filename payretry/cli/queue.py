@@ -23,16 +23,20 @@ def queue(
     error_code: Annotated[
         str | None, typer.Option("--error-code", help="Why it failed: processing_error, ...")
     ] = None,
-    user_id: Annotated[str | None, typer.Option("--user-id", help="Opaque user id (no PII).")] = None,
+    user_id: Annotated[
+        str | None, typer.Option("--user-id", help="Opaque user id (no PII).")
+    ] = None,
     amount: Annotated[
         str | None, typer.Option("--amount", help="Decimal, major units: 99.99; 1000 for JPY.")
     ] = None,
     currency: Annotated[str | None, typer.Option("--currency", help="ISO 4217: USD, JPY.")] = None,
     decline_code: Annotated[
-        str | None, typer.Option("--decline-code", help="Issuer decline code, e.g. insufficient_funds.")
+        str | None,
+        typer.Option("--decline-code", help="Issuer decline code, e.g. insufficient_funds."),
     ] = None,
     error_message: Annotated[
-        str | None, typer.Option("--error-message", help="Message (card numbers, e-mails redacted).")
+        str | None,
+        typer.Option("--error-message", help="Message (card numbers, e-mails redacted)."),
     ] = None,
     payment_intent: Annotated[str | None, typer.Option("--payment-intent")] = None,
     customer: Annotated[str | None, typer.Option("--customer")] = None,
@@ -61,7 +65,9 @@ def queue(
     now = utcnow()
     if from_file is not None:
         if transaction_id is not None:
-            raise InvalidInput("give a TRANSACTION_ID or --from-file, not both", field="--from-file")
+            raise InvalidInput(
+                "give a TRANSACTION_ID or --from-file, not both", field="--from-file"
+            )
         _queue_file(ctx, from_file, json_output)
         return
     if transaction_id is None:
@@ -94,8 +100,10 @@ def queue(
         return
     out = console()
     verb = "Queued" if created else "Already queued (unchanged)"
-    out.print(f"{verb}: {job.transaction_id}, {job.money}, {job.error_code}; "
-              f"attempt {job.attempt_count + 1} of {job.max_attempts} at {when(job.next_retry_at)}")
+    out.print(
+        f"{verb}: {job.transaction_id}, {job.money}, {job.error_code}; "
+        f"attempt {job.attempt_count + 1} of {job.max_attempts} at {when(job.next_retry_at)}"
+    )
     out.print(job_panel(job))
 
 

@@ -28,7 +28,10 @@ def retry(
     proc = build_processor(processor or settings["processor.name"], settings)
     try:
         runner = Runner(
-            app.store, settings.policy(), proc, clock=utcnow,
+            app.store,
+            settings.policy(),
+            proc,
+            clock=utcnow,
             lease_for=settings["database.lock_timeout"],
         )
         result = runner.retry_now(transaction_id)

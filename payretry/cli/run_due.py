@@ -71,8 +71,9 @@ def run_due(
     if not json_output and err.is_terminal:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        progress = Progress(SpinnerColumn(), TextColumn("{task.completed} attempted"), console=err,
-                            transient=True)
+        progress = Progress(
+            SpinnerColumn(), TextColumn("{task.completed} attempted"), console=err, transient=True
+        )
     try:
         if json_output:
             sys.stdout.write('{\n"results": [\n')
@@ -81,7 +82,8 @@ def run_due(
             with progress:
                 task = progress.add_task("run-due")
                 report = runner.run_due(
-                    limit=limit, on_result=keep,
+                    limit=limit,
+                    on_result=keep,
                     on_batch=lambda n: progress.advance(task, n),
                 )
         else:
@@ -100,8 +102,9 @@ def run_due(
             table.add_column(column, overflow="fold")
         for r in shown:
             error = (r.error_code or "-") + (f"/{r.decline_code}" if r.decline_code else "")
-            table.add_row(r.transaction_id, str(r.attempt), r.outcome, error, r.state,
-                          when(r.next_retry_at))
+            table.add_row(
+                r.transaction_id, str(r.attempt), r.outcome, error, r.state, when(r.next_retry_at)
+            )
         out.print(table)
         total = report.processed + counts["abandoned"]
         if total > len(shown):

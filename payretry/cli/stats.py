@@ -37,9 +37,7 @@ def stats_document(stats: Stats) -> dict[str, Any]:
     }
 
 
-def stats(
-    ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False
-) -> None:
+def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) -> None:
     """Show counts by state, pending amount per currency, failure reasons and success rates."""
     app = get_context(ctx)
     document = stats_document(app.store.stats(utcnow()))

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from payretry.cli._context import get_context
-from payretry.cli._output import JsonOption, attempts_table, console, job_dict, job_panel, print_json
+from payretry.cli._output import (
+    JsonOption,
+    attempts_table,
+    console,
+    job_dict,
+    job_panel,
+    print_json,
+)
 
 
 def status(

@@ -26,7 +26,13 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.EXHAUSTED, JobState.ABANDONED, JobState.CANCELLED}
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.EXHAUSTED,
+        JobState.ABANDONED,
+        JobState.CANCELLED,
+    }
 )
 ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING})
 

@@ -24,7 +24,9 @@ def currency_exponent(code: str) -> int:
 
     upper = code.strip().upper() if isinstance(code, str) else ""
     if len(upper) != 3 or not upper.isalpha():
-        raise InvalidInput(f"unknown currency {code!r} (expected an ISO 4217 code)", field="currency")
+        raise InvalidInput(
+            f"unknown currency {code!r} (expected an ISO 4217 code)", field="currency"
+        )
     try:
         exponent = Currency(upper).exponent
     except ValueError:
@@ -32,7 +34,9 @@ def currency_exponent(code: str) -> int:
             f"unknown currency {code!r} (expected an ISO 4217 code)", field="currency"
         ) from None
     if exponent is None:  # precious metals, testing codes: not money a card is charged in
-        raise InvalidInput(f"currency {upper} has no minor unit and cannot be charged", field="currency")
+        raise InvalidInput(
+            f"currency {upper} has no minor unit and cannot be charged", field="currency"
+        )
     return int(exponent)
 
 
@@ -100,5 +104,5 @@ class Money:
         """
         exp = self.exponent
         if exp <= 2:
-            return self.amount_minor * 10 ** (2 - exp)
-        return self.amount_minor // 10 ** (exp - 2)
+            return int(self.amount_minor * 10 ** (2 - exp))
+        return int(self.amount_minor // 10 ** (exp - 2))

@@ -286,6 +286,8 @@ class RetryPolicy:
         """Every row, the strategy table first, then the rest by code, the default last."""
         order = [row.code for row in STRATEGY_ROWS]
         rest = sorted(code for code in self.rows if code not in order)
-        return [self.rows[c] for c in order if c in self.rows] + [
-            self.rows[c] for c in rest
-        ] + [self.default]
+        return (
+            [self.rows[c] for c in order if c in self.rows]
+            + [self.rows[c] for c in rest]
+            + [self.default]
+        )

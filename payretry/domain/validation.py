@@ -1,7 +1,8 @@
 """Input validation and redaction. payretry stores no card data and no PII.
 
 Identifiers are opaque strings; metadata is a small map of short strings; error messages are
-sanitized (card-number-like digit runs and e-mail addresses redacted) before they are stored or logged.
+sanitized (card-number-like digit runs and e-mail addresses redacted) before they are stored
+or logged.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def looks_like_email(text: str) -> bool:
 
 
 def sanitize_message(text: str | None) -> str | None:
-    """Redact card-number-like digit runs and e-mail addresses; strip control characters; cap length."""
+    """Redact card-number-like digit runs and e-mail addresses; drop control characters; cap."""
     if text is None:
         return None
     cleaned = _DIGIT_RUN.sub("[redacted-number]", text)
@@ -67,9 +68,7 @@ def sanitize_message(text: str | None) -> str | None:
 
 def _no_pii(value: str, field: str) -> None:
     if looks_like_card(value):
-        raise InvalidInput(
-            "looks like a card number; payretry stores no card data", field=field
-        )
+        raise InvalidInput("looks like a card number; payretry stores no card data", field=field)
     if looks_like_email(value):
         raise InvalidInput(
             "looks like an e-mail address; payretry stores no personal data", field=field

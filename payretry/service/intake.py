@@ -72,7 +72,7 @@ def new_job(
             raise InvalidInput("is required", field="amount")
         if not isinstance(amount, str):
             raise InvalidInput(
-                "must be a decimal string like \"99.99\" (numbers lose precision)", field="amount"
+                'must be a decimal string like "99.99" (numbers lose precision)', field="amount"
             )
         money = Money.parse(amount, currency)
     error_code = validate_code(fields.get("error_code"), "error_code")
@@ -108,7 +108,9 @@ def new_job(
         try:
             priority = int(str(raw_priority).strip())
         except ValueError:
-            raise InvalidInput(f"{raw_priority!r} is not a whole number", field="priority") from None
+            raise InvalidInput(
+                f"{raw_priority!r} is not a whole number", field="priority"
+            ) from None
         if abs(priority) > _PRIORITY_LIMIT:
             raise InvalidInput("is out of range", field="priority")
     metadata = fields.get("metadata") or {}

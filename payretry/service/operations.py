@@ -109,8 +109,11 @@ class Operations:
             raise _conflict(winner) from None
         log.info(
             "queued retry",
-            extra={"transaction_id": job.transaction_id, "error_code": job.error_code,
-                   "next_retry_at": iso(job.next_retry_at)},
+            extra={
+                "transaction_id": job.transaction_id,
+                "error_code": job.error_code,
+                "next_retry_at": iso(job.next_retry_at),
+            },
         )
         return job, True
 
@@ -140,8 +143,9 @@ class Operations:
                 if first == request or first.same_request_as(request):
                     existing += 1
                     continue
-                problems.append((line, f"transaction {txn} also on line {first_line} with "
-                                       "different parameters"))
+                problems.append(
+                    (line, f"transaction {txn} also on line {first_line} with different parameters")
+                )
                 continue
             seen[txn] = (line, request)
             if txn in active:

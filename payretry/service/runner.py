@@ -78,7 +78,10 @@ def decide(policy: RetryPolicy, claimed: Claimed, result: AttemptResult, now: da
         row = policy.lookup(job.error_code, job.decline_code).row
         ref = f" (reference {result.reference})" if result.reference else ""
         return Decision(
-            Outcome.SUCCEEDED, row, f"attempt {claimed.attempt_number} succeeded{ref}", None,
+            Outcome.SUCCEEDED,
+            row,
+            f"attempt {claimed.attempt_number} succeeded{ref}",
+            None,
             job.max_attempts,
         )
     return policy.after_failure(
@@ -163,11 +166,19 @@ class Runner:
     def _abandon(self, report: RunReport, on_result: OnResult | None) -> None:
         for job in self.store.abandon_expired(self.clock()):
             report.counts["abandoned"] += 1
-            log.info("payment window closed; abandoned", extra={"transaction_id": job.transaction_id})
+            log.info(
+                "payment window closed; abandoned", extra={"transaction_id": job.transaction_id}
+            )
             if on_result is not None:
                 on_result(
-                    JobResult(job.transaction_id, job.id, job.attempt_count + 1, "abandoned",
-                              job.state.value, reason=job.reason)
+                    JobResult(
+                        job.transaction_id,
+                        job.id,
+                        job.attempt_count + 1,
+                        "abandoned",
+                        job.state.value,
+                        reason=job.reason,
+                    )
                 )
 
     def run_due(
@@ -208,7 +219,9 @@ class Runner:
         now = self.clock()
         if job.expires_at is not None and job.expires_at <= now:
             self._abandon(RunReport(), None)
-            raise Refused(f"the payment window for {transaction_id} closed at {iso(job.expires_at)}")
+            raise Refused(
+                f"the payment window for {transaction_id} closed at {iso(job.expires_at)}"
+            )
         claimed = self.store.claim(now, 1, self.lease_for, job_id=job.id)
         if not claimed:
             raise Refused(f"an attempt for {transaction_id} is already in progress")

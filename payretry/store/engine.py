@@ -9,9 +9,10 @@ from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import SQLModel
 
 from payretry.errors import InvalidInput, StoreError
-from payretry.store.tables import META, SCHEMA_VERSION, SQLModel
+from payretry.store.tables import META, SCHEMA_VERSION
 
 READONLY = "payretry_readonly"
 
@@ -93,9 +94,7 @@ def prepare_schema(engine: Engine, url: str) -> None:
             conn.rollback()
         with engine.begin() as conn:
             SQLModel.metadata.create_all(conn)
-            conn.execute(
-                META.delete().where(META.c.key == "schema_version")
-            )
+            conn.execute(META.delete().where(META.c.key == "schema_version"))
             conn.execute(META.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
     except OperationalError as exc:
         raise StoreError(f"cannot open database {describe_url(url)}: {exc.orig}") from None

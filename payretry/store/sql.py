@@ -181,9 +181,7 @@ class SqlStore:
             for start in range(0, len(transaction_ids), _CHUNK):
                 chunk = transaction_ids[start : start + _CHUNK]
                 rows = conn.execute(
-                    select(JOBS).where(
-                        JOBS.c.transaction_id.in_(chunk), JOBS.c.state.in_(_ACTIVE)
-                    )
+                    select(JOBS).where(JOBS.c.transaction_id.in_(chunk), JOBS.c.state.in_(_ACTIVE))
                 ).all()
                 found.update({r.transaction_id: _job_from_row(r) for r in rows})
         return found
@@ -340,17 +338,19 @@ class SqlStore:
             seqs = list(conn.execute(picked).scalars())
             if not seqs:
                 return []
-            rows = conn.execute(
-                update(JOBS)
-                .where(JOBS.c.seq.in_(seqs), JOBS.c.state == JobState.SCHEDULED.value)
-                .values(
-                    state=JobState.RUNNING.value,
-                    lease_token=token,
-                    lease_expires_at=expires,
-                    updated_at=now,
+            rows = list(
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.seq.in_(seqs), JOBS.c.state == JobState.SCHEDULED.value)
+                    .values(
+                        state=JobState.RUNNING.value,
+                        lease_token=token,
+                        lease_expires_at=expires,
+                        updated_at=now,
+                    )
+                    .returning(*JOBS.c)
                 )
-                .returning(*JOBS.c)
-            ).all()
+            )
             order = {seq: i for i, seq in enumerate(seqs)}
             rows.sort(key=lambda r: order[r.seq])
             claimed = []
@@ -371,9 +371,7 @@ class SqlStore:
                 )
             # A rescued attempt keeps its row (and so its key): insert only what is missing.
             conn.execute(
-                self._insert(ATTEMPTS).on_conflict_do_nothing(
-                    index_elements=["job_seq", "number"]
-                ),
+                self._insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["job_seq", "number"]),
                 attempt_rows,
             )
         return claimed
@@ -543,9 +541,7 @@ class SqlStore:
             outcomes = {
                 r.outcome: int(r.n)
                 for r in conn.execute(
-                    select(ATTEMPTS.c.outcome, func.count().label("n")).group_by(
-                        ATTEMPTS.c.outcome
-                    )
+                    select(ATTEMPTS.c.outcome, func.count().label("n")).group_by(ATTEMPTS.c.outcome)
                 )
             }
             per_attempt: dict[int, tuple[int, int]] = {}

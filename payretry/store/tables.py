@@ -95,9 +95,7 @@ class AttemptRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     job_seq: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("retry_jobs.seq", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=Column(Integer, ForeignKey("retry_jobs.seq", ondelete="CASCADE"), nullable=False)
     )
     number: int = Field(sa_column=Column(Integer, nullable=False))
     idempotency_key: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
