@@ -70,6 +70,21 @@ def _millis(value: str) -> timedelta:
     return timedelta(milliseconds=int(value))
 
 
+def _rate(value: object) -> float | None:
+    from payretry.service.pacing import parse_rate
+
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a rate like 25/s")
+    return parse_rate(value)
+
+
+def _millis_or_duration(value: object) -> timedelta:
+    """The seed's variables: a bare number is milliseconds; `30s`, `5m` also work."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return _millis(value)
+    return _duration(value)
+
+
 def _str(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -115,8 +130,7 @@ KEYS: tuple[Key, ...] = (
         timedelta(minutes=5),
         _duration,
         "lease on a claimed job",
-        aliases=("PAYRETRY_LOCK_TIMEOUT",),
-        legacy=(("RETRY_LOCK_TIMEOUT", _millis),),
+        legacy=(("RETRY_LOCK_TIMEOUT", _millis), ("PAYRETRY_LOCK_TIMEOUT", _millis_or_duration)),
     ),
     Key(
         "retry",
@@ -136,8 +150,33 @@ KEYS: tuple[Key, ...] = (
         timedelta(seconds=30),
         _duration,
         "how often `serve` looks for due jobs",
-        aliases=("PAYRETRY_PROCESSING_INTERVAL",),
-        legacy=(("RETRY_PROCESSING_INTERVAL", _millis),),
+        legacy=(
+            ("RETRY_PROCESSING_INTERVAL", _millis),
+            ("PAYRETRY_PROCESSING_INTERVAL", _millis_or_duration),
+        ),
+    ),
+    Key("runner", "concurrency", 1, _int(1, 256), "attempts in flight at once"),
+    Key("runner", "rate", None, _rate, "most attempts started per second, e.g. 25/s"),
+    Key(
+        "runner",
+        "grace_period",
+        timedelta(seconds=30),
+        _duration,
+        "time in-flight attempts get to finish after SIGTERM",
+    ),
+    Key(
+        "health",
+        "max_due_age",
+        timedelta(minutes=15),
+        _duration,
+        "cron mode: `payretry health` fails when a due job has waited longer",
+    ),
+    Key(
+        "retention",
+        "period",
+        timedelta(days=30),
+        _duration,
+        "finished jobs older than this are purged",
     ),
     Key("processor", "name", "simulated", _choice("simulated"), "payment processor"),
     Key("simulated", "success_rate", 0.7, _float(0.0, 1.0), "chance an attempt succeeds"),

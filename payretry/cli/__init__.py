@@ -12,11 +12,14 @@ from payretry import __version__
 from payretry.cli import (
     cancel,
     config_cmd,
+    health,
     list_cmd,
     policy_cmd,
+    purge,
     queue,
     retry,
     run_due,
+    serve,
     stats,
     status,
 )
@@ -97,7 +100,20 @@ def root(
     )
 
 
-for module in (queue, status, list_cmd, cancel, retry, run_due, stats, policy_cmd, config_cmd):
+for module in (
+    queue,
+    status,
+    list_cmd,
+    cancel,
+    retry,
+    run_due,
+    serve,
+    stats,
+    health,
+    purge,
+    policy_cmd,
+    config_cmd,
+):
     module.register(app)
 
 

@@ -24,6 +24,11 @@ class AppContext:
     _store: SqlStore | None = None
     flags: dict[str, Any] = field(default_factory=dict)
 
+    def set_flag(self, dotted: str, value: Any) -> None:
+        """A command's own flag (highest precedence); settings are resolved again."""
+        self.flags[dotted] = value
+        self._settings = None
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -95,7 +95,8 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 
 def when(value: datetime | None) -> str:
-    return iso(value) or "-"
+    """A time for people: ISO 8601 UTC to the second."""
+    return (iso(value.replace(microsecond=0)) if value is not None else None) or "-"
 
 
 def jobs_table(jobs: list[Job], title: str | None = None) -> Table:

@@ -8,32 +8,19 @@ import typer
 
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, job_dict, print_json, when
-from payretry.clock import utcnow
-from payretry.processors.registry import build_processor
+from payretry.cli._runner import ProcessorOption, build_runner
 
 
 def retry(
     ctx: typer.Context,
     transaction_id: Annotated[str, typer.Argument(help="The transaction id.")],
-    processor: Annotated[
-        str | None, typer.Option("--processor", help="Processor name (default from config).")
-    ] = None,
+    processor: ProcessorOption = None,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Attempt a scheduled job now, counting one attempt."""
-    from payretry.service.runner import Runner
-
     app = get_context(ctx)
-    settings = app.settings
-    proc = build_processor(processor or settings["processor.name"], settings)
+    runner, proc = build_runner(app, processor)
     try:
-        runner = Runner(
-            app.store,
-            settings.policy(),
-            proc,
-            clock=utcnow,
-            lease_for=settings["database.lock_timeout"],
-        )
         result = runner.retry_now(transaction_id)
     finally:
         proc.close()

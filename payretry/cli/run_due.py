@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -11,8 +12,9 @@ from rich.table import Table
 
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, job_dict, jobs_table, print_json, when
+from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, build_runner
 from payretry.clock import utcnow
-from payretry.processors.registry import build_processor
+from payretry.signals import restore_signals, stop_on_signals
 
 _SHOWN = 50
 
@@ -22,16 +24,16 @@ def run_due(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Attempt at most this many jobs.", min=1)
     ] = None,
-    processor: Annotated[
-        str | None, typer.Option("--processor", help="Processor name (default from config).")
-    ] = None,
+    processor: ProcessorOption = None,
+    concurrency: ConcurrencyOption = None,
+    rate: RateOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be attempted; change nothing.")
     ] = False,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Attempt every due job, highest priority first, until none is due or --limit is reached."""
-    from payretry.service.runner import JobResult, Runner
+    from payretry.service.runner import JobResult
 
     app = get_context(ctx)
     settings = app.settings
@@ -44,15 +46,9 @@ def run_due(
         else:
             console().print("Nothing is due.")
         return
-    proc = build_processor(processor or settings["processor.name"], settings)
-    runner = Runner(
-        app.store,
-        settings.policy(),
-        proc,
-        clock=utcnow,
-        lease_for=settings["database.lock_timeout"],
-        batch_size=settings["runner.batch_size"],
-    )
+    stop = threading.Event()
+    runner, proc = build_runner(app, processor, concurrency=concurrency, rate=rate, stop=stop)
+    previous = stop_on_signals(stop, settings["runner.grace_period"])
     shown: list[JobResult] = []
     first = True
 
@@ -89,6 +85,7 @@ def run_due(
         else:
             report = runner.run_due(limit=limit, on_result=keep)
     finally:
+        restore_signals(previous)
         proc.close()
     if json_output:
         summary = json.dumps(report.as_dict(), indent=2)[1:]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from payretry.errors import InvalidInput
 
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
 _WHOLE = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w))+$")
 _UNITS = {
     "ms": timedelta(milliseconds=1),
@@ -21,24 +22,29 @@ MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str | int | float, *, field: str = "duration") -> timedelta:
-    """`30s`, `5m`, `24h`, `1h30m`, `2d`; a bare number is seconds. Never negative."""
+    """`30s`, `5m`, `24h`, `1h30m`, `2d`, `200ms`; a bare number (`0.2`) is seconds."""
     if isinstance(text, bool):
         raise InvalidInput(f"{text!r} is not a duration", field=field)
     if isinstance(text, int | float):
-        if text != text or text < 0 or text in (float("inf"),):
+        if text != text or text < 0:
             raise InvalidInput(f"{text!r} is not a duration", field=field)
+        if text > MAX_DURATION.total_seconds():
+            raise InvalidInput(f"{text!r} is longer than 10 years", field=field)
         return timedelta(seconds=text)
     raw = text.strip().lower().replace(" ", "")
-    if raw.isdigit():
-        value = timedelta(seconds=int(raw))
-    elif _WHOLE.match(raw):
-        value = timedelta()
-        for number, unit in _PART.findall(raw):
-            value += int(number) * _UNITS[unit]
-    else:
-        raise InvalidInput(
-            f"{text!r} is not a duration (examples: 30s, 5m, 24h, 1h30m, 2d)", field=field
-        )
+    try:
+        if raw.isascii() and _SECONDS.match(raw):  # not "²", which isdigit() but int() refuses
+            value = timedelta(seconds=float(raw))
+        elif _WHOLE.match(raw):
+            value = timedelta()
+            for number, unit in _PART.findall(raw):
+                value += int(number) * _UNITS[unit]
+        else:
+            raise InvalidInput(
+                f"{text!r} is not a duration (examples: 30s, 5m, 24h, 1h30m, 2d)", field=field
+            )
+    except (OverflowError, ValueError):  # beyond timedelta's (or int's) range: > 10 years
+        raise InvalidInput(f"{text!r} is longer than 10 years", field=field) from None
     if value > MAX_DURATION:
         raise InvalidInput(f"{text!r} is longer than 10 years", field=field)
     return value

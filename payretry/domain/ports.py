@@ -74,6 +74,15 @@ class Stats:
     jobs_finished: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    name: str
+    kind: str
+    started_at: datetime
+    beat_at: datetime
+    interval: timedelta
+
+
 class Store(Protocol):
     def insert(self, job: Job) -> Job:
         """Insert one job; raises DuplicateActive when another job is active for its transaction."""
@@ -118,11 +127,27 @@ class Store(Protocol):
         """Record outcomes, each fenced by its lease token; False where the lease was lost."""
         ...
 
+    def extend_leases(self, claimed: Sequence[Claimed], until: datetime) -> int:
+        """Push the lease of jobs still held under their tokens (the heartbeat)."""
+        ...
+
     def release(self, claimed: Sequence[Claimed], now: datetime) -> int: ...
 
     def due_preview(self, now: datetime, limit: int) -> list[Job]: ...
 
     def stats(self, now: datetime) -> Stats: ...
+
+    def oldest_due(self, now: datetime) -> datetime | None: ...
+
+    def purge(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Remove final jobs (and their attempts) last changed before `before`."""
+        ...
+
+    def beat(self, name: str, kind: str, interval: timedelta, now: datetime) -> None: ...
+
+    def forget_worker(self, name: str) -> None: ...
+
+    def workers(self) -> list[WorkerBeat]: ...
 
     def close(self) -> None: ...
 

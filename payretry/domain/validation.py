@@ -23,8 +23,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CODE = re.compile(r"^[a-z0-9_]+$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-# 13 to 19 digits, optionally grouped by single spaces or dashes.
-_CARD_LIKE = re.compile(r"(?<![\d])\d(?:[ \-]?\d){12,18}(?![\d])")
+# A run of digit groups separated by single spaces or dashes; a card is 13 to 19 of its digits.
+_GROUPED_DIGITS = re.compile(r"(?<![0-9])[0-9]+(?:[ \-][0-9]+)*(?![0-9])")
 # For redaction be broader: any run of 12+ digits with separators.
 _DIGIT_RUN = re.compile(r"(?<![\d])\d(?:[ \-]?\d){11,}(?![\d])")
 
@@ -42,11 +42,21 @@ def luhn_valid(digits: str) -> bool:
 
 
 def looks_like_card(text: str) -> bool:
-    """True when `text` holds a Luhn-valid run of 13 to 19 digits (spaces or dashes allowed)."""
-    for match in _CARD_LIKE.finditer(text):
-        digits = re.sub(r"[ \-]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
+    """True when `text` holds a Luhn-valid run of 13 to 19 digits (spaces or dashes allowed).
+
+    Every span of whole groups is checked, so a card beside other digits ("qty 3 4242...",
+    "4242... 12/27") is still found, while one long unbroken run (20+ digits) is not a card.
+    """
+    for match in _GROUPED_DIGITS.finditer(text):
+        groups = re.split(r"[ \-]", match.group())
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    return True
     return False
 
 
@@ -58,9 +68,11 @@ def sanitize_message(text: str | None) -> str | None:
     """Redact card-number-like digit runs and e-mail addresses; drop control characters; cap."""
     if text is None:
         return None
-    cleaned = _DIGIT_RUN.sub("[redacted-number]", text)
+    # Control characters first, so that none can split a number until after redaction; e-mails
+    # before digit runs, so that digits inside an address do not leave the rest of it behind.
+    cleaned = _CONTROL.sub(" ", text)
     cleaned = _EMAIL.sub("[redacted-email]", cleaned)
-    cleaned = _CONTROL.sub(" ", cleaned).strip()
+    cleaned = _DIGIT_RUN.sub("[redacted-number]", cleaned).strip()
     if len(cleaned) > MAX_MESSAGE_LENGTH:
         cleaned = cleaned[: MAX_MESSAGE_LENGTH - 1] + "…"
     return cleaned or None

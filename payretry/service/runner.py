@@ -5,8 +5,10 @@ fenced by the lease."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -15,6 +17,8 @@ from payretry.domain.models import Job
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
 from payretry.domain.ports import AttemptResult, Claimed, Finish, Processor, Store
 from payretry.errors import NotFound, Refused
+from payretry.service.heartbeat import Heartbeat
+from payretry.service.pacing import RateLimiter
 
 log = logging.getLogger("payretry")
 
@@ -54,7 +58,7 @@ class RunReport:
 
     @property
     def processed(self) -> int:
-        return sum(n for k, n in self.counts.items() if k not in ("abandoned", "lost_lease"))
+        return sum(self.counts[k] for k in ("succeeded", "rescheduled", "failed", "exhausted"))
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -65,6 +69,8 @@ class RunReport:
             "exhausted": self.counts["exhausted"],
             "abandoned": self.counts["abandoned"],
             "lost_lease": self.counts["lost_lease"],
+            "released": self.counts["released"],
+            "unfinished": self.counts["unfinished"],
             "rescued": self.rescued,
         }
 
@@ -96,6 +102,10 @@ def decide(policy: RetryPolicy, claimed: Claimed, result: AttemptResult, now: da
 
 
 class Runner:
+    """Claims due jobs and attempts them: in order on one thread, or through a bounded pool
+    paced by a rate limiter. A set `stop` event ends the run gracefully: nothing new starts,
+    attempts in flight get `grace` to finish, claimed-but-unstarted jobs are released."""
+
     def __init__(
         self,
         store: Store,
@@ -105,6 +115,10 @@ class Runner:
         clock: Clock,
         lease_for: timedelta = timedelta(minutes=5),
         batch_size: int = 200,
+        concurrency: int = 1,
+        limiter: RateLimiter | None = None,
+        stop: threading.Event | None = None,
+        grace: timedelta = timedelta(seconds=30),
     ) -> None:
         self.store = store
         self.policy = policy
@@ -112,25 +126,110 @@ class Runner:
         self.clock = clock
         self.lease_for = lease_for
         self.batch_size = batch_size
+        self.concurrency = max(1, concurrency)
+        self.limiter = limiter
+        self.stop = stop or threading.Event()
+        self.grace = grace
+
+    def claim_size(self, remaining: int | None) -> int:
+        """Never claim more than the pool can start before the lease could expire."""
+        size = self.batch_size
+        if self.limiter is not None:
+            startable = int(self.limiter.rate * self.lease_for.total_seconds() / 2)
+            size = min(size, max(1, startable))
+        if remaining is not None:
+            size = min(size, remaining)
+        return size
+
+    def _may_start(self) -> bool:
+        if self.stop.is_set():
+            return False
+        if self.limiter is not None:
+            return self.limiter.acquire(self.stop)
+        return True
+
+    def _attempt(self, claimed: Claimed) -> Finish:
+        result = self.processor.attempt(claimed.job, claimed.idempotency_key)
+        now = self.clock()
+        return Finish(claimed, result, decide(self.policy, claimed, result, now), now)
+
+    def _record(
+        self, finishes: list[Finish], report: RunReport, on_result: OnResult | None
+    ) -> None:
+        applied = self.store.finish(finishes)
+        for finish, ok in zip(finishes, applied, strict=True):
+            self._report(finish, ok, report, on_result)
+
+    def _release(self, unstarted: list[Claimed], report: RunReport) -> None:
+        if unstarted:
+            report.counts["released"] += self.store.release(unstarted, self.clock())
 
     def _process(self, batch: list[Claimed], report: RunReport, on_result: OnResult | None) -> None:
+        with Heartbeat(self.store, batch, self.lease_for, self.clock):
+            if self.concurrency == 1:
+                self._process_in_order(batch, report, on_result)
+            else:
+                self._process_in_pool(batch, report, on_result)
+
+    def _process_in_order(
+        self, batch: list[Claimed], report: RunReport, on_result: OnResult | None
+    ) -> None:
         finishes: list[Finish] = []
         try:
             for index, claimed in enumerate(batch):
+                if not self._may_start():
+                    self._release(batch[index:], report)
+                    break
                 try:
-                    result = self.processor.attempt(claimed.job, claimed.idempotency_key)
+                    finishes.append(self._attempt(claimed))
                 except BaseException:
-                    # Not sent, or not known to be sent: give back the rest; this one stays leased
-                    # and is rescued with its key when the lease expires.
-                    self.store.release(batch[index + 1 :], self.clock())
+                    # Not known whether it was sent: this one stays leased and is rescued, then
+                    # re-sent with its key, once the lease expires. The rest go back now.
+                    self._release(batch[index + 1 :], report)
                     raise
-                now = self.clock()
-                decision = decide(self.policy, claimed, result, now)
-                finishes.append(Finish(claimed, result, decision, now))
         finally:
-            applied = self.store.finish(finishes)
-            for finish, ok in zip(finishes, applied, strict=True):
-                self._report(finish, ok, report, on_result)
+            self._record(finishes, report, on_result)
+
+    def _process_in_pool(
+        self, batch: list[Claimed], report: RunReport, on_result: OnResult | None
+    ) -> None:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-attempt")
+        in_flight: set[Future[Finish]] = set()
+        failure: BaseException | None = None
+
+        def collect(done: set[Future[Finish]]) -> None:
+            nonlocal failure
+            finishes = []
+            for future in done:
+                try:
+                    finishes.append(future.result())
+                except BaseException as exc:  # stays leased; rescued and re-sent with its key
+                    failure = failure or exc
+            self._record(finishes, report, on_result)
+
+        try:
+            for index, claimed in enumerate(batch):
+                while len(in_flight) >= self.concurrency:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    collect(done)
+                if failure is not None or not self._may_start():
+                    self._release(batch[index:], report)
+                    break
+                in_flight.add(pool.submit(self._attempt, claimed))
+            timeout = self.grace.total_seconds() if self.stop.is_set() else None
+            done, in_flight = wait(in_flight, timeout=timeout)
+            collect(done)
+            if in_flight:
+                report.counts["unfinished"] += len(in_flight)
+                log.warning(
+                    "%d attempt(s) still running after the grace period; their leases will "
+                    "expire and the rescue will re-send them with the same keys",
+                    len(in_flight),
+                )
+        finally:
+            pool.shutdown(wait=not in_flight, cancel_futures=True)
+        if failure is not None:
+            raise failure
 
     def _report(
         self, finish: Finish, ok: bool, report: RunReport, on_result: OnResult | None
@@ -192,9 +291,9 @@ class Runner:
         report = RunReport()
         report.rescued = self.store.rescue(self.clock())
         done = 0
-        while limit is None or done < limit:
+        while (limit is None or done < limit) and not self.stop.is_set():
             self._abandon(report, on_result)
-            size = self.batch_size if limit is None else min(self.batch_size, limit - done)
+            size = self.claim_size(None if limit is None else limit - done)
             batch = self.store.claim(self.clock(), size, self.lease_for)
             if not batch:
                 break

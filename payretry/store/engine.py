@@ -85,7 +85,7 @@ def prepare_schema(engine: Engine, url: str) -> None:
                         f"database {describe_url(url)} was written by a newer payretry "
                         f"(schema {version}; this version knows {SCHEMA_VERSION}); upgrade payretry"
                     )
-                if version == SCHEMA_VERSION and {"retry_jobs", "retry_attempts"} <= names:
+                if version == SCHEMA_VERSION and set(SQLModel.metadata.tables) <= names:
                     return
             elif names & {"retry_jobs", "retry_attempts"}:
                 raise StoreError(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from payretry.domain.models import (
     ACTIVE_STATES,
+    FINAL_STATES,
     Attempt,
     AttemptOutcome,
     Job,
@@ -24,10 +25,10 @@ from payretry.domain.models import (
     check_transition,
 )
 from payretry.domain.money import Money
-from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats
+from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats, WorkerBeat
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.engine import READONLY, describe_url, make_engine, prepare_schema
-from payretry.store.tables import ATTEMPTS, JOBS
+from payretry.store.tables import ATTEMPTS, JOBS, WORKERS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _CHUNK = 500
@@ -180,10 +181,12 @@ class SqlStore:
         with self._tx(readonly=True) as conn:
             for start in range(0, len(transaction_ids), _CHUNK):
                 chunk = transaction_ids[start : start + _CHUNK]
-                rows = conn.execute(
-                    select(JOBS).where(JOBS.c.transaction_id.in_(chunk), JOBS.c.state.in_(_ACTIVE))
-                ).all()
-                found.update({r.transaction_id: _job_from_row(r) for r in rows})
+                # Filter the state here, not in SQL: given a state term, SQLite's planner may
+                # walk an index on state (every scheduled job) instead of the transaction index.
+                rows = conn.execute(select(JOBS).where(JOBS.c.transaction_id.in_(chunk))).all()
+                found.update(
+                    {r.transaction_id: _job_from_row(r) for r in rows if r.state in _ACTIVE}
+                )
         return found
 
     def succeeded_for(self, transaction_ids: Sequence[str]) -> set[str]:
@@ -191,14 +194,12 @@ class SqlStore:
         with self._tx(readonly=True) as conn:
             for start in range(0, len(transaction_ids), _CHUNK):
                 chunk = transaction_ids[start : start + _CHUNK]
-                found.update(
-                    conn.execute(
-                        select(JOBS.c.transaction_id).where(
-                            JOBS.c.transaction_id.in_(chunk),
-                            JOBS.c.state == JobState.SUCCEEDED.value,
-                        )
-                    ).scalars()
+                rows = conn.execute(  # the state is filtered here, as in active_for
+                    select(JOBS.c.transaction_id, JOBS.c.state).where(
+                        JOBS.c.transaction_id.in_(chunk)
+                    )
                 )
+                found.update(r.transaction_id for r in rows if r.state == JobState.SUCCEEDED)
         return found
 
     def list_jobs(
@@ -468,6 +469,23 @@ class SqlStore:
             held.update((r.seq, r.lease_token) for r in rows)
         return [pair in held for pair in pairs]
 
+    def extend_leases(self, claimed: Sequence[Claimed], until: datetime) -> int:
+        if not claimed:
+            return 0
+        params = [{"b_seq": c.job.seq, "b_token": c.lease_token} for c in claimed]
+        with self._tx() as conn:
+            result = conn.execute(
+                update(JOBS)
+                .where(
+                    JOBS.c.seq == bindparam("b_seq"),
+                    JOBS.c.lease_token == bindparam("b_token"),
+                    JOBS.c.state == JobState.RUNNING.value,
+                )
+                .values(lease_expires_at=until),
+                params,
+            )
+            return int(result.rowcount or 0)
+
     def release(self, claimed: Sequence[Claimed], now: datetime) -> int:
         """Give back claimed jobs that were never sent: scheduled again, attempt row removed."""
         if not claimed:
@@ -588,6 +606,64 @@ class SqlStore:
             due_next_hour=int(due_hour),
             oldest_due_at=oldest,
         )
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        with self._tx(readonly=True) as conn:
+            value: datetime | None = conn.execute(
+                select(JOBS.c.next_retry_at)
+                .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
+                .order_by(JOBS.c.next_retry_at)
+                .limit(1)
+            ).scalar()
+        return value
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def purge(self, before: datetime, *, dry_run: bool = False) -> int:
+        finals = [state.value for state in FINAL_STATES]
+        old = (JOBS.c.state.in_(finals), JOBS.c.updated_at < before)
+        if dry_run:
+            with self._tx(readonly=True) as conn:
+                return int(conn.execute(select(func.count()).where(*old)).scalar_one())
+        removed = 0
+        while True:  # short transactions, so runners are never held up for long
+            with self._tx() as conn:
+                seqs = list(conn.execute(select(JOBS.c.seq).where(*old).limit(_CHUNK)).scalars())
+                if not seqs:
+                    return removed
+                conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(seqs)))
+                conn.execute(JOBS.delete().where(JOBS.c.seq.in_(seqs)))
+                removed += len(seqs)
+
+    def beat(self, name: str, kind: str, interval: timedelta, now: datetime) -> None:
+        with self._tx() as conn:
+            updated = conn.execute(
+                update(WORKERS)
+                .where(WORKERS.c.name == name)
+                .values(beat_at=now, interval_s=interval.total_seconds())
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    WORKERS.insert().values(
+                        name=name,
+                        kind=kind,
+                        started_at=now,
+                        beat_at=now,
+                        interval_s=interval.total_seconds(),
+                    )
+                )
+
+    def forget_worker(self, name: str) -> None:
+        with self._tx() as conn:
+            conn.execute(WORKERS.delete().where(WORKERS.c.name == name))
+
+    def workers(self) -> list[WorkerBeat]:
+        with self._tx(readonly=True) as conn:
+            rows = conn.execute(select(WORKERS).order_by(WORKERS.c.beat_at.desc())).all()
+        return [
+            WorkerBeat(r.name, r.kind, r.started_at, r.beat_at, timedelta(seconds=r.interval_s))
+            for r in rows
+        ]
 
 
 def open_store(url: str) -> SqlStore:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field, SQLModel
@@ -110,6 +120,18 @@ class AttemptRow(SQLModel, table=True):
     next_retry_at: datetime | None = _ts()
 
 
+class WorkerRow(SQLModel, table=True):
+    """One row per running `serve` process: its heartbeat, read by `payretry health`."""
+
+    __tablename__ = "payretry_workers"
+
+    name: str = Field(sa_column=Column(String(255), primary_key=True))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    started_at: datetime = _ts(nullable=False)
+    beat_at: datetime = _ts(nullable=False)
+    interval_s: float = Field(sa_column=Column(Float, nullable=False))
+
+
 class MetaRow(SQLModel, table=True):
     __tablename__ = "payretry_meta"
 
@@ -120,3 +142,4 @@ class MetaRow(SQLModel, table=True):
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 META = MetaRow.__table__  # type: ignore[attr-defined]
+WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,142 @@
+"""`payretry serve`: APScheduler 3 as a ticker, and nothing more.
+
+The scheduler keeps its jobs in memory and is never shared between processes: each tick claims
+due jobs through the same database claim as `run-due`, so any number of `serve` and `run-due`
+processes can run at once. A second job records the daemon's heartbeat, so a long tick never
+looks like a dead daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from payretry.domain.ports import Store
+from payretry.errors import PayretryError
+from payretry.service.runner import Runner, RunReport
+from payretry.signals import restore_signals, stop_on_signals
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("payretry")
+PURGE_EVERY = timedelta(days=1)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Daemon:
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        *,
+        interval: timedelta,
+        retention: timedelta,
+        clock: Callable[[], datetime],
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.interval = interval
+        self.retention = retention
+        self.clock = clock
+        self.name = name or worker_name()
+        self.stop = runner.stop
+        self.last_purge: datetime | None = None
+        self.ticks = 0
+        self.busy = threading.Lock()
+
+    def beat(self) -> None:
+        try:
+            self.store.beat(self.name, "serve", self.interval, self.clock())
+        except PayretryError as exc:
+            log.warning("could not record the heartbeat: %s", exc)
+
+    def tick(self) -> RunReport | None:
+        """One pass: rescue, abandon lapsed windows, attempt what is due; purge once a day."""
+        if self.stop.is_set():
+            return None
+        with self.busy:
+            self.ticks += 1
+            try:
+                report = self.runner.run_due()
+                if report.processed or report.counts["abandoned"] or report.rescued:
+                    log.info("tick: %s", report.as_dict())
+                self._purge_if_due()
+                return report
+            except PayretryError as exc:  # the database went away, say: try again next tick
+                log.error("tick failed: %s", exc)
+                return None
+
+    def _purge_if_due(self) -> None:
+        now = self.clock()
+        if self.last_purge is not None and now - self.last_purge < PURGE_EVERY:
+            return
+        removed = self.store.purge(now - self.retention)
+        self.last_purge = now
+        if removed:
+            log.info("purged %d finished job(s) older than the retention period", removed)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait for a tick in progress to end; False if it is still running after `timeout`."""
+        if self.busy.acquire(timeout=timeout):
+            self.busy.release()
+            return True
+        return False
+
+
+def build_scheduler(daemon: Daemon) -> BackgroundScheduler:
+    """The ticker: in-memory job store, one instance at a time, missed ticks coalesced."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    seconds = max(daemon.interval.total_seconds(), 0.01)
+    first = datetime.now(UTC)
+    common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    scheduler.add_job(
+        daemon.tick,
+        IntervalTrigger(seconds=seconds, timezone=UTC),
+        id="tick",
+        next_run_time=first,
+        **common,
+    )
+    scheduler.add_job(
+        daemon.beat,
+        IntervalTrigger(seconds=seconds, timezone=UTC),
+        id="beat",
+        next_run_time=first,
+        **common,
+    )
+    return scheduler
+
+
+def serve_forever(daemon: Daemon, grace: timedelta) -> int:
+    """Run until SIGTERM or SIGINT; then finish in flight within `grace` and exit 0.
+    A second signal exits at once (leases expire; the rescue picks those jobs up)."""
+    previous = stop_on_signals(daemon.stop, grace)
+    scheduler = build_scheduler(daemon)
+    scheduler.start()
+    try:
+        while not daemon.stop.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=False)
+        finished = daemon.wait_idle(grace.total_seconds() + 5)
+        try:
+            daemon.store.forget_worker(daemon.name)
+        except PayretryError:
+            pass
+        restore_signals(previous)
+    if not finished:
+        log.error("a tick was still running after the grace period; exiting anyway")
+        os._exit(1)
+    return 0

@@ -1,0 +1,613 @@
+#!/usr/bin/env python3
+"""Benchmark payretry against plain `sqlite3` doing the same SQL work, in one run.
+
+(a) bulk queue: N row dicts validated by `payretry.service.intake.new_job` and queued with
+    `Operations.queue_many` into a fresh SQLite file, beside a plain `sqlite3` program inserting
+    the same rows (same table, same indexes, same columns) with `executemany` in one transaction.
+(b) run-due: `Runner.run_due()` over N due jobs with the simulated processor (success rate 1,
+    zero latency), beside a plain `sqlite3` program doing the same SQL work per batch of the
+    same size: close lapsed windows; claim (BEGIN IMMEDIATE, the due ids in priority order with
+    a limit, mark them running under a lease token and expiry, insert the attempt rows, COMMIT);
+    then finish (attempt outcome and job state, both fenced by the lease token, COMMIT).
+Peak memory of run-due is measured at N/10 and N jobs (10,000 and 100,000 by default), each in
+a fresh subprocess that does nothing but open the store and run run-due.
+
+The machine may be shared and noisy, so each payretry figure sits beside a baseline measured in
+the same run; the ratio is what to read. Usage:
+
+    .venv/bin/python scripts/bench.py                # 100,000 jobs (a few minutes)
+    .venv/bin/python scripts/bench.py --jobs 5000    # quick
+    .venv/bin/python scripts/bench.py --json         # one JSON document on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+GOAL_RATIO = 1 / 3
+# Peak RSS counts as flat when the larger backlog needs at most this much more (MiB).
+FLAT_SLACK_MIB = 16.0
+
+# The queue mix: (error code, decline code, weight). All retryable, so every row is queued.
+_CODES: tuple[tuple[str, str | None, int], ...] = (
+    ("processing_error", None, 30),
+    ("network_error", None, 20),
+    ("card_declined", "insufficient_funds", 15),
+    ("service_unavailable", None, 10),
+    ("card_declined", "do_not_honor", 8),
+    ("rate_limit_exceeded", None, 7),
+    ("authentication_failed", None, 5),
+    ("api_connection_error", None, 5),
+)
+_CURRENCIES: tuple[tuple[str, int, int], ...] = (  # code, exponent, weight
+    ("USD", 2, 50),
+    ("EUR", 2, 25),
+    ("GBP", 2, 15),
+    ("JPY", 0, 7),
+    ("KWD", 3, 3),
+)
+# Long enough that every queued job is due by the time run-due starts (the longest first delay
+# in the default policy is 24h).
+QUEUE_BACKDATE = timedelta(days=3)
+
+
+def make_rows(n: int, seed: int = 2) -> list[dict[str, Any]]:
+    """N realistic queue rows, as `queue --from-file` would read them."""
+    rng = random.Random(seed)
+    codes = [c[:2] for c in _CODES]
+    code_weights = [c[2] for c in _CODES]
+    currencies = [c[:2] for c in _CURRENCIES]
+    currency_weights = [c[2] for c in _CURRENCIES]
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        error_code, decline_code = rng.choices(codes, code_weights)[0]
+        currency, exponent = rng.choices(currencies, currency_weights)[0]
+        minor = rng.randint(100, 2_000_000)
+        amount = str(minor) if exponent == 0 else f"{Decimal(minor).scaleb(-exponent)}"
+        row: dict[str, Any] = {
+            "transaction_id": f"txn_{i:08d}",
+            "user_id": f"user_{rng.randrange(n // 3 + 1):07d}",
+            "amount": amount,
+            "currency": currency,
+            "error_code": error_code,
+            "error_message": f"charge failed: {error_code}",
+            "payment_intent": f"pi_{i:08d}",
+            "metadata": {"order": f"ord_{i:08d}", "plan": rng.choice(("basic", "pro"))},
+        }
+        if decline_code:
+            row["decline_code"] = decline_code
+        if i % 10 == 0:
+            row["customer"] = f"cus_{i:08d}"
+        rows.append(row)
+    return rows
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def create_schema(path: Path) -> None:
+    """An empty database with payretry's own schema (tables, indexes, schema version)."""
+    from payretry.store.sql import open_store
+
+    open_store(sqlite_url(path)).close()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection set up as payretry sets up its own (WAL, NORMAL sync, FKs)."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def checkpoint_copy(source: Path, target: Path) -> None:
+    """Copy a database file after folding its WAL in, so the copy stands alone."""
+    conn = sqlite3.connect(source, isolation_level=None)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    shutil.copyfile(source, target)
+
+
+def count_states(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
+    finally:
+        conn.close()
+
+
+def sql_time(value: datetime) -> str:
+    """How SQLAlchemy's SQLite DateTime stores a (naive UTC) datetime."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    box: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - start)
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set since exec (VmHWM), in KiB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def current_rss_kib() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# -- (a) bulk queue -----------------------------------------------------------------------------
+
+
+def queue_payretry(path: Path, rows: Sequence[dict[str, Any]], now: datetime) -> float:
+    """Validate and queue every row through payretry; the seconds it took (store open excluded)."""
+    from payretry.domain.policy import RetryPolicy
+    from payretry.service.intake import new_job
+    from payretry.service.operations import Operations
+    from payretry.store.sql import open_store
+
+    store = open_store(sqlite_url(path))
+    try:
+        operations = Operations(store, RetryPolicy.standard())
+        with timer() as took:
+            requests = [(line, new_job(fields, now=now)) for line, fields in enumerate(rows, 1)]
+            result = operations.queue_many(requests, now)
+    finally:
+        store.close()
+    if result.created != len(rows):
+        raise SystemExit(f"payretry queued {result.created} of {len(rows)} rows")
+    return took[0]
+
+
+_INSERT_JOB = (
+    "INSERT INTO retry_jobs (id, transaction_id, user_id, amount_minor, currency, error_code,"
+    " decline_code, error_message, state, attempt_count, max_attempts, next_retry_at,"
+    " created_at, updated_at, expires_at, priority, payment_intent, customer, payment_method,"
+    " checkout_session, meta, reason, policy_code, lease_token, lease_expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The baseline's stand-in for the policy: first delay and max attempts per code.
+_FIRST = {
+    "network_error": (timedelta(0), 3),
+    "insufficient_funds": (timedelta(hours=24), 2),
+    "processing_error": (timedelta(minutes=1), 3),
+    "authentication_failed": (timedelta(minutes=5), 2),
+    "rate_limit_exceeded": (timedelta(minutes=30), 3),
+    "service_unavailable": (timedelta(minutes=1), 3),
+    "do_not_honor": (timedelta(hours=24), 2),
+}
+_DEFAULT_FIRST = (timedelta(minutes=5), 2)
+_EXPONENTS = {code: exponent for code, exponent, _ in _CURRENCIES}
+
+
+def queue_baseline(path: Path, rows: Sequence[dict[str, Any]], now: datetime) -> float:
+    """Plain sqlite3: turn each row into its column values, executemany in one transaction.
+
+    No validation; the same columns payretry writes, with values of the same shape.
+    """
+    conn = connect(path)
+    try:
+        with timer() as took:
+            stamp = sql_time(now)
+            params = []
+            for row in rows:
+                code = row.get("decline_code") or row["error_code"]
+                delay, max_attempts = _FIRST.get(code, _DEFAULT_FIRST)
+                exponent = _EXPONENTS[row["currency"]]
+                minor = int(Decimal(row["amount"]).scaleb(exponent))
+                params.append(
+                    (
+                        uuid.uuid4().hex,
+                        row["transaction_id"],
+                        row["user_id"],
+                        minor,
+                        row["currency"],
+                        row["error_code"],
+                        row.get("decline_code"),
+                        row.get("error_message"),
+                        "scheduled",
+                        0,
+                        max_attempts,
+                        sql_time(now + delay),
+                        stamp,
+                        stamp,
+                        None,
+                        minor * 10 ** (2 - exponent) if exponent <= 2 else minor // 10,
+                        row.get("payment_intent"),
+                        row.get("customer"),
+                        row.get("payment_method"),
+                        row.get("checkout_session"),
+                        json.dumps(row.get("metadata") or {}),
+                        f"error code {code}: policy row {code!r} waits before attempt 1",
+                        code,
+                        None,
+                        None,
+                    )
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT_JOB, params)
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return took[0]
+
+
+# -- (b) run-due --------------------------------------------------------------------------------
+
+
+def run_due_payretry(path: Path, batch_size: int | None = None) -> tuple[float, int, int]:
+    """Runner.run_due over the database; (seconds, processed, batch size)."""
+    from payretry.clock import utcnow
+    from payretry.domain.policy import RetryPolicy
+    from payretry.processors.simulated import SimulatedProcessor
+    from payretry.service.runner import Runner
+    from payretry.store.sql import open_store
+
+    store = open_store(sqlite_url(path))
+    try:
+        runner = Runner(
+            store, RetryPolicy.standard(), SimulatedProcessor(success_rate=1.0), clock=utcnow
+        )
+        if batch_size is not None:
+            runner.batch_size = batch_size
+        with timer() as took:
+            report = runner.run_due()
+    finally:
+        store.close()
+    return took[0], report.processed, runner.batch_size
+
+
+_ABANDON = (
+    "UPDATE retry_jobs SET state = 'abandoned', reason = ?, next_retry_at = NULL, updated_at = ?"
+    " WHERE state = 'scheduled' AND expires_at <= ? RETURNING seq"
+)
+_PICK = (
+    "SELECT seq FROM retry_jobs WHERE state = 'scheduled' AND next_retry_at <= ?"
+    " ORDER BY priority DESC, next_retry_at, seq LIMIT ?"
+)
+_LEASE = (
+    "UPDATE retry_jobs SET state = 'running', lease_token = ?, lease_expires_at = ?,"
+    " updated_at = ? WHERE seq IN ({marks}) AND state = 'scheduled'"
+    " RETURNING seq, id, attempt_count, max_attempts, error_code"
+)
+_ATTEMPT = (
+    "INSERT INTO retry_attempts (job_seq, number, idempotency_key, outcome, started_at)"
+    " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (job_seq, number) DO NOTHING"
+)
+_FINISH_ATTEMPT = (
+    "UPDATE retry_attempts SET outcome = ?, finished_at = ?, error_code = NULL,"
+    " decline_code = NULL, message = NULL, reference = ?, decision = ?, next_retry_at = NULL"
+    " WHERE job_seq = ? AND number = ? AND EXISTS (SELECT 1 FROM retry_jobs"
+    " WHERE seq = ? AND lease_token = ? AND state = 'running')"
+)
+_FINISH_JOB = (
+    "UPDATE retry_jobs SET state = ?, attempt_count = ?, max_attempts = ?, next_retry_at = NULL,"
+    " reason = ?, policy_code = ?, lease_token = NULL, lease_expires_at = NULL, updated_at = ?"
+    " WHERE seq = ? AND lease_token = ? AND state = 'running'"
+)
+
+
+def run_due_baseline(path: Path, batch_size: int) -> tuple[float, int]:
+    """The same SQL work as run-due, written by hand with sqlite3; (seconds, processed)."""
+    conn = connect(path)
+    processed = 0
+    lease_for = timedelta(minutes=5)
+    try:
+        with timer() as took:
+            while True:
+                now = datetime.now(UTC)
+                stamp = sql_time(now)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(_ABANDON, ("the payment window closed", stamp, stamp)).fetchall()
+                conn.execute("COMMIT")
+                token = uuid.uuid4().hex
+                conn.execute("BEGIN IMMEDIATE")
+                seqs = [r[0] for r in conn.execute(_PICK, (stamp, batch_size))]
+                if not seqs:
+                    conn.execute("COMMIT")
+                    break
+                leased = conn.execute(
+                    _LEASE.format(marks=", ".join("?" * len(seqs))),
+                    (token, sql_time(now + lease_for), stamp, *seqs),
+                ).fetchall()
+                attempts = [
+                    (seq, count + 1, f"payretry:{job_id}:{count + 1}", stamp)
+                    for seq, job_id, count, _, _ in leased
+                ]
+                conn.executemany(_ATTEMPT, attempts)
+                conn.execute("COMMIT")
+                # The processor would be called here, once per attempt; every one succeeds.
+                done = sql_time(datetime.now(UTC))
+                outcomes = []
+                jobs = []
+                for seq, job_id, count, max_attempts, code in leased:
+                    number = count + 1
+                    reference = f"sim_{job_id[:12]}_{number}"
+                    outcomes.append(
+                        ("succeeded", done, reference, "succeeded", seq, number, seq, token)
+                    )
+                    jobs.append(
+                        (
+                            "succeeded",
+                            number,
+                            max_attempts,
+                            f"attempt {number} succeeded (reference {reference})",
+                            code,
+                            done,
+                            seq,
+                            token,
+                        )
+                    )
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_FINISH_ATTEMPT, outcomes)
+                conn.executemany(_FINISH_JOB, jobs)
+                conn.execute("COMMIT")
+                processed += len(leased)
+    finally:
+        conn.close()
+    return took[0], processed
+
+
+# -- peak memory, in a fresh process per size ---------------------------------------------------
+
+
+def rss_child(path: Path) -> None:
+    """Entry point of the measuring subprocess: run-due over `path`, print what it cost."""
+    from payretry.store.sql import open_store
+
+    open_store(sqlite_url(path)).close()  # imports and engine set-up, before the run
+    start_kib = current_rss_kib()
+    seconds, processed, _ = run_due_payretry(path)
+    print(
+        json.dumps(
+            {
+                "processed": processed,
+                "seconds": seconds,
+                "start_rss_kib": start_kib,
+                "peak_rss_kib": peak_rss_kib(),
+            }
+        )
+    )
+
+
+def measure_rss(path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def cores() -> dict[str, int]:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpu_count": os.cpu_count() or 0, "usable": usable or os.cpu_count() or 0}
+
+
+def pair(payretry_s: float, baseline_s: float, jobs: int) -> dict[str, float]:
+    mine, base = jobs / payretry_s, jobs / baseline_s
+    return {
+        "payretry_jobs_per_s": round(mine, 1),
+        "baseline_jobs_per_s": round(base, 1),
+        "ratio": round(mine / base, 3),
+        "payretry_s": round(payretry_s, 3),
+        "baseline_s": round(baseline_s, 3),
+    }
+
+
+def best(runs: Sequence[float]) -> float:
+    return min(runs)
+
+
+def run(jobs: int, repeat: int, workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    now = datetime.now(UTC) - QUEUE_BACKDATE
+    rows = make_rows(jobs)
+    say(f"{jobs:,} rows generated; working in {workdir}")
+
+    # (a) bulk queue, payretry and baseline alternating, best of `repeat` each.
+    template = workdir / "schema.db"
+    create_schema(template)
+    mine: list[float] = []
+    base: list[float] = []
+    queued = workdir / "queued.db"
+    for round_ in range(repeat):
+        target = workdir / f"queue-baseline-{round_}.db"
+        checkpoint_copy(template, target)
+        base.append(queue_baseline(target, rows, now))
+        say(f"queue   baseline {jobs / base[-1]:>10,.0f} jobs/s")
+        target = workdir / f"queue-payretry-{round_}.db"
+        mine.append(queue_payretry(target, rows, now))
+        say(f"queue   payretry {jobs / mine[-1]:>10,.0f} jobs/s")
+        if round_ == 0:
+            checkpoint_copy(target, queued)
+    queue_figures = pair(best(mine), best(base), jobs)
+    del rows
+
+    # (b) run-due over the jobs payretry queued, each side on its own copy.
+    mine, base = [], []
+    batch_size = 0
+    for round_ in range(repeat):
+        target = workdir / f"run-baseline-{round_}.db"
+        checkpoint_copy(queued, target)
+        probe_batch = run_due_payretry_batch_size()
+        seconds, processed = run_due_baseline(target, probe_batch)
+        if processed != jobs or count_states(target) != {"succeeded": jobs}:
+            raise SystemExit(f"baseline run-due processed {processed} of {jobs}")
+        base.append(seconds)
+        say(f"run-due baseline {jobs / seconds:>10,.0f} jobs/s")
+        target = workdir / f"run-payretry-{round_}.db"
+        checkpoint_copy(queued, target)
+        seconds, processed, batch_size = run_due_payretry(target)
+        if processed != jobs or count_states(target) != {"succeeded": jobs}:
+            raise SystemExit(f"payretry run-due processed {processed} of {jobs}")
+        mine.append(seconds)
+        say(f"run-due payretry {jobs / seconds:>10,.0f} jobs/s")
+    run_figures = pair(best(mine), best(base), jobs)
+    run_figures["batch_size"] = batch_size
+
+    # Peak memory of run-due at N/10 and N jobs, each in a fresh process.
+    memory = []
+    for size in sorted({max(1, jobs // 10), jobs}):
+        source = queued
+        if size != jobs:
+            source = workdir / f"queued-{size}.db"
+            create_schema(source)
+            queue_payretry(source, make_rows(size), now)
+        target = workdir / f"rss-{size}.db"
+        checkpoint_copy(source, target)
+        data = measure_rss(target)
+        if data["processed"] != size:
+            raise SystemExit(f"run-due in the subprocess processed {data['processed']} of {size}")
+        memory.append(
+            {
+                "jobs": size,
+                "peak_rss_mib": round(data["peak_rss_kib"] / 1024, 1),
+                "start_rss_mib": round(data["start_rss_kib"] / 1024, 1),
+            }
+        )
+        say(f"run-due peak RSS at {size:,} jobs: {memory[-1]['peak_rss_mib']} MiB")
+
+    growth = memory[-1]["peak_rss_mib"] - memory[0]["peak_rss_mib"]
+    return {
+        "jobs": jobs,
+        "repeat": repeat,
+        "cores": cores(),
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+        "queue": queue_figures,
+        "run_due": run_figures,
+        "peak_rss": memory,
+        "goals": {
+            "queue_ratio_ok": queue_figures["ratio"] >= GOAL_RATIO,
+            "run_due_ratio_ok": run_figures["ratio"] >= GOAL_RATIO,
+            "peak_rss_growth_mib": round(growth, 1),
+            "peak_rss_flat": growth <= FLAT_SLACK_MIB,
+        },
+    }
+
+
+def run_due_payretry_batch_size() -> int:
+    """The batch size the Runner uses by default, so the baseline claims the same number."""
+    import inspect
+
+    from payretry.service.runner import Runner
+
+    default = inspect.signature(Runner.__init__).parameters["batch_size"].default
+    return int(default)
+
+
+def render(result: dict[str, Any]) -> str:
+    q, r = result["queue"], result["run_due"]
+    c = result["cores"]
+    lines = [
+        f"payretry benchmark: {result['jobs']:,} jobs, best of {result['repeat']}; "
+        f"{c['usable']} usable cores ({c['cpu_count']} on the machine); "
+        f"Python {result['python']}, SQLite {result['sqlite']}",
+        "",
+        f"| {'measure':<26} | {'payretry jobs/s':>15} | {'sqlite3 jobs/s':>14} | {'ratio':>6} |",
+        f"|{'-' * 28}|{'-' * 17}|{'-' * 16}|{'-' * 8}|",
+        f"| {'bulk queue':<26} | {q['payretry_jobs_per_s']:>15,.0f} "
+        f"| {q['baseline_jobs_per_s']:>14,.0f} | {q['ratio']:>6.2f} |",
+        f"| {'run-due (batch ' + str(r['batch_size']) + ')':<26} "
+        f"| {r['payretry_jobs_per_s']:>15,.0f} "
+        f"| {r['baseline_jobs_per_s']:>14,.0f} | {r['ratio']:>6.2f} |",
+        "",
+    ]
+    for m in result["peak_rss"]:
+        lines.append(
+            f"run-due peak RSS at {m['jobs']:>7,} jobs: {m['peak_rss_mib']:>6.1f} MiB "
+            f"(after imports and store open: {m['start_rss_mib']:.1f} MiB)"
+        )
+    g = result["goals"]
+    lines += [
+        "",
+        f"goals: queue ratio >= 1/3: {'met' if g['queue_ratio_ok'] else 'NOT met'}; "
+        f"run-due ratio >= 1/3: {'met' if g['run_due_ratio_ok'] else 'NOT met'}; "
+        f"peak RSS flat (+{g['peak_rss_growth_mib']} MiB): "
+        f"{'met' if g['peak_rss_flat'] else 'NOT met'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--jobs", type=int, default=100_000, help="backlog size (100,000)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side; best is kept")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--workdir", type=Path, help="keep the database files here")
+    parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child is not None:
+        rss_child(args.rss_child)
+        return 0
+    if args.jobs < 1 or args.repeat < 1:
+        parser.error("--jobs and --repeat must be at least 1")
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        for old in args.workdir.glob("*.db*"):
+            old.unlink()
+        result = run(args.jobs, args.repeat, args.workdir, say)
+    else:
+        with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
+            result = run(args.jobs, args.repeat, Path(tmp), say)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
