@@ -58,20 +58,27 @@ class SimulatedProcessor:
         self.replays = 0
         self._ledger_path = ledger
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
         if ledger:
             with self._ledger() as conn:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS charges (idempotency_key TEXT PRIMARY KEY,"
-                    " transaction_id TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL)"
+                    " transaction_id TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL,"
+                    " sends INTEGER NOT NULL DEFAULT 1)"
                 )
 
     def _ledger(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             assert self._ledger_path is not None
-            conn = sqlite3.connect(self._ledger_path, timeout=60, isolation_level=None)
+            conn = sqlite3.connect(
+                self._ledger_path, timeout=60, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
         return conn
 
     def decide(self, job: Job, number: int) -> AttemptResult:
@@ -89,24 +96,32 @@ class SimulatedProcessor:
 
     def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
         number = int(idempotency_key.rsplit(":", 1)[1])
-        if self.latency:
-            time.sleep(self.latency)
         result = self.decide(job, number)
         if result.succeeded:
             result = AttemptResult.success(f"sim_{idempotency_key.rsplit(':', 2)[1][:12]}_{number}")
         if self._ledger_path:
+            # Recorded when the request arrives, as a processor does: a caller killed while
+            # waiting for the answer has still made the charge, and its re-send is a replay.
             outcome = "succeeded" if result.succeeded else f"{result.error_code}"
+            conn = self._ledger()
             try:
-                self._ledger().execute(
-                    "INSERT INTO charges VALUES (?, ?, ?, ?)",
+                conn.execute(
+                    "INSERT INTO charges VALUES (?, ?, ?, ?, 1)",
                     (idempotency_key, job.transaction_id, outcome, time.time()),
                 )
             except sqlite3.IntegrityError:
-                self.replays += 1  # same key again: a real processor replays the first answer
+                self.replays += 1  # same key again: replay the first answer, charge nothing
+                conn.execute(
+                    "UPDATE charges SET sends = sends + 1 WHERE idempotency_key = ?",
+                    (idempotency_key,),
+                )
+        if self.latency:
+            time.sleep(self.latency)
         return result
 
     def close(self) -> None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
