@@ -27,8 +27,11 @@ def _int(lo: int, hi: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, bool):
             raise ValueError("expected a whole number")
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if isinstance(value, str) and not (digits.isascii() and digits.isdigit()):
+            raise ValueError("expected a whole number")  # checked before int() can say it worse
         number = int(value) if isinstance(value, int | str) else None
-        if number is None or (isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+        if number is None:
             raise ValueError("expected a whole number")
         if not lo <= number <= hi:
             raise ValueError(f"expected a number from {lo} to {hi}")
@@ -245,6 +248,8 @@ def _line_of(text: str, section: str, name: str) -> int | None:
         header = re.match(r"^\[([^\]]+)\]", stripped)
         if header:
             current = header.group(1).strip().strip('"')
+            if current == section and not name:
+                return number  # the table itself: point at its header
             continue
         if current == section and re.match(rf"^\"?{re.escape(name)}\"?\s*=", stripped):
             return number
@@ -275,10 +280,11 @@ def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
         section = f"policy.{code}"
         where = _where(path, text, section, "")
         try:
-            validate_code(code, "code")
+            row_code = validate_code(code, "code") or code  # as the CLI does: lower-case
         except InvalidInput:
             raise ConfigError(f"{where}: {code!r} is not an error code") from None
         if not isinstance(spec, dict):
+            where = _where(path, text, "policy", code)  # `[policy] code = ...`: that line
             raise ConfigError(f"{where}: [policy.{code}] must be a table")
         unknown = set(spec) - POLICY_FIELDS
         if unknown:
@@ -308,7 +314,7 @@ def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
             raise ConfigError(
                 f"{_where(path, text, section, 'delays')}: a retried row needs delays"
             )
-        rows.append(PolicyRow(code, retry, attempts if retry else 0, delays, f"config {path}"))
+        rows.append(PolicyRow(row_code, retry, attempts if retry else 0, delays, f"config {path}"))
     return rows
 
 

@@ -174,4 +174,5 @@ def render_error(exc: PayretryError) -> None:
                 }
             }
         )
-    sys.stderr.write(f"error: {exc}\n")
+    # One line on stderr, even when a driver's message spans several (psycopg's does).
+    sys.stderr.write("error: " + " ".join(str(exc).split()) + "\n")

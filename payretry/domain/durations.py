@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from payretry.errors import InvalidInput
 
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
-_WHOLE = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w))+$")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 _UNITS = {
     "ms": timedelta(milliseconds=1),
     "s": timedelta(seconds=1),
@@ -38,7 +38,7 @@ def parse_duration(text: str | int | float, *, field: str = "duration") -> timed
         elif _WHOLE.match(raw):
             value = timedelta()
             for number, unit in _PART.findall(raw):
-                value += int(number) * _UNITS[unit]
+                value += float(number) * _UNITS[unit]
         else:
             raise InvalidInput(
                 f"{text!r} is not a duration (examples: 30s, 5m, 24h, 1h30m, 2d)", field=field

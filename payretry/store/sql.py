@@ -342,7 +342,13 @@ class SqlStore:
             rows = list(
                 conn.execute(
                     update(JOBS)
-                    .where(JOBS.c.seq.in_(seqs), JOBS.c.state == JobState.SCHEDULED.value)
+                    .where(
+                        JOBS.c.seq.in_(seqs),
+                        # `state || ''`: the same test, but no index can serve it, so SQLite
+                        # finds the rows by primary key instead of walking an index on state
+                        # through every scheduled job (a scan per batch, quadratic overall).
+                        JOBS.c.state.concat("") == JobState.SCHEDULED.value,
+                    )
                     .values(
                         state=JobState.RUNNING.value,
                         lease_token=token,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def ledger_rows(path: Path) -> list[tuple[str, int]]:
     """(idempotency key, sends) for every charge the simulated processor recorded."""
     if not path.exists():
         return []
-    with sqlite3.connect(path) as conn:
-        return list(conn.execute("SELECT idempotency_key, sends FROM charges"))
+    with closing(sqlite3.connect(path, timeout=30)) as conn:
+        try:
+            return list(conn.execute("SELECT idempotency_key, sends FROM charges"))
+        except sqlite3.OperationalError:  # not created yet
+            return []
 
 
 def cli_env(db_url: str, ledger: Path, **extra: str) -> dict[str, str]:
