@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from payretry.errors import InvalidInput
 
-_PLAIN_DECIMAL = re.compile(r"^\d+(?:\.\d+)?$")
+_PLAIN_DECIMAL = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 MAX_MINOR = 10**15  # a sanity bound far above any real payment, inside a signed 64-bit column
 
 
