@@ -58,7 +58,11 @@ def run_due(
         sys.stdout.write(("  " if first else ",\n  ") + json.dumps(result.as_dict()))
         first = False
 
+    given = 0
+
     def keep(result: JobResult) -> None:
+        nonlocal given
+        given += 1
         if len(shown) < _SHOWN:
             shown.append(result)
 
@@ -103,9 +107,8 @@ def run_due(
                 r.transaction_id, str(r.attempt), r.outcome, error, r.state, when(r.next_retry_at)
             )
         out.print(table)
-        total = report.processed + counts["abandoned"]
-        if total > len(shown):
-            out.print(f"... and {total - len(shown)} more (use --json for all).")
+        if given > len(shown):
+            out.print(f"... and {given - len(shown)} more (use --json for all).")
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "processed" and n)
     out.print(f"Processed {report.processed} job(s)" + (f": {summary}." if summary else "."))
 

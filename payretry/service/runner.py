@@ -58,7 +58,8 @@ class RunReport:
 
     @property
     def processed(self) -> int:
-        return sum(self.counts[k] for k in ("succeeded", "rescheduled", "failed", "exhausted"))
+        """Attempts made and recorded, whatever followed (abandoned after an attempt too)."""
+        return self.counts["attempted"]
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -237,6 +238,8 @@ class Runner:
         claimed, decision = finish.claimed, finish.decision
         outcome = decision.outcome.value if ok else "lost_lease"
         report.counts[outcome] += 1
+        if ok:
+            report.counts["attempted"] += 1
         extra = {
             "transaction_id": claimed.job.transaction_id,
             "attempt": claimed.attempt_number,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,10 +28,91 @@ from payretry.domain.money import Money
 from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats, WorkerBeat
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.engine import READONLY, describe_url, make_engine, prepare_schema
-from payretry.store.tables import ATTEMPTS, JOBS, WORKERS
+from payretry.store.tables import ATTEMPTS, JOBS, WORKERS, UTCDateTime
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _CHUNK = 500
+
+
+class _Bulk:
+    """One statement for many rows, handed straight to the driver.
+
+    Core's executemany builds and processes a parameter dict per row, which costs several
+    times what SQLite itself spends on a bulk queue or a run-due batch. A _Bulk compiles its
+    statement once per dialect and binds every value with the processor Core itself would use,
+    so what is stored is the same; each distinct time is bound once per call (a bulk queue
+    shares one "now"). Rows are mappings of bind names; names a row lacks take the statement's
+    own constants.
+    """
+
+    _compiled: dict[tuple[str, str, str, str], _Bulk] = {}
+
+    def __init__(self, stmt: Any, dialect: Any, column_keys: Sequence[str] | None) -> None:
+        compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        constants: dict[str, Any] = compiled.params
+        names = list(compiled.positiontup) if self.positional else list(constants)
+        processors: dict[str, Any] = compiled._bind_processors  # what Core applies per row
+        self.slots = [
+            (
+                name,
+                constants.get(name),
+                processors.get(name),
+                isinstance(compiled.binds[name].type, UTCDateTime),
+            )
+            for name in names
+        ]
+
+    @classmethod
+    def of(
+        cls, key: str, dialect: Any, build: Any, column_keys: Sequence[str] | None = None
+    ) -> _Bulk:
+        cache_key = (key, dialect.name, dialect.driver, dialect.paramstyle)
+        found = cls._compiled.get(cache_key)
+        if found is None:
+            found = cls._compiled[cache_key] = cls(build(), dialect, column_keys)
+        return found
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+        slots = []
+        for name, constant, process, is_time in self.slots:
+            if process is not None and is_time:
+                process = _memo(process)
+            slots.append((name, constant, process))
+        if self.positional:
+            return [
+                tuple(
+                    row.get(name, constant) if process is None else process(row.get(name, constant))
+                    for name, constant, process in slots
+                )
+                for row in rows
+            ]
+        return [
+            {
+                name: row.get(name, constant)
+                if process is None
+                else process(row.get(name, constant))
+                for name, constant, process in slots
+            }
+            for row in rows
+        ]
+
+    def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> Any:
+        return conn.exec_driver_sql(self.sql, self.params(rows))
+
+
+def _memo(process: Any) -> Any:
+    bound: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        try:
+            return bound[value]
+        except KeyError:
+            result = bound[value] = process(value)
+            return result
+
+    return once
 
 
 def _job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
@@ -245,12 +326,13 @@ class SqlStore:
     def insert_many(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
+        insert = _Bulk.of(
+            "insert_jobs", self.engine.dialect, JOBS.insert, column_keys=list(_job_values(jobs[0]))
+        )
         try:
             with self._tx() as conn:
                 for start in range(0, len(jobs), 5000):
-                    conn.execute(
-                        JOBS.insert(), [_job_values(j) for j in jobs[start : start + 5000]]
-                    )
+                    insert.run(conn, [_job_values(j) for j in jobs[start : start + 5000]])
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
 
@@ -377,10 +459,14 @@ class SqlStore:
                     }
                 )
             # A rescued attempt keeps its row (and so its key): insert only what is missing.
-            conn.execute(
-                self._insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["job_seq", "number"]),
-                attempt_rows,
-            )
+            _Bulk.of(
+                "insert_attempts",
+                self.engine.dialect,
+                lambda: self._insert(ATTEMPTS).on_conflict_do_nothing(
+                    index_elements=["job_seq", "number"]
+                ),
+                column_keys=list(attempt_rows[0]),
+            ).run(conn, attempt_rows)
         return claimed
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
@@ -457,8 +543,9 @@ class SqlStore:
             if not all(applied):
                 params = [p for p, ok in zip(params, applied, strict=True) if ok]
             if params:
-                conn.execute(attempt_update, params)
-                conn.execute(job_update, params)
+                dialect = self.engine.dialect
+                _Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
+                _Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
