@@ -191,6 +191,7 @@ KEYS: tuple[Key, ...] = (
 )
 KEYS_BY_NAME = {key.dotted: key for key in KEYS}
 POLICY_FIELDS = {"retry", "max_attempts", "delays"}
+_ROOT_FLAGS = {"database.url": "--db", "log.format": "--log-format", "log.level": "--log-level"}
 
 
 @dataclass
@@ -379,6 +380,8 @@ def load_settings(
             try:
                 values[dotted] = key.parse(value)
             except ValueError as exc:
-                raise InvalidInput(str(exc), field=f"--{key.name.replace('_', '-')}") from None
+                # Name the flag as the user typed it (the root's flags are not --<key name>).
+                flag = _ROOT_FLAGS.get(dotted) or f"--{key.name.replace('_', '-')}"
+                raise InvalidInput(str(exc), field=flag) from None
             sources[dotted] = "flag"
     return Settings(values, sources, tuple(policy_rows), path)

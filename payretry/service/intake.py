@@ -37,6 +37,7 @@ FIELDS = (
     "priority",
     "metadata",
 )
+_KNOWN = frozenset(FIELDS) | {"amount_minor"}
 _PRIORITY_LIMIT = 2**62
 
 
@@ -53,8 +54,8 @@ def new_job(
     fields: Mapping[str, Any], *, now: datetime, default_window: timedelta | None = None
 ) -> NewJob:
     """Validate every field; raise InvalidInput naming the first bad one."""
-    unknown = sorted(set(fields) - set(FIELDS) - {"amount_minor"})
-    if unknown:
+    if not _KNOWN.issuperset(fields):
+        unknown = sorted(set(fields) - _KNOWN)
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
     transaction_id = validate_id(fields.get("transaction_id"), "transaction_id")
     user_id = validate_id(fields.get("user_id"), "user_id")
@@ -63,7 +64,7 @@ def new_job(
         raise InvalidInput("is required", field="currency")
     if fields.get("amount_minor") not in (None, ""):
         raw_minor = fields["amount_minor"]
-        if isinstance(raw_minor, str) and raw_minor.isdigit():
+        if isinstance(raw_minor, str) and raw_minor.isascii() and raw_minor.isdigit():
             raw_minor = int(raw_minor)
         money = Money.of(raw_minor, currency)
     else:

@@ -1,0 +1,263 @@
+"""The root: databases that cannot be used, --help and --version, help texts, colour."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from payretry import __version__
+from payretry.cli import app
+from payretry.store.tables import SCHEMA_VERSION
+from tests.cli.conftest import (
+    Invoke,
+    assert_error,
+    assert_json_error,
+    jobs,
+    ok,
+    queue_args,
+    queued,
+    run,
+)
+
+# databases that cannot be used
+
+
+@pytest.mark.parametrize("command", [("list",), ("status", "t1"), ("stats",), ("run-due",)])
+def test_database_in_a_missing_folder(command: tuple[str, ...]) -> None:
+    result = run("--db", "sqlite:////nonexistent/dir/x.db", *command)
+    assert_error(result, 1, "/nonexistent/dir")
+    assert result.stderr.count("\n") == 1
+    assert not Path("/nonexistent/dir").exists()
+
+
+def test_database_in_a_missing_folder_json() -> None:
+    result = run("--db", "sqlite:////nonexistent/dir/x.db", *queue_args("t1", "--json"))
+    error = assert_json_error(result, 1, "store_error")
+    assert "/nonexistent/dir" in error["message"]
+
+
+def test_database_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database, just some bytes " * 100)
+    assert_error(run("--db", f"sqlite:///{path}", "list"), 1, "junk.db")
+    assert path.read_bytes().startswith(b"this is not a database")
+
+
+def test_database_path_that_is_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.db"
+    folder.mkdir()
+    assert_error(run("--db", f"sqlite:///{folder}", "list"), 1, "folder.db")
+
+
+def test_database_url_that_is_not_a_url() -> None:
+    assert_error(run("--db", "not a url", "list"), 2, "not a url")
+
+
+def test_unreachable_server_hides_the_password() -> None:
+    secret = "hunter2-Secret"
+    result = run("--db", f"postgresql://bob:{secret}@127.0.0.1:1/pay", "list")
+    assert_error(result, 1, "127.0.0.1")
+    assert secret not in result.stderr + result.stdout
+    assert result.stderr.count("\n") == 1, "one line on stderr"
+
+
+def test_database_written_by_a_newer_payretry_is_refused(invoke: Invoke, db_path: Path) -> None:
+    queued(invoke, "t1")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE payretry_meta SET value = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION + 1),),
+        )
+    conn.close()
+    for args in (("list",), ("status", "t1"), tuple(queue_args("t2"))):
+        result = invoke(*args)
+        assert_error(result, 1, "newer payretry", str(SCHEMA_VERSION + 1), "upgrade")
+        assert result.stdout == ""
+    with sqlite3.connect(db_path) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM retry_jobs").fetchone()
+        (version,) = conn.execute(
+            "SELECT value FROM payretry_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    conn.close()
+    assert (count, version) == (1, str(SCHEMA_VERSION + 1))
+
+
+def test_debug_is_accepted(invoke: Invoke) -> None:
+    queued(invoke, "t1")
+    assert [j["transaction_id"] for j in jobs(invoke, "--state", "scheduled")] == ["t1"]
+    ok(invoke("--debug", "status", "t1"))
+
+
+# --help, --version, help texts
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from payretry.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "heavy = ('sqlmodel', 'sqlalchemy', 'stripe', 'boto3', 'botocore', 'apscheduler')\n"
+        "print('LOADED=' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "queue" in done.stdout and "run-due" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+def test_python_m_payretry_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "payretry", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"payretry {__version__}"
+
+
+def test_version_in_process() -> None:
+    result = ok(run("--version"))
+    assert result.stdout.strip() == f"payretry {__version__}"
+
+
+def test_no_command_shows_help() -> None:
+    result = run()
+    assert result.exit_code == 2  # usage: a command is required
+    assert "Usage" in result.stdout + result.stderr
+    assert "queue" in result.stdout + result.stderr
+
+
+def test_unknown_command_and_option_are_usage_errors(invoke: Invoke) -> None:
+    assert invoke("requeue").exit_code == 2
+    result = invoke("list", "--colour")
+    assert result.exit_code == 2
+    assert "--colour" in result.stderr
+
+
+def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """The root and every registered command, sub-groups included."""
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        if not sub.hidden:
+            yield from _walk(sub, (*path, name))
+
+
+ALL_COMMANDS = dict(_walk(typer.main.get_command(app)))
+
+DOCUMENTED_COMMANDS = {
+    ("queue",),
+    ("status",),
+    ("list",),
+    ("cancel",),
+    ("retry",),
+    ("run-due",),
+    ("stats",),
+    ("policy",),
+    ("config",),
+}
+
+
+def test_every_documented_command_is_registered() -> None:
+    assert DOCUMENTED_COMMANDS <= set(ALL_COMMANDS)
+
+
+def test_root_help_lists_commands_and_options() -> None:
+    result = ok(run("--help"))
+    for path in ALL_COMMANDS:
+        if len(path) == 1:
+            assert path[0] in result.stdout
+    for option in ("--db", "--config", "--version", "--debug"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted(ALL_COMMANDS), ids=lambda p: " ".join(p) or "root")
+def test_every_command_has_help_text(path: tuple[str, ...]) -> None:
+    command = ALL_COMMANDS[path]
+    summary = (command.help or "").strip()
+    assert summary, f"payretry {' '.join(path)} has no help text"
+    result = ok(run(*path, "--help"))
+    assert result.stdout.startswith(" ".join(("Usage: payretry", *path)) + " ")
+    # The docstring is what --help shows (compared without the wrapping).
+    assert "".join(summary.split()) in "".join(result.stdout.split())
+
+
+# colour
+
+
+ANSI = re.compile(r"\x1b\[")
+COLOUR_SGR = re.compile(r"\x1b\[[0-9;]*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])m")
+
+
+def _outputs(invoke: Invoke, env: dict[str, str | None]) -> list[str]:
+    results = [
+        invoke(*args, env=env)
+        for args in (
+            ("status", "t1"),
+            ("list",),
+            ("policy",),
+            ("status", "missing"),
+            tuple(queue_args("t1", amount="1.00")),
+        )
+    ]
+    return [result.stdout + result.stderr for result in results]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({"NO_COLOR": "1", "FORCE_COLOR": None}, id="no-color"),
+        pytest.param(
+            {"NO_COLOR": None, "FORCE_COLOR": None, "TERM": "xterm-256color"}, id="not-a-tty"
+        ),
+    ],
+)
+def test_no_escape_codes_when_not_a_terminal(invoke: Invoke, env: dict[str, str | None]) -> None:
+    queued(invoke, "t1", "--metadata", "simulate=processing_error")
+    ok(invoke("retry", "t1"))
+    for output in _outputs(invoke, env):
+        assert output.strip()
+        assert not ANSI.search(output), repr(output[:200])
+
+
+def test_no_colour_with_no_color_even_when_forced(invoke: Invoke) -> None:
+    queued(invoke, "t1")
+    env: dict[str, str | None] = {"NO_COLOR": "1", "FORCE_COLOR": "1", "TERM": "xterm-256color"}
+    for output in _outputs(invoke, env):
+        assert not COLOUR_SGR.search(output), repr(output[:200])
+
+
+# internal errors
+
+
+def test_internal_error_is_one_line_exit_1_and_debug_shows_it(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payretry.service.operations import Operations
+
+    def broken(self: Operations, transaction_id: str) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(Operations, "status", broken)
+    result = invoke("status", "t1")
+    assert_error(result, 1, "internal error", "RuntimeError", "boom", "--debug")
+    assert result.stderr.count("\n") == 1
+    as_json = assert_json_error(invoke("status", "t1", "--json"), 1, "error")
+    assert "RuntimeError" in as_json["message"]
+    debug = invoke("--debug", "status", "t1")
+    assert isinstance(debug.exception, RuntimeError)
+    assert debug.exit_code == 1
