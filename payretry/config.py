@@ -88,6 +88,16 @@ def _millis_or_duration(value: object) -> timedelta:
     return _duration(value)
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _str(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -134,6 +144,15 @@ KEYS: tuple[Key, ...] = (
         _duration,
         "lease on a claimed job",
         legacy=(("RETRY_LOCK_TIMEOUT", _millis), ("PAYRETRY_LOCK_TIMEOUT", _millis_or_duration)),
+    ),
+    Key("database", "auto_migrate", False, _bool, "migrate an older schema on open, unasked"),
+    Key("database", "pool_size", 5, _int(1, 100), "PostgreSQL connections kept per process"),
+    Key(
+        "database",
+        "statement_timeout",
+        timedelta(seconds=30),
+        _duration,
+        "PostgreSQL: longest a statement may run",
     ),
     Key(
         "retry",

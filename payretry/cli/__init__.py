@@ -12,6 +12,7 @@ from payretry import __version__
 from payretry.cli import (
     cancel,
     config_cmd,
+    db,
     health,
     list_cmd,
     policy_cmd,
@@ -113,6 +114,7 @@ for module in (
     purge,
     policy_cmd,
     config_cmd,
+    db,
 ):
     module.register(app)
 

@@ -49,7 +49,13 @@ class AppContext:
         if self._store is None:
             from payretry.store.sql import open_store
 
-            self._store = open_store(self.settings["database.url"])
+            settings = self.settings
+            self._store = open_store(
+                settings["database.url"],
+                auto_migrate=settings["database.auto_migrate"],
+                pool_size=settings["database.pool_size"],
+                statement_timeout=settings["database.statement_timeout"],
+            )
         return self._store
 
     def close(self) -> None:

@@ -136,6 +136,9 @@ class Operations:
         seen: dict[str, tuple[int, NewJob]] = {}
         jobs: list[Job] = []
         existing = 0
+        # Without jitter the first decision depends only on the codes and the window, so rows
+        # that share them share it (a bulk file has a handful of codes and one "now").
+        decisions: dict[tuple[str, str | None, datetime | None], Decision] = {}
         for line, request in rows:
             txn = request.transaction_id
             if txn in seen:
@@ -158,11 +161,16 @@ class Operations:
                 problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
                 continue
             job_id = new_job_id()
-            try:
-                decision = _first_decision(self.policy, request, job_id, now)
-            except Refused as exc:
-                problems.append((line, exc.message))
-                continue
+            key = (request.error_code, request.decline_code, request.expires_at)
+            decision = decisions.get(key) if not self.policy.jitter else None
+            if decision is None:
+                try:
+                    decision = _first_decision(self.policy, request, job_id, now)
+                except Refused as exc:
+                    problems.append((line, exc.message))
+                    continue
+                if not self.policy.jitter:
+                    decisions[key] = decision
             jobs.append(_build(request, job_id, decision, now))
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)

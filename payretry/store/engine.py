@@ -1,18 +1,17 @@
-"""Engines: SQLite with WAL, a busy timeout and BEGIN IMMEDIATE; the schema check on open."""
+"""Engines: SQLite with WAL, a busy timeout and BEGIN IMMEDIATE; PostgreSQL with a checked pool."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import SQLModel
 
 from payretry.errors import InvalidInput, StoreError
-from payretry.store.tables import META, SCHEMA_VERSION
 
 READONLY = "payretry_readonly"
 
@@ -25,7 +24,17 @@ def describe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_s: float = 30.0,
+    pool_size: int = 5,
+    statement_timeout: timedelta = timedelta(seconds=30),
+    connect_timeout_s: int = 10,
+) -> Engine:
+    """SQLite: WAL, busy timeout, BEGIN IMMEDIATE. PostgreSQL (psycopg 3): a small pool whose
+    connections are checked before use (a restarted server or a killed backend costs one
+    reconnect, not a crash), a connect timeout and a statement timeout."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -34,8 +43,23 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, busy_timeout_s)
+    options: dict[str, object] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        millis = int(statement_timeout.total_seconds() * 1000)
+        given = parsed.query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        options.update(
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_recycle=1800,
+            connect_args={
+                "connect_timeout": connect_timeout_s,
+                "options": f"{given} -c statement_timeout={millis}".strip(),
+                "application_name": "payretry",
+            },
+        )
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, **options)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database {describe_url(url)}: {exc}") from None
 
@@ -68,35 +92,3 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_s: float) -> Eng
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def prepare_schema(engine: Engine, url: str) -> None:
-    """Create the schema in a new database; refuse one written by a newer payretry."""
-    try:
-        with engine.connect() as conn:
-            names = set(inspect(conn).get_table_names())
-            if "payretry_meta" in names:
-                row = conn.execute(
-                    select(META.c.value).where(META.c.key == "schema_version")
-                ).first()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"database {describe_url(url)} was written by a newer payretry "
-                        f"(schema {version}; this version knows {SCHEMA_VERSION}); upgrade payretry"
-                    )
-                if version == SCHEMA_VERSION and set(SQLModel.metadata.tables) <= names:
-                    return
-            elif names & {"retry_jobs", "retry_attempts"}:
-                raise StoreError(
-                    f"database {describe_url(url)} has payretry tables but no schema version"
-                )
-            conn.rollback()
-        with engine.begin() as conn:
-            SQLModel.metadata.create_all(conn)
-            conn.execute(META.delete().where(META.c.key == "schema_version"))
-            conn.execute(META.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-    except OperationalError as exc:
-        raise StoreError(f"cannot open database {describe_url(url)}: {exc.orig}") from None
-    except DBAPIError as exc:
-        raise StoreError(f"database {describe_url(url)} failed: {exc.orig}") from None

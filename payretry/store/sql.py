@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
@@ -27,7 +28,7 @@ from payretry.domain.models import (
 from payretry.domain.money import Money
 from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats, WorkerBeat
 from payretry.errors import NotFound, Refused, StoreError
-from payretry.store.engine import READONLY, describe_url, make_engine, prepare_schema
+from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.tables import ATTEMPTS, JOBS, WORKERS, UTCDateTime
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
@@ -51,17 +52,18 @@ class _Bulk:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
         self.sql: str = compiled.string
         self.positional = bool(compiled.positional)
-        constants: dict[str, Any] = compiled.params
-        names = list(compiled.positiontup) if self.positional else list(constants)
+        values: dict[str, Any] = compiled.params
+        self.names = list(compiled.positiontup) if self.positional else list(values)
+        # Binds with a value of their own (`state = 'running'`, `lease_token = NULL`); the
+        # rest come from the rows.
+        self.constants = {
+            name: values.get(name) for name in self.names if not compiled.binds[name].required
+        }
         processors: dict[str, Any] = compiled._bind_processors  # what Core applies per row
-        self.slots = [
-            (
-                name,
-                constants.get(name),
-                processors.get(name),
-                isinstance(compiled.binds[name].type, UTCDateTime),
-            )
-            for name in names
+        self.processors = [
+            (index, processors[name], isinstance(compiled.binds[name].type, UTCDateTime))
+            for index, name in enumerate(self.names)
+            if processors.get(name) is not None
         ]
 
     @classmethod
@@ -75,28 +77,23 @@ class _Bulk:
         return found
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
-        slots = []
-        for name, constant, process, is_time in self.slots:
-            if process is not None and is_time:
-                process = _memo(process)
-            slots.append((name, constant, process))
-        if self.positional:
-            return [
-                tuple(
-                    row.get(name, constant) if process is None else process(row.get(name, constant))
-                    for name, constant, process in slots
-                )
-                for row in rows
-            ]
-        return [
-            {
-                name: row.get(name, constant)
-                if process is None
-                else process(row.get(name, constant))
-                for name, constant, process in slots
-            }
-            for row in rows
+        names, constants = self.names, self.constants
+        get = itemgetter(*names)
+        processors = [
+            (index, _memo(process) if is_time else process)
+            for index, process, is_time in self.processors
         ]
+        bound = []
+        for row in rows:
+            picked = get(row if constants.keys() <= row.keys() else {**constants, **row})
+            values = list(picked) if len(names) > 1 else [picked]
+            for index, process in processors:
+                values[index] = process(values[index])
+            if self.positional:
+                bound.append(tuple(values))
+            else:
+                bound.append(dict(zip(names, values, strict=True)))
+        return bound
 
     def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> Any:
         return conn.exec_driver_sql(self.sql, self.params(rows))
@@ -201,9 +198,22 @@ class SqlStore:
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
 
     @classmethod
-    def open(cls, url: str) -> SqlStore:
-        engine = make_engine(url)
-        prepare_schema(engine, url)
+    def open(
+        cls,
+        url: str,
+        *,
+        auto_migrate: bool = False,
+        pool_size: int = 5,
+        statement_timeout: timedelta = timedelta(seconds=30),
+    ) -> SqlStore:
+        from payretry.store.migrate import ensure_schema
+
+        engine = make_engine(url, pool_size=pool_size, statement_timeout=statement_timeout)
+        try:
+            ensure_schema(engine, url, auto_migrate=auto_migrate)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine, url)
 
     def close(self) -> None:
@@ -759,11 +769,22 @@ class SqlStore:
         ]
 
 
-def open_store(url: str) -> SqlStore:
-    """Open (and on first use create) the store at `url`."""
+def open_store(
+    url: str,
+    *,
+    auto_migrate: bool = False,
+    pool_size: int = 5,
+    statement_timeout: timedelta = timedelta(seconds=30),
+) -> SqlStore:
+    """Open the store at `url`; a new database gets the schema, an old one is refused."""
     try:
-        return SqlStore.open(url)
-    except DBAPIError as exc:  # pragma: no cover - prepare_schema maps the common ones
+        return SqlStore.open(
+            url,
+            auto_migrate=auto_migrate,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+        )
+    except DBAPIError as exc:  # pragma: no cover - ensure_schema maps the common ones
         raise StoreError(f"cannot open database {describe_url(url)}: {exc.orig}") from None
 
 

@@ -22,7 +22,6 @@ from sqlmodel import Column, Field, SQLModel
 
 from payretry.domain.models import ACTIVE_STATES
 
-SCHEMA_VERSION = 1
 _ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
 ACTIVE_PREDICATE = text(f"state IN ({_ACTIVE})")
 
@@ -132,14 +131,6 @@ class WorkerRow(SQLModel, table=True):
     interval_s: float = Field(sa_column=Column(Float, nullable=False))
 
 
-class MetaRow(SQLModel, table=True):
-    __tablename__ = "payretry_meta"
-
-    key: str = Field(sa_column=Column(String(64), primary_key=True))
-    value: str = Field(sa_column=Column(String(255), nullable=False))
-
-
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
-META = MetaRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]

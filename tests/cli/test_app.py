@@ -15,7 +15,6 @@ import typer
 
 from payretry import __version__
 from payretry.cli import app
-from payretry.store.tables import SCHEMA_VERSION
 from tests.cli.conftest import (
     Invoke,
     assert_error,
@@ -69,25 +68,23 @@ def test_unreachable_server_hides_the_password() -> None:
     assert result.stderr.count("\n") == 1, "one line on stderr"
 
 
+FUTURE = "9999_from_the_future"
+
+
 def test_database_written_by_a_newer_payretry_is_refused(invoke: Invoke, db_path: Path) -> None:
     queued(invoke, "t1")
     with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "UPDATE payretry_meta SET value = ? WHERE key = 'schema_version'",
-            (str(SCHEMA_VERSION + 1),),
-        )
+        conn.execute("UPDATE alembic_version SET version_num = ?", (FUTURE,))
     conn.close()
-    for args in (("list",), ("status", "t1"), tuple(queue_args("t2"))):
+    for args in (("list",), ("status", "t1"), tuple(queue_args("t2")), ("db", "upgrade")):
         result = invoke(*args)
-        assert_error(result, 1, "newer payretry", str(SCHEMA_VERSION + 1), "upgrade")
+        assert_error(result, 1, "newer payretry", FUTURE, "upgrade")
         assert result.stdout == ""
     with sqlite3.connect(db_path) as conn:
         (count,) = conn.execute("SELECT count(*) FROM retry_jobs").fetchone()
-        (version,) = conn.execute(
-            "SELECT value FROM payretry_meta WHERE key = 'schema_version'"
-        ).fetchone()
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     conn.close()
-    assert (count, version) == (1, str(SCHEMA_VERSION + 1))
+    assert (count, version) == (1, FUTURE)
 
 
 def test_debug_is_accepted(invoke: Invoke) -> None:
