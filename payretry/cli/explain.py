@@ -1,0 +1,43 @@
+"""payretry explain: a job's story, attempt by attempt, in plain sentences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from payretry.cli._context import get_context
+from payretry.cli._output import JsonOption, console, print_json
+
+
+def explain(
+    ctx: typer.Context,
+    transaction_id: Annotated[str, typer.Argument(help="The transaction id.")],
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Tell a job's story: what failed, which policy row applied, why the next retry is then,
+    why it stopped."""
+    from payretry.service.explain import explain as story
+    from payretry.service.operations import Operations
+
+    app = get_context(ctx)
+    policy = app.settings.policy()
+    job = Operations(app.store, policy).status(transaction_id)
+    steps = story(job, policy)
+    if json_output:
+        print_json(
+            {
+                "transaction_id": job.transaction_id,
+                "job_id": job.id,
+                "state": job.state.value,
+                "story": [step.as_dict() for step in steps],
+            }
+        )
+        return
+    out = console()
+    for step in steps:
+        out.print(f"- {step.text}", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
