@@ -23,6 +23,7 @@ from payretry.cli import (
     serve,
     stats,
     status,
+    stripe_cmd,
 )
 from payretry.cli._context import AppContext
 from payretry.cli._output import render_error
@@ -115,6 +116,7 @@ for module in (
     policy_cmd,
     config_cmd,
     db,
+    stripe_cmd,
 ):
     module.register(app)
 

@@ -74,6 +74,15 @@ def job_dict(job: Job) -> dict[str, Any]:
         "reason": job.reason,
         "policy_row": job.policy_code,
         **job.refs.as_dict(),
+        "customer_action": (
+            {
+                "checkout_session": job.action.ref,
+                "url": job.action.url,
+                "expires_at": iso(job.action.expires_at),
+            }
+            if job.action
+            else None
+        ),
         "metadata": dict(job.metadata),
         "attempts": [
             {
@@ -139,6 +148,12 @@ def job_panel(job: Job) -> Table:
         ("job id", job.id),
     ]
     rows += [(name.replace("_", " "), ref) for name, ref in job.refs.as_dict().items() if ref]
+    if job.action:
+        rows += [
+            ("waiting on", f"checkout session {job.action.ref}"),
+            ("checkout url", job.action.url or "-"),
+            ("checkout expires", when(job.action.expires_at)),
+        ]
     rows += [(f"metadata {k}", v) for k, v in job.metadata.items()]
     for name, value in rows:
         table.add_row(name, value)

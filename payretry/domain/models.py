@@ -19,6 +19,9 @@ class JobState(StrEnum):
     EXHAUSTED = "exhausted"  # attempts used up
     ABANDONED = "abandoned"  # the next retry would fall after the payment window
     CANCELLED = "cancelled"
+    # A Checkout Session was sent to the customer, who must complete it; each run-due checks it.
+    # (16 characters at most: the state column's width.)
+    AWAITING_PAYER = "awaiting_payer"
 
     @property
     def final(self) -> bool:
@@ -34,7 +37,7 @@ FINAL_STATES = frozenset(
         JobState.CANCELLED,
     }
 )
-ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.AWAITING_PAYER})
 
 # The one table of legal transitions. Final states have no way out.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -48,6 +51,17 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
             JobState.FAILED,
             JobState.EXHAUSTED,
             JobState.ABANDONED,
+            JobState.AWAITING_PAYER,  # a Checkout Session now waits for the customer
+        }
+    ),
+    JobState.AWAITING_PAYER: frozenset(
+        {
+            JobState.SUCCEEDED,  # the customer completed checkout
+            JobState.SCHEDULED,  # the session expired: the next retry
+            JobState.FAILED,
+            JobState.EXHAUSTED,
+            JobState.ABANDONED,
+            JobState.CANCELLED,
         }
     ),
     **{state: frozenset() for state in FINAL_STATES},
@@ -66,6 +80,16 @@ class AttemptOutcome(StrEnum):
     PENDING = "pending"  # written before the processor is called; outcome not yet recorded
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    AWAITING = "awaiting_payer"  # a Checkout Session the customer has yet to complete
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerAction:
+    """What the customer must do to finish an attempt: complete a Checkout Session."""
+
+    ref: str  # the new Checkout Session's id
+    url: str | None
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +194,7 @@ class Job:
     lease_expires_at: datetime | None = None
     seq: int = 0
     attempts: tuple[Attempt, ...] = ()
+    action: CustomerAction | None = None  # set while awaiting_payer
 
     @property
     def attempts_remaining(self) -> int:

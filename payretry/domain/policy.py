@@ -50,6 +50,7 @@ _SEED = "seed 000 strategy table"
 _ISSUE = "payretry issue #2 strategy table"
 _STRIPE = "Stripe decline codes (docs.stripe.com/declines/codes)"
 _NETWORKS = "card network retry rules (Visa/Mastercard 'do not retry' response codes)"
+_ADVICE = "Stripe advice codes (docs.stripe.com/declines#retrying-issuer-declines)"
 
 DEFAULT_ROW = PolicyRow("default", True, 2, (_m(5), _m(30)), "seed 000 FAQ: unknown codes")
 
@@ -95,6 +96,10 @@ HARD_DECLINES: Mapping[str, str] = {
     "invalid_number": _STRIPE + ": the customer must correct the card details",
     "not_permitted": _STRIPE + ": the payment is not permitted",
     "testmode_decline": _STRIPE + ": a Stripe test card that always declines",
+    "confirm_card_data": _ADVICE + ": the customer must update or confirm the card",
+    # Not declines: requests Stripe refused as malformed; the same request fails the same way.
+    "invalid_request_error": "Stripe API errors (docs.stripe.com/error-handling): fix the request",
+    "idempotency_error": "Stripe API errors: the key was reused with other parameters (a bug)",
 }
 
 # Soft declines: the issuer may approve later. Schedules spread over hours or days, as Stripe's
@@ -113,9 +118,17 @@ SOFT_DECLINES: tuple[PolicyRow, ...] = (
 )
 
 
+# Checkout: the customer let a recreated Checkout Session expire. Seed 004: backoff 1, 5, 15
+# minutes, at most 3 attempts per session.
+CHECKOUT_ROWS: tuple[PolicyRow, ...] = (
+    PolicyRow("checkout_expired", True, 3, (_m(1), _m(5), _m(15)), "seed 004 retry flow"),
+)
+
+
 def default_rows() -> dict[str, PolicyRow]:
     rows = {row.code: row for row in STRATEGY_ROWS}
     rows.update({row.code: row for row in SOFT_DECLINES})
+    rows.update({row.code: row for row in CHECKOUT_ROWS})
     rows.update({code: PolicyRow(code, False, 0, (), why) for code, why in HARD_DECLINES.items()})
     return rows
 
@@ -126,10 +139,12 @@ class Outcome(StrEnum):
     FAILED = "failed"
     EXHAUSTED = "exhausted"
     ABANDONED = "abandoned"
+    AWAITING = "awaiting_payer"  # a Checkout Session waits for the customer
 
     @property
     def state(self) -> JobState:
         return {
+            Outcome.AWAITING: JobState.AWAITING_PAYER,
             Outcome.RETRY: JobState.SCHEDULED,
             Outcome.SUCCEEDED: JobState.SUCCEEDED,
             Outcome.FAILED: JobState.FAILED,

@@ -7,29 +7,73 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from payretry.domain.models import Job, JobState
+from payretry.domain.models import AttemptOutcome, CustomerAction, Job, JobState
 from payretry.domain.policy import Decision
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """What a processor says of one attempt: success with a reference, or a classified failure."""
+    """What a processor says of one attempt: success with a reference, or a classified failure,
+    or (checkout) an action the customer must complete before the attempt has an outcome.
+
+    `retry_after`: the processor asks the whole run to slow down (it answered 429).
+    `notify`: a message for the customer (update the card, authenticate, complete checkout).
+    """
 
     succeeded: bool
     reference: str | None = None
     error_code: str | None = None
     decline_code: str | None = None
     message: str | None = None
+    retry_after: float | None = None
+    notify: str | None = None
+    action: CustomerAction | None = None
+
+    @property
+    def awaiting(self) -> bool:
+        return self.action is not None
 
     @classmethod
-    def success(cls, reference: str | None = None) -> AttemptResult:
-        return cls(True, reference=reference)
+    def success(cls, reference: str | None = None, message: str | None = None) -> AttemptResult:
+        return cls(True, reference=reference, message=message)
 
     @classmethod
     def failure(
-        cls, error_code: str, decline_code: str | None = None, message: str | None = None
+        cls,
+        error_code: str,
+        decline_code: str | None = None,
+        message: str | None = None,
+        *,
+        reference: str | None = None,
+        retry_after: float | None = None,
+        notify: str | None = None,
     ) -> AttemptResult:
-        return cls(False, error_code=error_code, decline_code=decline_code, message=message)
+        return cls(
+            False,
+            reference=reference,
+            error_code=error_code,
+            decline_code=decline_code,
+            message=message,
+            retry_after=retry_after,
+            notify=notify,
+        )
+
+    @classmethod
+    def awaiting_customer(
+        cls, action: CustomerAction, notify: str, message: str | None = None
+    ) -> AttemptResult:
+        return cls(False, reference=action.ref, message=message, notify=notify, action=action)
+
+
+class AttemptInDoubt(Exception):
+    """The request may or may not have reached the processor (a connection error, a timeout, a
+    concurrent request under the same key). The attempt keeps its pending row and its lease
+    lapses: the rescue returns the job and the same idempotency key is sent again."""
+
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
 
 
 class Processor(Protocol):
@@ -42,6 +86,17 @@ class Processor(Protocol):
     def close(self) -> None: ...
 
 
+class CustomerActions(Protocol):
+    """A processor whose attempts can wait on the customer (Checkout). `needs_history` asks the
+    runner to hand it each job with its attempts (to resolve earlier unsettled ones)."""
+
+    needs_history: bool
+
+    def check_action(self, job: Job) -> AttemptResult | None:
+        """The outcome of the customer's action, or None while it is still open."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A job claimed under a lease, with the attempt row already written."""
@@ -51,10 +106,34 @@ class Claimed:
     idempotency_key: str
     lease_token: str
 
+    @property
+    def sent_before(self) -> datetime | None:
+        """When an earlier run first sent this attempt (its row was left pending: a crash, a
+        lost connection), or None for a new attempt. Known only when `job.attempts` is loaded:
+        a claim writes a new attempt row with `started_at` equal to the job's `updated_at`."""
+        for attempt in self.job.attempts:
+            if (
+                attempt.number == self.attempt_number
+                and attempt.outcome is AttemptOutcome.PENDING
+                and attempt.started_at < self.job.updated_at
+            ):
+                return attempt.started_at
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Finish:
     claimed: Claimed
+    result: AttemptResult
+    decision: Decision
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of an attempt that waited on the customer (awaiting_payer)."""
+
+    job: Job
     result: AttemptResult
     decision: Decision
     finished_at: datetime
@@ -132,6 +211,15 @@ class Store(Protocol):
         ...
 
     def release(self, claimed: Sequence[Claimed], now: datetime) -> int: ...
+
+    def awaiting(self, *, after_seq: int = 0, limit: int = 200) -> list[Job]:
+        """Jobs waiting on the customer (awaiting_payer), in queue order after `after_seq`."""
+        ...
+
+    def settle_awaiting(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Record how customer actions ended, each fenced by the job still awaiting that
+        attempt; False where another runner settled it first."""
+        ...
 
     def due_preview(self, now: datetime, limit: int) -> list[Job]: ...
 

@@ -6,7 +6,7 @@ from payretry.config import Settings
 from payretry.domain.ports import Processor
 from payretry.errors import InvalidInput
 
-NAMES = ("simulated",)
+NAMES = ("simulated", "stripe")
 
 
 def build_processor(name: str, settings: Settings) -> Processor:
@@ -19,4 +19,10 @@ def build_processor(name: str, settings: Settings) -> Processor:
             seed=settings["simulated.seed"],
             ledger=settings["simulated.ledger"],
         )
+    if name == "stripe":
+        # Imported here only: `payretry --help` and the simulated processor never load stripe.
+        from payretry.processors.stripe import StripeProcessor
+        from payretry.processors.stripe_client import stripe_settings
+
+        return StripeProcessor(stripe_settings(settings))
     raise InvalidInput(f"unknown processor {name!r} (known: {', '.join(NAMES)})", field="processor")

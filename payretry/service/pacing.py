@@ -48,6 +48,18 @@ class RateLimiter:
             self._sleep(delay)
         return stop is None or not stop.is_set()
 
+    def wait_free(self, stop: threading.Event | None = None) -> bool:
+        """Wait, taking no slot, until the next slot is due (after a `pause`); False if `stop`
+        was set meanwhile."""
+        with self._lock:
+            delay = self._next - self._clock()
+        if delay > 0:
+            self.waited += delay
+            if stop is not None:
+                return not stop.wait(delay)
+            self._sleep(delay)
+        return stop is None or not stop.is_set()
+
     def pause(self, seconds: float) -> None:
         """No slot before `seconds` from now (the processor asked us to slow down)."""
         with self._lock:

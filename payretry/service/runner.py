@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from payretry.domain.durations import iso
-from payretry.domain.models import Job
+from payretry.domain.models import Job, JobState
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
-from payretry.domain.ports import AttemptResult, Claimed, Finish, Processor, Store
-from payretry.errors import NotFound, Refused
+from payretry.domain.ports import AttemptInDoubt, AttemptResult, Claimed, Finish, Processor, Store
+from payretry.errors import NotFound, ProcessorError, Refused
+from payretry.service.attempts import Unsettled, with_history, with_notification
+from payretry.service.checkout import check_customer_actions
 from payretry.service.heartbeat import Heartbeat
 from payretry.service.pacing import RateLimiter
 
@@ -72,6 +74,8 @@ class RunReport:
             "lost_lease": self.counts["lost_lease"],
             "released": self.counts["released"],
             "unfinished": self.counts["unfinished"],
+            "in_doubt": self.counts["in_doubt"],
+            "awaiting_payer": self.counts["awaiting_payer"],
             "rescued": self.rescued,
         }
 
@@ -81,6 +85,17 @@ OnResult = Callable[[JobResult], None]
 
 def decide(policy: RetryPolicy, claimed: Claimed, result: AttemptResult, now: datetime) -> Decision:
     job = claimed.job
+    if result.action is not None:  # a Checkout Session waits for the customer
+        row = policy.lookup(job.error_code, job.decline_code).row
+        until = f" until {iso(result.action.expires_at)}" if result.action.expires_at else ""
+        return Decision(
+            Outcome.AWAITING,
+            row,
+            f"attempt {claimed.attempt_number}: waiting for the customer to complete checkout "
+            f"session {result.action.ref}{until}",
+            None,
+            job.max_attempts,
+        )
     if result.succeeded:
         row = policy.lookup(job.error_code, job.decline_code).row
         ref = f" (reference {result.reference})" if result.reference else ""
@@ -142,21 +157,83 @@ class Runner:
             size = min(size, remaining)
         return size
 
+    _pace_lock = threading.Lock()
+    _doubt_streak = 0  # attempts in doubt in a row: the processor looks unreachable
+    DOUBT_LIMIT = 3
+
+    def pace(self, seconds: float) -> None:
+        """The processor asked the run to slow down (429): no attempt starts and no job is
+        claimed before `seconds` from now. A runner without a limiter gets one."""
+        with self._pace_lock:
+            if self.limiter is None:
+                self.limiter = RateLimiter(float(getattr(self.processor, "rate", None) or 1000))
+        self.limiter.pause(seconds)
+
     def _may_start(self) -> bool:
-        if self.stop.is_set():
+        if self.stop.is_set() or self._doubt_streak >= self.DOUBT_LIMIT:
             return False
         if self.limiter is not None:
             return self.limiter.acquire(self.stop)
         return True
 
-    def _attempt(self, claimed: Claimed) -> Finish:
-        result = self.processor.attempt(claimed.job, claimed.idempotency_key)
+    def _attempt(self, claimed: Claimed) -> Finish | Unsettled:
+        claimed = with_history(self.store, self.processor, claimed)
+        try:
+            result = self.processor.attempt(claimed.job, claimed.idempotency_key)
+        except AttemptInDoubt as exc:
+            return Unsettled(claimed, exc.error_code, exc.message)
+        except ProcessorError:
+            # Refused before anything was sent (bad credentials): give the job back untouched,
+            # no attempt counted. A re-send of an earlier attempt keeps its row (and the age of
+            # its key) and waits for the rescue instead.
+            if claimed.sent_before is None:
+                self.store.release([claimed], self.clock())
+            raise
+        if result.retry_after:
+            self.pace(result.retry_after)
         now = self.clock()
-        return Finish(claimed, result, decide(self.policy, claimed, result, now), now)
+        decision = with_notification(decide(self.policy, claimed, result, now), claimed, result)
+        return Finish(claimed, result, decision, now)
+
+    def _unsettled(self, item: Unsettled, report: RunReport, on_result: OnResult | None) -> None:
+        self._doubt_streak += 1
+        report.counts["in_doubt"] += 1
+        claimed = item.claimed
+        log.warning(
+            "outcome unknown (%s); the same idempotency key is sent again once the lease lapses",
+            item.message,
+            extra={
+                "transaction_id": claimed.job.transaction_id,
+                "attempt": claimed.attempt_number,
+                "error_code": item.error_code,
+                "outcome": "in_doubt",
+            },
+        )
+        if on_result is not None:
+            on_result(
+                JobResult(
+                    claimed.job.transaction_id,
+                    claimed.job.id,
+                    claimed.attempt_number,
+                    "in_doubt",
+                    JobState.RUNNING.value,
+                    item.error_code,
+                    reason=item.message,
+                )
+            )
 
     def _record(
-        self, finishes: list[Finish], report: RunReport, on_result: OnResult | None
+        self, items: list[Finish | Unsettled], report: RunReport, on_result: OnResult | None
     ) -> None:
+        finishes = []
+        for item in items:
+            if isinstance(item, Unsettled):
+                self._unsettled(item, report, on_result)
+            else:
+                self._doubt_streak = 0
+                finishes.append(item)
+        if not finishes:
+            return
         applied = self.store.finish(finishes)
         for finish, ok in zip(finishes, applied, strict=True):
             self._report(finish, ok, report, on_result)
@@ -175,7 +252,7 @@ class Runner:
     def _process_in_order(
         self, batch: list[Claimed], report: RunReport, on_result: OnResult | None
     ) -> None:
-        finishes: list[Finish] = []
+        finishes: list[Finish | Unsettled] = []
         try:
             for index, claimed in enumerate(batch):
                 if not self._may_start():
@@ -195,12 +272,12 @@ class Runner:
         self, batch: list[Claimed], report: RunReport, on_result: OnResult | None
     ) -> None:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-attempt")
-        in_flight: set[Future[Finish]] = set()
+        in_flight: set[Future[Finish | Unsettled]] = set()
         failure: BaseException | None = None
 
-        def collect(done: set[Future[Finish]]) -> None:
+        def collect(done: set[Future[Finish | Unsettled]]) -> None:
             nonlocal failure
-            finishes = []
+            finishes: list[Finish | Unsettled] = []
             for future in done:
                 try:
                     finishes.append(future.result())
@@ -293,8 +370,15 @@ class Runner:
         """Process due jobs in priority order until none is due or `limit` is reached."""
         report = RunReport()
         report.rescued = self.store.rescue(self.clock())
+        self._doubt_streak = 0
+        check_customer_actions(self, report, on_result)
         done = 0
         while (limit is None or done < limit) and not self.stop.is_set():
+            if self._doubt_streak >= self.DOUBT_LIMIT:
+                log.warning("%d attempts in a row had no answer; run ended", self._doubt_streak)
+                break
+            if self.limiter is not None and not self.limiter.wait_free(self.stop):
+                break  # paced (or asked to slow down): no claim before the limiter allows
             self._abandon(report, on_result)
             size = self.claim_size(None if limit is None else limit - done)
             batch = self.store.claim(self.clock(), size, self.lease_for)
@@ -316,6 +400,11 @@ class Runner:
             raise NotFound(f"no retry job for transaction {transaction_id}")
         if job.state.final:
             raise Refused(f"job for {transaction_id} is already {job.state.value}")
+        if job.state is JobState.AWAITING_PAYER:
+            raise Refused(
+                f"the customer has checkout session {job.action.ref if job.action else '?'} "
+                f"open for {transaction_id}; run-due checks it"
+            )
         if job.attempts_remaining <= 0:
             raise Refused(f"no attempts left for {transaction_id}")
         now = self.clock()

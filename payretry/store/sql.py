@@ -19,6 +19,7 @@ from payretry.domain.models import (
     FINAL_STATES,
     Attempt,
     AttemptOutcome,
+    CustomerAction,
     Job,
     JobState,
     ProcessorRefs,
@@ -26,12 +27,21 @@ from payretry.domain.models import (
     check_transition,
 )
 from payretry.domain.money import Money
-from payretry.domain.ports import Claimed, DuplicateActive, Finish, Stats, WorkerBeat
+from payretry.domain.ports import (
+    AttemptResult,
+    Claimed,
+    DuplicateActive,
+    Finish,
+    Settlement,
+    Stats,
+    WorkerBeat,
+)
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.tables import ATTEMPTS, JOBS, WORKERS, UTCDateTime
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
+_UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
 _CHUNK = 500
 
 
@@ -139,7 +149,27 @@ def _job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
         lease_expires_at=row.lease_expires_at,
         seq=row.seq,
         attempts=tuple(attempts),
+        action=(
+            CustomerAction(row.action_ref, row.action_url, row.action_expires_at)
+            if row.action_ref
+            else None
+        ),
     )
+
+
+def _attempt_outcome(result: AttemptResult) -> AttemptOutcome:
+    if result.succeeded:
+        return AttemptOutcome.SUCCEEDED
+    return AttemptOutcome.AWAITING if result.awaiting else AttemptOutcome.FAILED
+
+
+def _action_values(result: AttemptResult) -> dict[str, Any]:
+    action = result.action
+    return {
+        "b_action_ref": action.ref if action else None,
+        "b_action_url": action.url if action else None,
+        "b_action_expires": action.expires_at if action else None,
+    }
 
 
 def _attempt_from_row(row: Any) -> Attempt:
@@ -185,6 +215,9 @@ def _job_values(job: Job) -> dict[str, Any]:
         "policy_code": job.policy_code,
         "lease_token": None,
         "lease_expires_at": None,
+        "action_ref": job.action.ref if job.action else None,
+        "action_url": job.action.url if job.action else None,
+        "action_expires_at": job.action.expires_at if job.action else None,
     }
 
 
@@ -522,6 +555,9 @@ class SqlStore:
                 lease_token=None,
                 lease_expires_at=None,
                 updated_at=bindparam("b_finished"),
+                action_ref=bindparam("b_action_ref"),
+                action_url=bindparam("b_action_url"),
+                action_expires_at=bindparam("b_action_expires"),
             )
         )
         params = []
@@ -529,12 +565,11 @@ class SqlStore:
             check_transition(JobState.RUNNING, f.decision.state)
             params.append(
                 {
+                    **_action_values(f.result),
                     "b_seq": f.claimed.job.seq,
                     "b_token": f.claimed.lease_token,
                     "b_number": f.claimed.attempt_number,
-                    "b_outcome": (
-                        AttemptOutcome.SUCCEEDED if f.result.succeeded else AttemptOutcome.FAILED
-                    ).value,
+                    "b_outcome": _attempt_outcome(f.result).value,
                     "b_finished": f.finished_at,
                     "b_error": f.result.error_code,
                     "b_decline": f.result.decline_code,
@@ -629,6 +664,63 @@ class SqlStore:
             )
             return int(result.rowcount or 0)
 
+    # -- waiting on the customer (Checkout) -----------------------------------------------------
+
+    def awaiting(self, *, after_seq: int = 0, limit: int = 200) -> list[Job]:
+        with self._tx(readonly=True) as conn:
+            rows = conn.execute(
+                select(JOBS)
+                .where(JOBS.c.state == JobState.AWAITING_PAYER.value, JOBS.c.seq > after_seq)
+                .order_by(JOBS.c.seq)
+                .limit(limit)
+            ).all()
+            return self._jobs(conn, rows, False)
+
+    def settle_awaiting(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Each settlement applies only while its job still awaits that same attempt, so two
+        runners checking one session record its end once."""
+        applied = []
+        with self._tx() as conn:
+            for s in settlements:
+                check_transition(JobState.AWAITING_PAYER, s.decision.state)
+                job, number = s.job, s.job.attempt_count
+                done = conn.execute(
+                    update(JOBS)
+                    .where(
+                        JOBS.c.seq == job.seq,
+                        JOBS.c.state == JobState.AWAITING_PAYER.value,
+                        JOBS.c.attempt_count == number,
+                    )
+                    .values(
+                        state=s.decision.state.value,
+                        max_attempts=s.decision.max_attempts or job.max_attempts,
+                        next_retry_at=s.decision.next_retry_at,
+                        reason=s.decision.reason,
+                        policy_code=s.decision.row.code,
+                        action_ref=None,
+                        action_url=None,
+                        action_expires_at=None,
+                        updated_at=s.finished_at,
+                    )
+                ).rowcount
+                if done:
+                    conn.execute(
+                        update(ATTEMPTS)
+                        .where(ATTEMPTS.c.job_seq == job.seq, ATTEMPTS.c.number == number)
+                        .values(
+                            outcome=_attempt_outcome(s.result).value,
+                            finished_at=s.finished_at,
+                            error_code=s.result.error_code,
+                            decline_code=s.result.decline_code,
+                            message=s.result.message,
+                            reference=s.result.reference,
+                            decision=s.decision.outcome.value,
+                            next_retry_at=s.decision.next_retry_at,
+                        )
+                    )
+                applied.append(bool(done))
+        return applied
+
     # -- counting ------------------------------------------------------------------------------
 
     def stats(self, now: datetime) -> Stats:
@@ -676,7 +768,7 @@ class SqlStore:
                         )
                     ).label("ok"),
                 )
-                .where(ATTEMPTS.c.outcome != AttemptOutcome.PENDING.value)
+                .where(ATTEMPTS.c.outcome.notin_(_UNFINISHED))
                 .group_by(ATTEMPTS.c.number)
                 .order_by(ATTEMPTS.c.number)
             ):

@@ -96,6 +96,10 @@ class JobRow(SQLModel, table=True):
     policy_code: str | None = Field(default=None, sa_column=Column(String(64)))
     lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
     lease_expires_at: datetime | None = _ts()
+    # While awaiting_payer: the Checkout Session the customer must complete (migration 0002).
+    action_ref: str | None = Field(default=None, sa_column=Column(String(255)))
+    action_url: str | None = Field(default=None, sa_column=Column(String(2048)))
+    action_expires_at: datetime | None = _ts()
 
 
 class AttemptRow(SQLModel, table=True):

@@ -35,6 +35,13 @@ LEGAL = {
     (JobState.RUNNING, JobState.FAILED),
     (JobState.RUNNING, JobState.EXHAUSTED),
     (JobState.RUNNING, JobState.ABANDONED),
+    (JobState.RUNNING, JobState.AWAITING_PAYER),
+    (JobState.AWAITING_PAYER, JobState.SUCCEEDED),
+    (JobState.AWAITING_PAYER, JobState.SCHEDULED),
+    (JobState.AWAITING_PAYER, JobState.FAILED),
+    (JobState.AWAITING_PAYER, JobState.EXHAUSTED),
+    (JobState.AWAITING_PAYER, JobState.ABANDONED),
+    (JobState.AWAITING_PAYER, JobState.CANCELLED),
 }
 ALL_PAIRS = list(product(JobState, JobState))
 
@@ -85,6 +92,7 @@ def test_states_and_their_values() -> None:
         "exhausted",
         "abandoned",
         "cancelled",
+        "awaiting_payer",
     }
     assert FINAL_STATES | ACTIVE_STATES == set(JobState)
     assert not FINAL_STATES & ACTIVE_STATES

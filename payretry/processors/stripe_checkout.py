@@ -1,0 +1,138 @@
+"""Checkout mode (seed 004): a new Checkout Session the customer completes, preserving the original
+session's id and metadata (only the retry metadata changes), expiring within the job's payment
+window. Stripe allows a session 30 minutes to 24 hours; a window closing sooner than 30 minutes
+from now leaves no room for a session, and the attempt fails without a request."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import stripe
+
+from payretry.domain.durations import iso
+from payretry.domain.models import CustomerAction, Job
+from payretry.domain.ports import AttemptResult
+from payretry.errors import ProcessorError
+
+if TYPE_CHECKING:
+    from payretry.processors.stripe import StripeProcessor
+
+log = logging.getLogger("payretry")
+
+SHORTEST = timedelta(minutes=30)  # Stripe's bounds on a session's expires_at
+LONGEST = timedelta(hours=24)
+_MARGIN = timedelta(minutes=1)  # the request reaches Stripe a moment after `sent_at`
+_PAID = ("paid", "no_payment_required")
+
+
+def session_expiry(sent_at: datetime, window_end: datetime | None) -> datetime | None:
+    """The latest expiry Stripe accepts that is no later than the window; None if none fits.
+    Computed from when the attempt was first sent, so a re-send asks for the same thing."""
+    latest = sent_at + LONGEST - _MARGIN
+    if window_end is not None:
+        latest = min(latest, window_end)
+    latest = latest.replace(microsecond=0)
+    if latest < sent_at + SHORTEST + _MARGIN:
+        return None
+    return latest
+
+
+class CheckoutFlow:
+    def __init__(self, processor: StripeProcessor) -> None:
+        self.processor = processor
+
+    def _original_metadata(self, session_id: str) -> dict[str, str]:
+        p = self.processor
+        try:
+            original = p.call(p.client.v1.checkout.sessions.retrieve, session_id)
+        except stripe.InvalidRequestError as exc:
+            log.warning("original checkout session %s not found (%s)", session_id, exc.code)
+            return {}
+        from payretry.processors.stripe import metadata_of
+
+        found = metadata_of(original)
+        return {k: v for k, v in found.items() if not k.startswith("payretry_")}
+
+    def start(self, job: Job, number: int, key: str, sent_at: datetime) -> AttemptResult:
+        """Create the attempt's Checkout Session (its idempotency key, identical parameters on
+        a re-send) and hand the customer its URL."""
+        from payretry.processors.stripe import metadata_for
+
+        p = self.processor
+        if not (p.conf.success_url and p.conf.cancel_url):
+            raise ProcessorError(
+                "checkout mode needs [stripe] checkout_success_url and checkout_cancel_url "
+                "(PAYRETRY_STRIPE_CHECKOUT_SUCCESS_URL, ..._CANCEL_URL); nothing was sent"
+            )
+        expires = session_expiry(sent_at, job.expires_at)
+        if expires is None:
+            return AttemptResult.failure(
+                "checkout_window_closing",
+                message=f"the payment window ends {iso(job.expires_at)}: too soon for a Checkout "
+                "Session (Stripe needs at least 30 minutes); nothing sent",
+            )
+        original = job.refs.checkout_session
+        metadata = {
+            **(self._original_metadata(original) if original else {}),
+            **metadata_for(job, number, key.removesuffix(":checkout")),
+        }
+        if original:
+            metadata["payretry_original_session"] = original
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": job.money.currency.lower(),
+                        "unit_amount": job.money.amount_minor,
+                        "product_data": {"name": job.metadata.get("description", "Payment")},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "success_url": p.conf.success_url,
+            "cancel_url": p.conf.cancel_url,
+            "expires_at": int(expires.timestamp()),
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+        }
+        if len(job.transaction_id) <= 200:
+            params["client_reference_id"] = job.transaction_id
+        if job.refs.customer:
+            params["customer"] = job.refs.customer
+        session = p.call(p.client.v1.checkout.sessions.create, params, {"idempotency_key": key})
+        at = datetime.fromtimestamp(session.expires_at, UTC) if session.expires_at else expires
+        action = CustomerAction(session.id, session.url, at)
+        notify = f"complete your payment of {job.money} at {session.url} before {iso(at)}"
+        return AttemptResult.awaiting_customer(
+            action, notify, f"checkout session {session.id} created (attempt {number})"
+        )
+
+    def check(self, job: Job) -> AttemptResult | None:
+        """How the customer's session ended, or None while it is open."""
+        if job.action is None:
+            return None
+        p = self.processor
+        try:
+            session = p.call(p.client.v1.checkout.sessions.retrieve, job.action.ref)
+        except stripe.InvalidRequestError as exc:
+            return AttemptResult.failure(
+                "checkout_expired",
+                message=f"checkout session {job.action.ref} is gone ({exc.code})",
+                reference=job.action.ref,
+            )
+        if session.status == "complete" and session.payment_status in _PAID:
+            intent: Any = session.payment_intent
+            ref = intent if isinstance(intent, str) else getattr(intent, "id", None)
+            return AttemptResult.success(
+                ref or session.id, f"the customer completed checkout session {session.id}"
+            )
+        if session.status == "expired":
+            return AttemptResult.failure(
+                "checkout_expired",
+                message=f"checkout session {session.id} expired before the customer paid",
+                reference=session.id,
+            )
+        return None  # open, or complete with a payment still on its way

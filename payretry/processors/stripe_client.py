@@ -1,0 +1,176 @@
+"""The Stripe connection: the key (STRIPE_API_KEY or a 0600 key file), the official client with
+explicit timeouts and network retries, the base URL, and a request pacer. The key is read here
+and handed only to the SDK: never printed, never logged, masked by `payretry config`."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import stripe
+
+from payretry.config import Settings
+from payretry.errors import ConfigError
+
+TEST_RATE = 25.0  # requests/s: Stripe allows 25/s in test mode ...
+LIVE_RATE = 90.0  # ... and 100/s live; we keep a margin for the dashboard and other clients
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSettings:
+    api_key: str
+    api_base: str
+    connect_timeout: float
+    read_timeout: float
+    max_network_retries: int
+    rate: float
+    payment_method_types: tuple[str, ...]
+    checkout_fallback: bool
+    success_url: str | None
+    cancel_url: str | None
+
+    @property
+    def mode(self) -> str:
+        return "live" if "_live_" in self.api_key[:8] else "test"
+
+
+def _read_key_file(path: str) -> str:
+    file = Path(path).expanduser()
+    try:
+        info = file.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the Stripe key file {file}: {exc.strerror}", field="stripe.api_key_file"
+        ) from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"the Stripe key file {file} is readable by others (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {file}`",
+            field="stripe.api_key_file",
+        )
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(
+            f"cannot read the Stripe key file {file}", field="stripe.api_key_file"
+        ) from None
+
+
+def _api_key(settings: Settings) -> str:
+    key = settings["stripe.api_key"] or ""
+    if not key and settings["stripe.api_key_file"]:
+        key = _read_key_file(settings["stripe.api_key_file"])
+    key = key.strip()
+    if not key:
+        raise ConfigError(
+            "no Stripe API key: set STRIPE_API_KEY or [stripe] api_key_file", field="stripe.api_key"
+        )
+    if not key.startswith(("sk_", "rk_")):
+        # Never echo the value: it may be a real secret put in the wrong place.
+        raise ConfigError(
+            "the Stripe API key must be a secret (sk_...) or restricted (rk_...) key",
+            field="stripe.api_key",
+        )
+    return key
+
+
+def _api_base(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(
+            f"{value!r} is not an http(s) URL like https://api.stripe.com", field="stripe.api_base"
+        )
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ConfigError(
+            "plain http is only allowed to a local test server (localhost); use https",
+            field="stripe.api_base",
+        )
+    return value.strip().rstrip("/")
+
+
+def stripe_settings(settings: Settings) -> StripeSettings:
+    key = _api_key(settings)
+    types = tuple(
+        t.strip() for t in settings["stripe.payment_method_types"].split(",") if t.strip()
+    )
+    live = "_live_" in key[:8]
+    return StripeSettings(
+        api_key=key,
+        api_base=_api_base(settings["stripe.api_base"]),
+        connect_timeout=settings["stripe.connect_timeout"].total_seconds(),
+        read_timeout=settings["stripe.read_timeout"].total_seconds(),
+        max_network_retries=settings["stripe.max_network_retries"],
+        rate=settings["stripe.rate"] or (LIVE_RATE if live else TEST_RATE),
+        payment_method_types=types,
+        checkout_fallback=settings["stripe.checkout_fallback"],
+        success_url=settings["stripe.checkout_success_url"],
+        cancel_url=settings["stripe.checkout_cancel_url"],
+    )
+
+
+def make_client(conf: StripeSettings) -> stripe.StripeClient:
+    """The official client: explicit (connect, read) timeouts, the SDK's own re-sends on
+    connection errors, 409 and 5xx (each with the request's idempotency key), a base URL."""
+    return stripe.StripeClient(
+        conf.api_key,
+        base_addresses={"api": conf.api_base},
+        max_network_retries=conf.max_network_retries,
+        http_client=stripe.RequestsClient(timeout=(conf.connect_timeout, conf.read_timeout)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCheck:
+    account: str
+    name: str | None
+    country: str | None
+    mode: str
+    api_base: str
+    charges_enabled: bool | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": True,
+            "account": self.account,
+            "name": self.name,
+            "country": self.country,
+            "mode": self.mode,
+            "api_base": self.api_base,
+            "charges_enabled": self.charges_enabled,
+        }
+
+
+def check_account(settings: Settings) -> AccountCheck:
+    """`payretry stripe check`: the key works and Stripe answers; which account, which mode."""
+    from payretry.errors import ProcessorError
+    from payretry.processors.stripe_classify import redact
+
+    conf = stripe_settings(settings)
+    client = make_client(conf)
+    try:
+        account = client.v1.accounts.retrieve_current()
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        raise ProcessorError(
+            f"Stripe refused the API key ({redact(exc.user_message or str(exc))})"
+        ) from None
+    except stripe.APIConnectionError as exc:
+        raise ProcessorError(
+            f"cannot reach Stripe at {conf.api_base}: {redact(exc.user_message or str(exc))}"
+        ) from None
+    except stripe.StripeError as exc:
+        raise ProcessorError(f"Stripe answered {exc.http_status}: {redact(str(exc))}") from None
+    profile = getattr(account, "business_profile", None)
+    settings_obj = getattr(account, "settings", None)
+    dashboard = getattr(settings_obj, "dashboard", None) if settings_obj else None
+    name = getattr(profile, "name", None) or getattr(dashboard, "display_name", None)
+    return AccountCheck(
+        account=account.id,
+        name=name,
+        country=getattr(account, "country", None),
+        mode=conf.mode,
+        api_base=conf.api_base,
+        charges_enabled=getattr(account, "charges_enabled", None),
+    )
