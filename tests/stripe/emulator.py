@@ -1,0 +1,558 @@
+"""A small Stripe emulator: Stripe's wire format for what payretry uses, over real HTTP.
+
+Form-encoded requests (nested `a[b][0]=x`), JSON answers and Stripe's error objects; API keys
+checked (401); idempotency as Stripe documents it: the first answer under a key is stored
+(successes, card errors, 500s) and replayed with `Idempotent-Replayed: true`; the same key with
+other parameters -> 400 `idempotency_error`; the same key while its first request still runs
+-> 409. Endpoints: PaymentIntents create/retrieve/update/confirm/list/search, Checkout Sessions
+create/retrieve/expire, the account. Scripted: card outcomes per payment method, faults per
+endpoint (429, 500 before or after the charge, slow or held answers). Every executed charge is
+counted per idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+KEY = "sk_test_emulator_0123456789"
+REUSED_KEY = (
+    "Keys for idempotent requests can only be used with the same parameters they were first "
+    "used with."
+)
+Json = dict[str, Any]
+
+
+def decode_form(text: str) -> Json:
+    """`metadata[a]=1&items[0][x]=2` -> {"metadata": {"a": "1"}, "items": [{"x": "2"}]}."""
+    root: Json = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+", name)
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    decoded: Json = _lists(root)
+    return decoded
+
+
+def _lists(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _lists(v) for k, v in node.items()}
+        if node and all(k.isdigit() for k in node):
+            return [node[k] for k in sorted(node, key=int)]
+    return node
+
+
+class StripeFailure(Exception):
+    def __init__(self, status: int, error: Json, *, saved: bool = True) -> None:
+        super().__init__(error.get("message"))
+        self.status = status
+        self.error = error
+        self.saved = saved  # stored under the idempotency key (it ran), like Stripe
+
+
+@dataclass
+class Fault:
+    """What to do to the next request matching `route` ("POST /v1/payment_intents")."""
+
+    status: int | None = None  # 429 (before anything runs) or 5xx
+    after_charge: bool = False  # a 5xx once the charge went through (and saved under the key)
+    delay: float = 0.0  # answer this late (the charge is made first)
+    hold: threading.Event | None = None  # answer only once this is set (or 30 s pass)
+    retry_after: float | None = None
+
+
+@dataclass
+class Request:
+    at: float
+    method: str
+    path: str
+    key: str | None
+    status: int = 0
+    replayed: bool = False
+
+
+@dataclass
+class State:
+    intents: dict[str, Json] = field(default_factory=dict)
+    sessions: dict[str, Json] = field(default_factory=dict)
+    outcomes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
+    keys: dict[str, tuple[str, str, int, Json]] = field(default_factory=dict)  # first answers
+    running: set[str] = field(default_factory=set)
+    charges: Counter[str] = field(default_factory=Counter)  # executed charges per key
+    requests: list[Request] = field(default_factory=list)
+    received: threading.Event = field(default_factory=threading.Event)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def card_error(
+    intent: Json, code: str, decline: str | None, advice: str | None, net: str | None
+) -> StripeFailure:
+    error: Json = {
+        "type": "card_error",
+        "code": code,
+        "decline_code": decline,
+        "advice_code": advice or None,
+        "network_advice_code": net or None,
+        "message": "Your card was declined." if code == "card_declined" else f"card error {code}",
+        "payment_intent": intent,
+    }
+    intent["last_payment_error"] = {k: v for k, v in error.items() if k != "payment_intent"}
+    intent["status"] = "requires_payment_method"
+    return StripeFailure(402, error)
+
+
+class Emulator:
+    def __init__(self, keys: tuple[str, ...] = (KEY,)) -> None:
+        self.keys = set(keys)
+        self.state = State()
+        self.lock = threading.RLock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    # -- test controls -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Emulator:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def card(self, payment_method: str, *outcomes: str) -> None:
+        """Outcomes of successive charges on a payment method: `succeeded`,
+        `decline:<decline_code>[:<advice_code>[:<network_advice_code>]]`, `error:<code>`,
+        `auth` (needs authentication). The last one repeats."""
+        with self.lock:
+            self.state.outcomes[payment_method] = list(outcomes)
+
+    def fault(self, route: str, *faults: Fault) -> None:
+        with self.lock:
+            self.state.faults[route].extend(faults)
+
+    def session(self, metadata: dict[str, str]) -> str:
+        """An original Checkout Session (the one whose payment failed)."""
+        sid = _id("cs_test")
+        with self.lock:
+            self.state.sessions[sid] = self._session({"metadata": metadata}, sid, status="expired")
+        return sid
+
+    def complete(self, session_id: str) -> None:
+        """The customer pays the session (one charge, under the session's own key)."""
+        with self.lock:
+            session = self.state.sessions[session_id]
+            intent = self._intent(
+                {
+                    "amount": session["amount_total"],
+                    "currency": session["currency"],
+                    "metadata": session["metadata"],
+                }
+            )
+            intent["status"] = "succeeded"
+            self.state.charges[f"checkout:{session_id}"] += 1
+            session.update(status="complete", payment_status="paid", payment_intent=intent["id"])
+
+    def expire(self, session_id: str) -> None:
+        with self.lock:
+            self.state.sessions[session_id]["status"] = "expired"
+
+    def forget_keys(self) -> None:
+        """Stripe prunes keys once they are at least 24 hours old."""
+        with self.lock:
+            self.state.keys.clear()
+
+    def succeeded(self, transaction_id: str | None = None) -> list[Json]:
+        with self.lock:
+            return [
+                i
+                for i in self.state.intents.values()
+                if i["status"] == "succeeded"
+                and (
+                    transaction_id is None
+                    or i["metadata"].get("payretry_transaction_id") == transaction_id
+                )
+            ]
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        with self.lock:
+            return [
+                r
+                for r in self.state.requests
+                if (method is None or r.method == method) and (path is None or r.path == path)
+            ]
+
+    # -- resources -----------------------------------------------------------------------------
+
+    def _intent(self, params: Json) -> Json:
+        intent: Json = {
+            "id": _id("pi"),
+            "object": "payment_intent",
+            "amount": int(params["amount"]),
+            "currency": params["currency"],
+            "customer": params.get("customer"),
+            "payment_method": params.get("payment_method"),
+            "metadata": dict(params.get("metadata") or {}),
+            "status": "requires_confirmation",
+            "last_payment_error": None,
+            "created": _now(),
+            "livemode": False,
+        }
+        self.state.intents[intent["id"]] = intent
+        return intent
+
+    def _charge(self, intent: Json, key: str | None) -> None:
+        """Confirm: the card's next scripted outcome. Counted whatever it is."""
+        self.state.charges[key or f"nokey:{intent['id']}"] += 1
+        intent["last_payment_error"] = None
+        plan = self.state.outcomes.get(intent["payment_method"] or "", [])
+        outcome = plan.pop(0) if len(plan) > 1 else (plan[0] if plan else "succeeded")
+        kind, *rest = outcome.split(":")
+        if kind == "succeeded":
+            intent["status"] = "succeeded"
+        elif kind == "decline":
+            rest += [""] * 3
+            raise card_error(intent, "card_declined", rest[0], rest[1], rest[2])
+        elif kind == "error":
+            raise card_error(intent, rest[0], rest[0], None, None)
+        elif kind == "auth":
+            raise card_error(
+                intent, "authentication_required", "authentication_required", None, None
+            )
+        else:  # pragma: no cover - a typo in a test
+            raise AssertionError(outcome)
+
+    def _session(self, params: Json, sid: str | None = None, status: str = "open") -> Json:
+        sid = sid or _id("cs_test")
+        items = params.get("line_items") or [{"price_data": {"unit_amount": 0}, "quantity": 1}]
+        price = items[0]["price_data"]
+        return {
+            "id": sid,
+            "object": "checkout.session",
+            "status": status,
+            "payment_status": "unpaid",
+            "url": f"https://checkout.example.test/c/pay/{sid}#emulated",
+            "expires_at": int(params.get("expires_at") or _now() + 86400),
+            "metadata": dict(params.get("metadata") or {}),
+            "payment_intent_data": params.get("payment_intent_data"),
+            "payment_intent": None,
+            "client_reference_id": params.get("client_reference_id"),
+            "customer": params.get("customer"),
+            "amount_total": int(price.get("unit_amount") or 0) * int(items[0]["quantity"]),
+            "currency": price.get("currency"),
+            "success_url": params.get("success_url"),
+            "cancel_url": params.get("cancel_url"),
+            "created": _now(),
+        }
+
+    def _not_found(self, what: str, ident: str) -> StripeFailure:
+        return StripeFailure(
+            404,
+            {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": f"No such {what}: '{ident}'",
+            },
+            saved=False,
+        )
+
+    def route(self, method: str, path: str, params: Json, key: str | None) -> Json:
+        s = self.state
+        if method == "GET" and path == "/v1/account":
+            return {
+                "id": "acct_emulated",
+                "object": "account",
+                "country": "US",
+                "charges_enabled": True,
+                "business_profile": {"name": "Emulated shop"},
+            }
+        if method == "POST" and path == "/v1/payment_intents":
+            intent = self._intent(params)
+            if str(params.get("confirm")) == "true":
+                intent["payment_method"] = params.get("payment_method")
+                self._charge(intent, key)
+            return intent
+        if method == "GET" and path == "/v1/payment_intents":
+            since = int((params.get("created") or {}).get("gte") or 0)
+            found = [
+                i
+                for i in s.intents.values()
+                if i["customer"] == params.get("customer") and i["created"] >= since
+            ]
+            return {"object": "list", "data": found, "has_more": False, "url": path}
+        if method == "GET" and path == "/v1/payment_intents/search":
+            match = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", params.get("query", ""))
+            if match is None:
+                raise StripeFailure(
+                    400,
+                    {"type": "invalid_request_error", "message": "unsupported query"},
+                    saved=False,
+                )
+            name, value = match.groups()
+            found = [i for i in s.intents.values() if i["metadata"].get(name) == value]
+            return {"object": "search_result", "data": found, "has_more": False, "url": path}
+        if m := re.fullmatch(r"/v1/payment_intents/(pi_\w+)(/confirm)?", path):
+            found_intent = s.intents.get(m.group(1))
+            if found_intent is None:
+                raise self._not_found("payment_intent", m.group(1))
+            intent = found_intent
+            if method == "GET":
+                return intent
+            if m.group(2):
+                if intent["status"] in ("succeeded", "canceled", "processing"):
+                    raise StripeFailure(
+                        400,
+                        {
+                            "type": "invalid_request_error",
+                            "code": "payment_intent_unexpected_state",
+                            "message": f"This PaymentIntent's status is {intent['status']}.",
+                        },
+                    )
+                if params.get("payment_method"):
+                    intent["payment_method"] = params["payment_method"]
+                self._charge(intent, key)
+                return intent
+            intent["metadata"].update(params.get("metadata") or {})
+            return intent
+        if method == "POST" and path == "/v1/checkout/sessions":
+            expires = int(params.get("expires_at") or 0)
+            if not _now() + 30 * 60 - 5 <= expires <= _now() + 24 * 3600 + 5:
+                raise StripeFailure(
+                    400,
+                    {
+                        "type": "invalid_request_error",
+                        "param": "expires_at",
+                        "message": "expires_at must be 30 minutes to 24 hours from now",
+                    },
+                    saved=False,
+                )
+            session = self._session(params)
+            s.sessions[session["id"]] = session
+            return session
+        if m := re.fullmatch(r"/v1/checkout/sessions/(cs_\w+)(/expire)?", path):
+            found_session = s.sessions.get(m.group(1))
+            if found_session is None:
+                raise self._not_found("checkout.session", m.group(1))
+            session = found_session
+            if m.group(2):
+                session["status"] = "expired"
+            return session
+        raise StripeFailure(
+            404,
+            {
+                "type": "invalid_request_error",
+                "message": f"Unrecognized request URL ({method}: {path})",
+            },
+            saved=False,
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            queue = self.state.faults.get(f"{method} {path}")
+            return queue.pop(0) if queue else None
+
+    @contextmanager
+    def _running(self, key: str | None) -> Iterator[bool]:
+        with self.lock:
+            busy = key is not None and key in self.state.running
+            if key is not None and not busy:
+                self.state.running.add(key)
+        try:
+            yield busy
+        finally:
+            if key is not None and not busy:
+                with self.lock:
+                    self.state.running.discard(key)
+
+    def handle(
+        self, method: str, path: str, headers: Any, body: str
+    ) -> tuple[int, Json, dict[str, str]]:
+        key = headers.get("Idempotency-Key") if method == "POST" else None
+        split = urlsplit(path)
+        path = split.path
+        record = Request(time.monotonic(), method, path, key)
+        with self.lock:
+            self.state.requests.append(record)
+        auth = headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip()
+        if token not in self.keys:
+            masked = token[:8] + "*" * 8 + token[-4:] if len(token) > 12 else "***"
+            record.status = 401
+            return (
+                401,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"Invalid API Key provided: {masked}",
+                    }
+                },
+                {},
+            )
+        params = decode_form(body if method == "POST" else split.query)
+        fingerprint = json.dumps([method, path, params], sort_keys=True)
+        with self._running(key) as busy:
+            if busy:
+                record.status = 409
+                return (
+                    409,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "idempotency_key_in_use",
+                            "message": "There is currently another in-progress request using this "
+                            "Idempotent Key. Please try again later.",
+                        }
+                    },
+                    {},
+                )
+            if key is not None:
+                with self.lock:
+                    first = self.state.keys.get(key)
+                if first is not None:
+                    if first[0] != fingerprint:
+                        record.status = 400
+                        return (
+                            400,
+                            {
+                                "error": {
+                                    "type": "idempotency_error",
+                                    "message": REUSED_KEY,
+                                }
+                            },
+                            {},
+                        )
+                    record.status, record.replayed = first[2], True
+                    return first[2], first[3], {"Idempotent-Replayed": "true"}
+            status, answer, extra = self._execute(method, path, params, key)
+            record.status = status
+            return status, answer, extra
+
+    def _execute(
+        self, method: str, path: str, params: Json, key: str | None
+    ) -> tuple[int, Json, dict[str, str]]:
+        fault = self._take_fault(method, path)
+        extra: dict[str, str] = {}
+        if fault is not None and fault.status == 429:
+            if fault.retry_after is not None:
+                extra["Retry-After"] = str(fault.retry_after)
+            return (
+                429,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "rate_limit",
+                        "message": "Too many requests hit the API too quickly.",
+                    }
+                },
+                extra,
+            )
+        if fault is not None and fault.status and fault.status >= 500 and not fault.after_charge:
+            status, answer = (
+                fault.status,
+                {"error": {"type": "api_error", "message": "An unknown error occurred"}},
+            )
+            self._save(key, method, path, params, status, answer)
+            return status, answer, {"Stripe-Should-Retry": "false"}
+        with self.lock:
+            try:
+                status, answer = 200, self.route(method, path, params, key)
+                saved = True
+            except StripeFailure as failure:
+                status, answer, saved = failure.status, {"error": failure.error}, failure.saved
+            answer = json.loads(json.dumps(answer))  # a snapshot, as sent
+            if fault is not None and fault.status and fault.after_charge:
+                status, answer = (
+                    fault.status,
+                    {"error": {"type": "api_error", "message": "An unknown error occurred"}},
+                )
+                extra["Stripe-Should-Retry"] = "false"
+            if saved:
+                self._save(key, method, path, params, status, answer)
+        self.state.received.set()
+        if fault is not None and fault.hold is not None:
+            fault.hold.wait(30)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        return status, answer, extra
+
+    def _save(
+        self, key: str | None, method: str, path: str, params: Json, status: int, answer: Json
+    ) -> None:
+        if key is None:
+            return
+        fingerprint = json.dumps([method, path, params], sort_keys=True)
+        with self.lock:
+            self.state.keys.setdefault(key, (fingerprint, path, status, answer))
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                status, answer, extra = emulator.handle(method, self.path, self.headers, body)
+                data = json.dumps(answer).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Request-Id", _id("req"))
+                    for name, value in extra.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout) or was killed
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
+
+        return Handler
+
+
+def main() -> None:  # pragma: no cover - run by hand: python -m tests.stripe.emulator
+    emulator = Emulator().start()
+    print(f"Stripe emulator on {emulator.url} (key {KEY})", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
