@@ -13,6 +13,7 @@ from payretry.cli import (
     cancel,
     config_cmd,
     db,
+    explain,
     health,
     list_cmd,
     policy_cmd,
@@ -24,6 +25,7 @@ from payretry.cli import (
     stats,
     status,
     stripe_cmd,
+    top,
 )
 from payretry.cli._context import AppContext
 from payretry.cli._output import render_error
@@ -105,12 +107,14 @@ def root(
 for module in (
     queue,
     status,
+    explain,
     list_cmd,
     cancel,
     retry,
     run_due,
     serve,
     stats,
+    top,
     health,
     purge,
     policy_cmd,

@@ -16,7 +16,7 @@ from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
 from payretry.domain.ports import AttemptInDoubt, AttemptResult, Claimed, Finish, Processor, Store
-from payretry.errors import NotFound, ProcessorError, Refused
+from payretry.errors import NotFound, ProcessorError, Refused, StoreError
 from payretry.service.attempts import Unsettled, with_history, with_notification
 from payretry.service.checkout import check_customer_actions
 from payretry.service.heartbeat import Heartbeat
@@ -73,6 +73,7 @@ class RunReport:
             "abandoned": self.counts["abandoned"],
             "lost_lease": self.counts["lost_lease"],
             "released": self.counts["released"],
+            "unrecorded": self.counts["unrecorded"],
             "unfinished": self.counts["unfinished"],
             "in_doubt": self.counts["in_doubt"],
             "awaiting_payer": self.counts["awaiting_payer"],
@@ -117,6 +118,28 @@ def decide(policy: RetryPolicy, claimed: Claimed, result: AttemptResult, now: da
     )
 
 
+class Backoff:
+    """Waits between reconnection attempts: 0.5 s doubling to 30 s; gives up (re-raises) when
+    the database has been away longer than `limit`, or at once when a stop is requested."""
+
+    def __init__(self, limit: timedelta, stop: threading.Event) -> None:
+        self.limit = limit.total_seconds()
+        self.stop = stop
+        self.delay = 0.5
+        self.away = 0.0
+
+    def reset(self) -> None:
+        self.delay, self.away = 0.5, 0.0
+
+    def wait(self, exc: StoreError) -> None:
+        if self.away >= self.limit or self.stop.is_set():
+            raise exc
+        log.warning("database unavailable (%s); retrying in %.1fs", exc, self.delay)
+        self.stop.wait(self.delay)
+        self.away += self.delay
+        self.delay = min(self.delay * 2, 30.0)
+
+
 class Runner:
     """Claims due jobs and attempts them: in order on one thread, or through a bounded pool
     paced by a rate limiter. A set `stop` event ends the run gracefully: nothing new starts,
@@ -135,6 +158,7 @@ class Runner:
         limiter: RateLimiter | None = None,
         stop: threading.Event | None = None,
         grace: timedelta = timedelta(seconds=30),
+        max_outage: timedelta = timedelta(minutes=5),
     ) -> None:
         self.store = store
         self.policy = policy
@@ -146,6 +170,7 @@ class Runner:
         self.limiter = limiter
         self.stop = stop or threading.Event()
         self.grace = grace
+        self.max_outage = max_outage
 
     def claim_size(self, remaining: int | None) -> int:
         """Never claim more than the pool can start before the lease could expire."""
@@ -234,13 +259,26 @@ class Runner:
                 finishes.append(item)
         if not finishes:
             return
-        applied = self.store.finish(finishes)
+        try:
+            applied = self.store.finish(finishes)
+        except StoreError as exc:
+            report.counts["unrecorded"] += len(finishes)
+            log.error(
+                "could not record %d outcome(s): %s; their leases will expire and the rescue "
+                "will re-send them with the same idempotency keys",
+                len(finishes),
+                exc,
+            )
+            return
         for finish, ok in zip(finishes, applied, strict=True):
             self._report(finish, ok, report, on_result)
 
     def _release(self, unstarted: list[Claimed], report: RunReport) -> None:
         if unstarted:
-            report.counts["released"] += self.store.release(unstarted, self.clock())
+            try:
+                report.counts["released"] += self.store.release(unstarted, self.clock())
+            except StoreError as exc:  # their leases expire instead
+                log.error("could not release %d job(s): %s", len(unstarted), exc)
 
     def _process(self, batch: list[Claimed], report: RunReport, on_result: OnResult | None) -> None:
         with Heartbeat(self.store, batch, self.lease_for, self.clock):
@@ -369,19 +407,33 @@ class Runner:
     ) -> RunReport:
         """Process due jobs in priority order until none is due or `limit` is reached."""
         report = RunReport()
-        report.rescued = self.store.rescue(self.clock())
-        self._doubt_streak = 0
-        check_customer_actions(self, report, on_result)
         done = 0
+        outage = Backoff(self.max_outage, self.stop)
+        rescued = False
+        self._doubt_streak = 0
         while (limit is None or done < limit) and not self.stop.is_set():
             if self._doubt_streak >= self.DOUBT_LIMIT:
-                log.warning("%d attempts in a row had no answer; run ended", self._doubt_streak)
+                log.warning(
+                    "%d attempts in a row had no answer; ending the run", self._doubt_streak
+                )
                 break
             if self.limiter is not None and not self.limiter.wait_free(self.stop):
                 break  # paced (or asked to slow down): no claim before the limiter allows
-            self._abandon(report, on_result)
-            size = self.claim_size(None if limit is None else limit - done)
-            batch = self.store.claim(self.clock(), size, self.lease_for)
+            try:
+                if not rescued:
+                    report.rescued = self.store.rescue(self.clock())
+                    rescued = True
+                    check_customer_actions(self, report, on_result)
+                self._abandon(report, on_result)
+                size = self.claim_size(None if limit is None else limit - done)
+                batch = self.store.claim(self.clock(), size, self.lease_for)
+                outage.reset()
+            except StoreError as exc:
+                # The database restarted or our connection was killed: wait and reconnect
+                # (the pool checks connections before use). Leases of a batch whose outcomes
+                # could not be written expire, and the rescue re-sends with the same keys.
+                outage.wait(exc)
+                continue
             if not batch:
                 break
             self._process(batch, report, on_result)

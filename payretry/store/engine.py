@@ -55,7 +55,7 @@ def make_engine(
             connect_args={
                 "connect_timeout": connect_timeout_s,
                 "options": f"{given} -c statement_timeout={millis}".strip(),
-                "application_name": "payretry",
+                "application_name": parsed.query.get("application_name") or "payretry",
             },
         )
     try:
