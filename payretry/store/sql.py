@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from payretry.domain.models import (
     ACTIVE_STATES,
@@ -56,7 +57,8 @@ class _Bulk:
     own constants.
     """
 
-    _compiled: dict[tuple[str, str, str, str], _Bulk] = {}
+    # Per dialect instance (so per engine): compiled SQL may depend on the server's version.
+    _compiled: WeakKeyDictionary[Any, dict[str, _Bulk]] = WeakKeyDictionary()
 
     def __init__(self, stmt: Any, dialect: Any, column_keys: Sequence[str] | None) -> None:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
@@ -80,10 +82,12 @@ class _Bulk:
     def of(
         cls, key: str, dialect: Any, build: Any, column_keys: Sequence[str] | None = None
     ) -> _Bulk:
-        cache_key = (key, dialect.name, dialect.driver, dialect.paramstyle)
-        found = cls._compiled.get(cache_key)
+        """The statement `key` names, compiled on first use; `build` makes it. A key stands
+        for one fixed statement (and column set): a variant needs a key of its own."""
+        known = cls._compiled.setdefault(dialect, {})
+        found = known.get(key)
         if found is None:
-            found = cls._compiled[cache_key] = cls(build(), dialect, column_keys)
+            found = known[key] = cls(build(), dialect, column_keys)
         return found
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
@@ -93,7 +97,7 @@ class _Bulk:
             (index, _memo(process) if is_time else process)
             for index, process, is_time in self.processors
         ]
-        bound = []
+        bound: list[Any] = []
         for row in rows:
             picked = get(row if constants.keys() <= row.keys() else {**constants, **row})
             values = list(picked) if len(names) > 1 else [picked]
@@ -123,35 +127,36 @@ def _memo(process: Any) -> Any:
 
 
 def _job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
+    r = row._mapping  # by key: several times cheaper than a Row's attributes
     return Job(
-        id=row.id,
-        transaction_id=row.transaction_id,
-        user_id=row.user_id,
-        money=Money(row.amount_minor, row.currency),
-        error_code=row.error_code,
-        decline_code=row.decline_code,
-        error_message=row.error_message,
-        state=JobState(row.state),
-        attempt_count=row.attempt_count,
-        max_attempts=row.max_attempts,
-        next_retry_at=row.next_retry_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        expires_at=row.expires_at,
-        priority=row.priority,
+        id=r["id"],
+        transaction_id=r["transaction_id"],
+        user_id=r["user_id"],
+        money=Money(r["amount_minor"], r["currency"]),
+        error_code=r["error_code"],
+        decline_code=r["decline_code"],
+        error_message=r["error_message"],
+        state=JobState(r["state"]),
+        attempt_count=r["attempt_count"],
+        max_attempts=r["max_attempts"],
+        next_retry_at=r["next_retry_at"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        expires_at=r["expires_at"],
+        priority=r["priority"],
         refs=ProcessorRefs(
-            row.payment_intent, row.customer, row.payment_method, row.checkout_session
+            r["payment_intent"], r["customer"], r["payment_method"], r["checkout_session"]
         ),
-        metadata=dict(row.meta or {}),
-        reason=row.reason,
-        policy_code=row.policy_code,
-        lease_token=row.lease_token,
-        lease_expires_at=row.lease_expires_at,
-        seq=row.seq,
+        metadata=dict(r["meta"] or {}),
+        reason=r["reason"],
+        policy_code=r["policy_code"],
+        lease_token=r["lease_token"],
+        lease_expires_at=r["lease_expires_at"],
+        seq=r["seq"],
         attempts=tuple(attempts),
         action=(
-            CustomerAction(row.action_ref, row.action_url, row.action_expires_at)
-            if row.action_ref
+            CustomerAction(r["action_ref"], r["action_url"], r["action_expires_at"])
+            if r["action_ref"]
             else None
         ),
     )
@@ -262,7 +267,7 @@ class SqlStore:
             else:
                 with self.engine.begin() as conn:
                     yield conn
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StoreError(f"database {describe_url(self.url)} failed: {exc.orig}") from None
 
     # -- reading -------------------------------------------------------------------------------
