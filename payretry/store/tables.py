@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,20 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to the store; payretry uses aware UTC")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        to_naive_utc = self.process_bind_param
+
+        def process(value: datetime | None) -> str | None:
+            # The text SQLite's DATETIME stores ("2026-11-22 12:00:00.000123"), made directly:
+            # the same text as the type chain makes, at a third of the cost (run-due binds a
+            # fresh time per attempt).
+            naive = to_naive_utc(value, dialect)
+            return None if naive is None else naive.isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
