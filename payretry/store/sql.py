@@ -4,229 +4,50 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from payretry.domain.models import (
     ACTIVE_STATES,
-    FINAL_STATES,
     Attempt,
     AttemptOutcome,
-    CustomerAction,
     Job,
     JobState,
-    ProcessorRefs,
     attempt_key,
     check_transition,
 )
-from payretry.domain.money import Money
 from payretry.domain.ports import (
-    AttemptResult,
     Claimed,
     DuplicateActive,
     Finish,
     Settlement,
-    Stats,
-    WorkerBeat,
 )
 from payretry.errors import NotFound, Refused, StoreError
+from payretry.store.bulk import Bulk
 from payretry.store.engine import READONLY, describe_url, make_engine
-from payretry.store.tables import ATTEMPTS, JOBS, WORKERS, UTCDateTime
+from payretry.store.housekeeping import HousekeepingMixin
+from payretry.store.reports import ReportsMixin
+from payretry.store.rows import (
+    action_values,
+    attempt_from_row,
+    attempt_outcome,
+    job_from_row,
+    job_values,
+)
+from payretry.store.tables import ATTEMPTS, JOBS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
 _CHUNK = 500
 
 
-class _Bulk:
-    """One statement for many rows, handed straight to the driver.
-
-    Core's executemany builds and processes a parameter dict per row, which costs several
-    times what SQLite itself spends on a bulk queue or a run-due batch. A _Bulk compiles its
-    statement once per dialect and binds every value with the processor Core itself would use,
-    so what is stored is the same; each distinct time is bound once per call (a bulk queue
-    shares one "now"). Rows are mappings of bind names; names a row lacks take the statement's
-    own constants.
-    """
-
-    # Per dialect instance (so per engine): compiled SQL may depend on the server's version.
-    _compiled: WeakKeyDictionary[Any, dict[str, _Bulk]] = WeakKeyDictionary()
-
-    def __init__(self, stmt: Any, dialect: Any, column_keys: Sequence[str] | None) -> None:
-        compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
-        self.sql: str = compiled.string
-        self.positional = bool(compiled.positional)
-        values: dict[str, Any] = compiled.params
-        self.names = list(compiled.positiontup) if self.positional else list(values)
-        # Binds with a value of their own (`state = 'running'`, `lease_token = NULL`); the
-        # rest come from the rows.
-        self.constants = {
-            name: values.get(name) for name in self.names if not compiled.binds[name].required
-        }
-        processors: dict[str, Any] = compiled._bind_processors  # what Core applies per row
-        self.processors = [
-            (index, processors[name], isinstance(compiled.binds[name].type, UTCDateTime))
-            for index, name in enumerate(self.names)
-            if processors.get(name) is not None
-        ]
-
-    @classmethod
-    def of(
-        cls, key: str, dialect: Any, build: Any, column_keys: Sequence[str] | None = None
-    ) -> _Bulk:
-        """The statement `key` names, compiled on first use; `build` makes it. A key stands
-        for one fixed statement (and column set): a variant needs a key of its own."""
-        known = cls._compiled.setdefault(dialect, {})
-        found = known.get(key)
-        if found is None:
-            found = known[key] = cls(build(), dialect, column_keys)
-        return found
-
-    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
-        names, constants = self.names, self.constants
-        get = itemgetter(*names)
-        processors = [
-            (index, _memo(process) if is_time else process)
-            for index, process, is_time in self.processors
-        ]
-        bound: list[Any] = []
-        for row in rows:
-            picked = get(row if constants.keys() <= row.keys() else {**constants, **row})
-            values = list(picked) if len(names) > 1 else [picked]
-            for index, process in processors:
-                values[index] = process(values[index])
-            if self.positional:
-                bound.append(tuple(values))
-            else:
-                bound.append(dict(zip(names, values, strict=True)))
-        return bound
-
-    def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> Any:
-        return conn.exec_driver_sql(self.sql, self.params(rows))
-
-
-def _memo(process: Any) -> Any:
-    bound: dict[Any, Any] = {}
-
-    def once(value: Any) -> Any:
-        try:
-            return bound[value]
-        except KeyError:
-            result = bound[value] = process(value)
-            return result
-
-    return once
-
-
-def _job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
-    r = row._mapping  # by key: several times cheaper than a Row's attributes
-    return Job(
-        id=r["id"],
-        transaction_id=r["transaction_id"],
-        user_id=r["user_id"],
-        money=Money(r["amount_minor"], r["currency"]),
-        error_code=r["error_code"],
-        decline_code=r["decline_code"],
-        error_message=r["error_message"],
-        state=JobState(r["state"]),
-        attempt_count=r["attempt_count"],
-        max_attempts=r["max_attempts"],
-        next_retry_at=r["next_retry_at"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        expires_at=r["expires_at"],
-        priority=r["priority"],
-        refs=ProcessorRefs(
-            r["payment_intent"], r["customer"], r["payment_method"], r["checkout_session"]
-        ),
-        metadata=dict(r["meta"] or {}),
-        reason=r["reason"],
-        policy_code=r["policy_code"],
-        lease_token=r["lease_token"],
-        lease_expires_at=r["lease_expires_at"],
-        seq=r["seq"],
-        attempts=tuple(attempts),
-        action=(
-            CustomerAction(r["action_ref"], r["action_url"], r["action_expires_at"])
-            if r["action_ref"]
-            else None
-        ),
-    )
-
-
-def _attempt_outcome(result: AttemptResult) -> AttemptOutcome:
-    if result.succeeded:
-        return AttemptOutcome.SUCCEEDED
-    return AttemptOutcome.AWAITING if result.awaiting else AttemptOutcome.FAILED
-
-
-def _action_values(result: AttemptResult) -> dict[str, Any]:
-    action = result.action
-    return {
-        "b_action_ref": action.ref if action else None,
-        "b_action_url": action.url if action else None,
-        "b_action_expires": action.expires_at if action else None,
-    }
-
-
-def _attempt_from_row(row: Any) -> Attempt:
-    return Attempt(
-        number=row.number,
-        idempotency_key=row.idempotency_key,
-        outcome=AttemptOutcome(row.outcome),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error_code=row.error_code,
-        decline_code=row.decline_code,
-        message=row.message,
-        reference=row.reference,
-        decision=row.decision,
-        next_retry_at=row.next_retry_at,
-    )
-
-
-def _job_values(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "transaction_id": job.transaction_id,
-        "user_id": job.user_id,
-        "amount_minor": job.money.amount_minor,
-        "currency": job.money.currency,
-        "error_code": job.error_code,
-        "decline_code": job.decline_code,
-        "error_message": job.error_message,
-        "state": job.state.value,
-        "attempt_count": job.attempt_count,
-        "max_attempts": job.max_attempts,
-        "next_retry_at": job.next_retry_at,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "expires_at": job.expires_at,
-        "priority": job.priority,
-        "payment_intent": job.refs.payment_intent,
-        "customer": job.refs.customer,
-        "payment_method": job.refs.payment_method,
-        "checkout_session": job.refs.checkout_session,
-        "meta": dict(job.metadata),
-        "reason": job.reason,
-        "policy_code": job.policy_code,
-        "lease_token": None,
-        "lease_expires_at": None,
-        "action_ref": job.action.ref if job.action else None,
-        "action_url": job.action.url if job.action else None,
-        "action_expires_at": job.action.expires_at if job.action else None,
-    }
-
-
-class SqlStore:
+class SqlStore(ReportsMixin, HousekeepingMixin):
     """Jobs and attempts in SQL. Each method is one short transaction."""
 
     def __init__(self, engine: Engine, url: str) -> None:
@@ -281,12 +102,12 @@ class SqlStore:
                 .order_by(ATTEMPTS.c.job_seq, ATTEMPTS.c.number)
             )
             for row in rows:
-                found[row.job_seq].append(_attempt_from_row(row))
+                found[row.job_seq].append(attempt_from_row(row))
         return found
 
     def _jobs(self, conn: Connection, rows: Sequence[Any], with_attempts: bool) -> list[Job]:
         attempts = self._attempts(conn, [r.seq for r in rows]) if with_attempts else {}
-        return [_job_from_row(r, attempts.get(r.seq, ())) for r in rows]
+        return [job_from_row(r, attempts.get(r.seq, ())) for r in rows]
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None:
         with self._tx(readonly=True) as conn:
@@ -314,7 +135,7 @@ class SqlStore:
                 # walk an index on state (every scheduled job) instead of the transaction index.
                 rows = conn.execute(select(JOBS).where(JOBS.c.transaction_id.in_(chunk))).all()
                 found.update(
-                    {r.transaction_id: _job_from_row(r) for r in rows if r.state in _ACTIVE}
+                    {r.transaction_id: job_from_row(r) for r in rows if r.state in _ACTIVE}
                 )
         return found
 
@@ -364,7 +185,7 @@ class SqlStore:
     def insert(self, job: Job) -> Job:
         try:
             with self._tx() as conn:
-                conn.execute(JOBS.insert().values(**_job_values(job)))
+                conn.execute(JOBS.insert().values(**job_values(job)))
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
         stored = self.get(job.id)
@@ -374,13 +195,13 @@ class SqlStore:
     def insert_many(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
-        insert = _Bulk.of(
-            "insert_jobs", self.engine.dialect, JOBS.insert, column_keys=list(_job_values(jobs[0]))
+        insert = Bulk.of(
+            "insert_jobs", self.engine.dialect, JOBS.insert, column_keys=list(job_values(jobs[0]))
         )
         try:
             with self._tx() as conn:
                 for start in range(0, len(jobs), 5000):
-                    insert.run(conn, [_job_values(j) for j in jobs[start : start + 5000]])
+                    insert.run(conn, [job_values(j) for j in jobs[start : start + 5000]])
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
 
@@ -435,7 +256,7 @@ class SqlStore:
                 )
                 .returning(*JOBS.c)
             ).all()
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def _due_query(self, now: datetime, limit: int) -> Any:
         return (
@@ -493,7 +314,7 @@ class SqlStore:
             claimed = []
             attempt_rows = []
             for row in rows:
-                job = _job_from_row(row)
+                job = job_from_row(row)
                 number = job.attempt_count + 1
                 key = attempt_key(job.id, number)
                 claimed.append(Claimed(job, number, key, token))
@@ -507,7 +328,7 @@ class SqlStore:
                     }
                 )
             # A rescued attempt keeps its row (and so its key): insert only what is missing.
-            _Bulk.of(
+            Bulk.of(
                 "insert_attempts",
                 self.engine.dialect,
                 lambda: self._insert(ATTEMPTS).on_conflict_do_nothing(
@@ -570,11 +391,11 @@ class SqlStore:
             check_transition(JobState.RUNNING, f.decision.state)
             params.append(
                 {
-                    **_action_values(f.result),
+                    **action_values(f.result),
                     "b_seq": f.claimed.job.seq,
                     "b_token": f.claimed.lease_token,
                     "b_number": f.claimed.attempt_number,
-                    "b_outcome": _attempt_outcome(f.result).value,
+                    "b_outcome": attempt_outcome(f.result).value,
                     "b_finished": f.finished_at,
                     "b_error": f.result.error_code,
                     "b_decline": f.result.decline_code,
@@ -594,8 +415,8 @@ class SqlStore:
                 params = [p for p, ok in zip(params, applied, strict=True) if ok]
             if params:
                 dialect = self.engine.dialect
-                _Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
-                _Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
+                Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
+                Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
@@ -713,7 +534,7 @@ class SqlStore:
                         update(ATTEMPTS)
                         .where(ATTEMPTS.c.job_seq == job.seq, ATTEMPTS.c.number == number)
                         .values(
-                            outcome=_attempt_outcome(s.result).value,
+                            outcome=attempt_outcome(s.result).value,
                             finished_at=s.finished_at,
                             error_code=s.result.error_code,
                             decline_code=s.result.decline_code,
@@ -725,145 +546,6 @@ class SqlStore:
                     )
                 applied.append(bool(done))
         return applied
-
-    # -- counting ------------------------------------------------------------------------------
-
-    def stats(self, now: datetime) -> Stats:
-        with self._tx(readonly=True) as conn:
-            by_state = {
-                r.state: int(r.n)
-                for r in conn.execute(
-                    select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
-                )
-            }
-            pending = {
-                r.currency: int(r.total)
-                for r in conn.execute(
-                    select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
-                    .where(JOBS.c.state.in_(_ACTIVE))
-                    .group_by(JOBS.c.currency)
-                    .order_by(JOBS.c.currency)
-                )
-            }
-            reasons: dict[str, int] = defaultdict(int)
-            for r in conn.execute(
-                select(JOBS.c.error_code, func.count().label("n")).group_by(JOBS.c.error_code)
-            ):
-                reasons[r.error_code] += int(r.n)
-            for r in conn.execute(
-                select(ATTEMPTS.c.error_code, func.count().label("n"))
-                .where(ATTEMPTS.c.outcome == AttemptOutcome.FAILED.value)
-                .group_by(ATTEMPTS.c.error_code)
-            ):
-                reasons[r.error_code] += int(r.n)
-            outcomes = {
-                r.outcome: int(r.n)
-                for r in conn.execute(
-                    select(ATTEMPTS.c.outcome, func.count().label("n")).group_by(ATTEMPTS.c.outcome)
-                )
-            }
-            per_attempt: dict[int, tuple[int, int]] = {}
-            for r in conn.execute(
-                select(
-                    ATTEMPTS.c.number,
-                    func.count().label("n"),
-                    func.sum(
-                        (ATTEMPTS.c.outcome == AttemptOutcome.SUCCEEDED.value).cast(
-                            JOBS.c.attempt_count.type
-                        )
-                    ).label("ok"),
-                )
-                .where(ATTEMPTS.c.outcome.notin_(_UNFINISHED))
-                .group_by(ATTEMPTS.c.number)
-                .order_by(ATTEMPTS.c.number)
-            ):
-                per_attempt[int(r.number)] = (int(r.ok or 0), int(r.n))
-            scheduled = JOBS.c.state == JobState.SCHEDULED.value
-            due_now = conn.execute(
-                select(func.count()).where(scheduled, JOBS.c.next_retry_at <= now)
-            ).scalar_one()
-            due_hour = conn.execute(
-                select(func.count()).where(
-                    scheduled,
-                    JOBS.c.next_retry_at > now,
-                    JOBS.c.next_retry_at <= now + timedelta(hours=1),
-                )
-            ).scalar_one()
-            oldest = conn.execute(
-                select(JOBS.c.next_retry_at)
-                .where(scheduled, JOBS.c.next_retry_at <= now)
-                .order_by(JOBS.c.next_retry_at)
-                .limit(1)
-            ).scalar()
-        return Stats(
-            total=sum(by_state.values()),
-            by_state=by_state,
-            pending_amount_minor=pending,
-            by_error_code=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-            attempts_by_outcome=outcomes,
-            success_by_attempt=per_attempt,
-            due_now=int(due_now),
-            due_next_hour=int(due_hour),
-            oldest_due_at=oldest,
-        )
-
-    def oldest_due(self, now: datetime) -> datetime | None:
-        with self._tx(readonly=True) as conn:
-            value: datetime | None = conn.execute(
-                select(JOBS.c.next_retry_at)
-                .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
-                .order_by(JOBS.c.next_retry_at)
-                .limit(1)
-            ).scalar()
-        return value
-
-    # -- housekeeping --------------------------------------------------------------------------
-
-    def purge(self, before: datetime, *, dry_run: bool = False) -> int:
-        finals = [state.value for state in FINAL_STATES]
-        old = (JOBS.c.state.in_(finals), JOBS.c.updated_at < before)
-        if dry_run:
-            with self._tx(readonly=True) as conn:
-                return int(conn.execute(select(func.count()).where(*old)).scalar_one())
-        removed = 0
-        while True:  # short transactions, so runners are never held up for long
-            with self._tx() as conn:
-                seqs = list(conn.execute(select(JOBS.c.seq).where(*old).limit(_CHUNK)).scalars())
-                if not seqs:
-                    return removed
-                conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(seqs)))
-                conn.execute(JOBS.delete().where(JOBS.c.seq.in_(seqs)))
-                removed += len(seqs)
-
-    def beat(self, name: str, kind: str, interval: timedelta, now: datetime) -> None:
-        with self._tx() as conn:
-            updated = conn.execute(
-                update(WORKERS)
-                .where(WORKERS.c.name == name)
-                .values(beat_at=now, interval_s=interval.total_seconds())
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    WORKERS.insert().values(
-                        name=name,
-                        kind=kind,
-                        started_at=now,
-                        beat_at=now,
-                        interval_s=interval.total_seconds(),
-                    )
-                )
-
-    def forget_worker(self, name: str) -> None:
-        with self._tx() as conn:
-            conn.execute(WORKERS.delete().where(WORKERS.c.name == name))
-
-    def workers(self) -> list[WorkerBeat]:
-        with self._tx(readonly=True) as conn:
-            rows = conn.execute(select(WORKERS).order_by(WORKERS.c.beat_at.desc())).all()
-        return [
-            WorkerBeat(r.name, r.kind, r.started_at, r.beat_at, timedelta(seconds=r.interval_s))
-            for r in rows
-        ]
 
 
 def open_store(

@@ -1,0 +1,92 @@
+"""Many rows, one statement, straight to the driver (the store's hot paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection
+
+from payretry.store.tables import UTCDateTime
+
+
+class Bulk:
+    """One statement for many rows, handed straight to the driver.
+
+    Core's executemany builds and processes a parameter dict per row, which costs several
+    times what SQLite itself spends on a bulk queue or a run-due batch. A Bulk compiles its
+    statement once per dialect and binds every value with the processor Core itself would use,
+    so what is stored is the same; each distinct time is bound once per call (a bulk queue
+    shares one "now"). Rows are mappings of bind names; names a row lacks take the statement's
+    own constants.
+    """
+
+    # Per dialect instance (so per engine): compiled SQL may depend on the server's version.
+    _compiled: WeakKeyDictionary[Any, dict[str, Bulk]] = WeakKeyDictionary()
+
+    def __init__(self, stmt: Any, dialect: Any, column_keys: Sequence[str] | None) -> None:
+        compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        values: dict[str, Any] = compiled.params
+        self.names = list(compiled.positiontup) if self.positional else list(values)
+        # Binds with a value of their own (`state = 'running'`, `lease_token = NULL`); the
+        # rest come from the rows.
+        self.constants = {
+            name: values.get(name) for name in self.names if not compiled.binds[name].required
+        }
+        processors: dict[str, Any] = compiled._bind_processors  # what Core applies per row
+        self.processors = [
+            (index, processors[name], isinstance(compiled.binds[name].type, UTCDateTime))
+            for index, name in enumerate(self.names)
+            if processors.get(name) is not None
+        ]
+
+    @classmethod
+    def of(
+        cls, key: str, dialect: Any, build: Any, column_keys: Sequence[str] | None = None
+    ) -> Bulk:
+        """The statement `key` names, compiled on first use; `build` makes it. A key stands
+        for one fixed statement (and column set): a variant needs a key of its own."""
+        known = cls._compiled.setdefault(dialect, {})
+        found = known.get(key)
+        if found is None:
+            found = known[key] = cls(build(), dialect, column_keys)
+        return found
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+        names, constants = self.names, self.constants
+        get = itemgetter(*names)
+        processors = [
+            (index, _memo(process) if is_time else process)
+            for index, process, is_time in self.processors
+        ]
+        bound: list[Any] = []
+        for row in rows:
+            picked = get(row if constants.keys() <= row.keys() else {**constants, **row})
+            values = list(picked) if len(names) > 1 else [picked]
+            for index, process in processors:
+                values[index] = process(values[index])
+            if self.positional:
+                bound.append(tuple(values))
+            else:
+                bound.append(dict(zip(names, values, strict=True)))
+        return bound
+
+    def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> Any:
+        return conn.exec_driver_sql(self.sql, self.params(rows))
+
+
+def _memo(process: Any) -> Any:
+    bound: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        try:
+            return bound[value]
+        except KeyError:
+            result = bound[value] = process(value)
+            return result
+
+    return once
