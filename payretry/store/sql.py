@@ -285,32 +285,49 @@ class SqlStore(ReportsMixin, HousekeepingMixin):
                     .order_by(JOBS.c.priority.desc(), JOBS.c.next_retry_at, JOBS.c.seq)
                     .limit(limit)
                 )
+            lease = {
+                "state": JobState.RUNNING.value,
+                "lease_token": token,
+                "lease_expires_at": expires,
+                "updated_at": now,
+            }
             if self.dialect == "postgresql":
-                picked = picked.with_for_update(skip_locked=True)
-            seqs = list(conn.execute(picked).scalars())
-            if not seqs:
-                return []
-            rows = list(
-                conn.execute(
-                    update(JOBS)
-                    .where(
-                        JOBS.c.seq.in_(seqs),
-                        # `state || ''`: the same test, but no index can serve it, so SQLite
-                        # finds the rows by primary key instead of walking an index on state
-                        # through every scheduled job (a scan per batch, quadratic overall).
-                        JOBS.c.state.concat("") == JobState.SCHEDULED.value,
+                # One statement: the CTE picks due rows in priority order, skipping rows other
+                # workers hold, and its LIMIT bounds the UPDATE (a plain `IN (subquery)` may be
+                # planned to lock or update more rows than the limit).
+                due = picked.with_for_update(skip_locked=True).cte("due")
+                rows = list(
+                    conn.execute(
+                        update(JOBS)
+                        .where(JOBS.c.seq.in_(select(due.c.seq)))
+                        .values(**lease)
+                        .returning(*JOBS.c)
                     )
-                    .values(
-                        state=JobState.RUNNING.value,
-                        lease_token=token,
-                        lease_expires_at=expires,
-                        updated_at=now,
-                    )
-                    .returning(*JOBS.c)
                 )
-            )
-            order = {seq: i for i, seq in enumerate(seqs)}
-            rows.sort(key=lambda r: order[r.seq])
+                rows.sort(key=lambda r: (-r.priority, r.next_retry_at, r.seq))
+            else:
+                # SQLite: BEGIN IMMEDIATE already holds the write lock; select, then update.
+                seqs = list(conn.execute(picked).scalars())
+                if not seqs:
+                    return []
+                rows = list(
+                    conn.execute(
+                        update(JOBS)
+                        .where(
+                            JOBS.c.seq.in_(seqs),
+                            # `state || ''`: the same test, but no index can serve it, so SQLite
+                            # finds the rows by primary key instead of walking an index on state
+                            # through every scheduled job (a scan per batch, quadratic overall).
+                            JOBS.c.state.concat("") == JobState.SCHEDULED.value,
+                        )
+                        .values(**lease)
+                        .returning(*JOBS.c)
+                    )
+                )
+                order = {seq: i for i, seq in enumerate(seqs)}
+                rows.sort(key=lambda r: order[r.seq])
+            if not rows:
+                return []
             claimed = []
             attempt_rows = []
             for row in rows:
