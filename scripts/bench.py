@@ -616,6 +616,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--workdir", type=Path, help="keep the database files here")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sections",
+        default="sqlite,rate,postgres",
+        help="which to run, comma-separated: sqlite, rate, postgres (all)",
+    )
+    parser.add_argument("--pg-jobs", type=int, help="PostgreSQL backlog (default: --jobs)")
+    parser.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
+    parser.add_argument("--rate-jobs", type=int, default=1000, help="rate section jobs (1,000)")
     args = parser.parse_args(argv)
     if args.rss_child is not None:
         rss_child(args.rss_child)
@@ -626,18 +634,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        for old in args.workdir.glob("*.db*"):
-            old.unlink()
-        result = run(args.jobs, args.repeat, args.workdir, say)
-    else:
-        with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
-            result = run(args.jobs, args.repeat, Path(tmp), say)
+    sections = {name.strip() for name in args.sections.split(",") if name.strip()}
+    unknown = sections - {"sqlite", "rate", "postgres"}
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    result: dict[str, Any] = {"cores": cores()}
+    texts: list[str] = []
+    if "sqlite" in sections:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            for old in args.workdir.glob("*.db*"):
+                old.unlink()
+            result["sqlite"] = run(args.jobs, args.repeat, args.workdir, say)
+        else:
+            with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
+                result["sqlite"] = run(args.jobs, args.repeat, Path(tmp), say)
+        texts.append(render(result["sqlite"]))
+    if "rate" in sections:
+        import bench_rate
+
+        say(f"rate: {args.rate_jobs:,} jobs at 25/s with a 200 ms processor")
+        result["rate"] = bench_rate.run(jobs=args.rate_jobs)
+        texts.append(bench_rate.render(result["rate"]))
+    if "postgres" in sections:
+        import bench_postgres
+
+        pg_jobs = args.pg_jobs or args.jobs
+        say(f"postgres: {pg_jobs:,} jobs, 1, 2 and 4 workers")
+        now = datetime.now(UTC) - QUEUE_BACKDATE
+        result["postgres"] = bench_postgres.run(
+            make_rows(pg_jobs), now, runner_batch_size(), url=args.pg_url
+        )
+        texts.append(bench_postgres.render(result["postgres"], cores()["usable"]))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(render(result))
+        print("\n\n".join(texts))
     return 0
 
 

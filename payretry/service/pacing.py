@@ -1,15 +1,21 @@
 """Pacing: a rate limiter shared by every attempt a process makes to one processor.
 
-Slots are spaced evenly at 1/rate seconds (a GCRA with no burst), so no one-second window
-ever holds more than `rate` starts. `pause(seconds)` holds every caller back, for a processor
-that answered 429.
+Slots are spaced evenly at 1/rate seconds (a GCRA with no burst). A thread that wakes late
+for its slot could still bunch up with the next one, so grants are also checked against a log
+of the actual grant times: no window of a second (plus 2% for the clock's jitter) ever holds
+more than `rate` starts. `pause(seconds)` holds every caller back, for a processor that
+answered 429.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+_MARGIN = 1.02
 
 
 class RateLimiter:
@@ -28,6 +34,9 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next = 0.0
+        self._window = max(1.0, 1.0 / rate) * _MARGIN
+        self._cap = max(1, math.floor(rate * self._window / _MARGIN))
+        self._granted: deque[float] = deque()
         self.waited = 0.0
 
     def reserve(self) -> float:
@@ -38,15 +47,29 @@ class RateLimiter:
             self._next = slot + self.interval
             return slot - now
 
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Wait for a slot; False if `stop` was set while waiting (the slot is then unused)."""
-        delay = self.reserve()
+    def _wait(self, delay: float, stop: threading.Event | None) -> bool:
         if delay > 0:
             self.waited += delay
             if stop is not None:
                 return not stop.wait(delay)
             self._sleep(delay)
         return stop is None or not stop.is_set()
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Wait for a slot; False if `stop` was set while waiting (the slot is then unused)."""
+        if not self._wait(self.reserve(), stop):
+            return False
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._granted and now - self._granted[0] >= self._window:
+                    self._granted.popleft()
+                if len(self._granted) < self._cap:
+                    self._granted.append(now)
+                    return True
+                delay = self._window - (now - self._granted[0])
+            if not self._wait(delay, stop):
+                return False
 
     def wait_free(self, stop: threading.Event | None = None) -> bool:
         """Wait, taking no slot, until the next slot is due (after a `pause`); False if `stop`
