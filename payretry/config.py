@@ -104,6 +104,23 @@ def _str(value: object) -> str:
     return value
 
 
+def _duration_within(lo: timedelta, hi: timedelta) -> Callable[[object], timedelta]:
+    def parse(value: object) -> timedelta:
+        found = _duration(value)
+        if not lo <= found <= hi:
+            raise ValueError(f"expected {format_duration(lo)} to {format_duration(hi)}")
+        return found
+
+    return parse
+
+
+def _queue_env(value: object) -> str:
+    """The ${ENV} of the queue names: SQS allows 80 characters of [A-Za-z0-9_-] in a name."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", value):
+        raise ValueError("expected 1 to 60 letters, digits, '-' or '_'")
+    return value
+
+
 def _choice(*options: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if value not in options:
@@ -235,7 +252,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "stripe",
         "payment_method_types",
-        "card",
+        "",
         _str,
         "comma-separated payment method types for off-session PaymentIntents",
     ),
@@ -248,6 +265,72 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("stripe", "checkout_success_url", None, _str, "Checkout: where a paying customer lands"),
     Key("stripe", "checkout_cancel_url", None, _str, "Checkout: where one who backs out lands"),
+    Key(
+        "dispatch",
+        "mode",
+        "inline",
+        _choice("inline", "sqs"),
+        "inline: run-due/serve attempt due jobs; sqs: they send them to SQS for `payretry worker`",
+    ),
+    Key(
+        "sqs",
+        "env",
+        "dev",
+        _queue_env,
+        "environment in the queue names payments-retry-${ENV} and payments-retry-${ENV}-dlq",
+        aliases=("PAYRETRY_ENV",),
+    ),
+    Key("sqs", "endpoint_url", None, _str, "SQS endpoint (SQS-compatible server); default AWS's"),
+    Key("sqs", "region", None, _str, "AWS region (default: the standard AWS configuration chain)"),
+    Key(
+        "sqs",
+        "max_receive_count",
+        5,
+        _int(1, 1000),
+        "`sqs setup`: receives before a message moves to the dead-letter queue",
+    ),
+    Key(
+        "sqs",
+        "wait_time",
+        timedelta(seconds=20),
+        _duration_within(timedelta(0), timedelta(seconds=20)),
+        "worker: long-poll wait per receive (SIGTERM is noticed within it)",
+    ),
+    Key(
+        "sqs",
+        "visibility_timeout",
+        timedelta(minutes=1),
+        _duration_within(timedelta(seconds=1), timedelta(hours=12)),
+        "worker: a received message stays hidden this long, extended while its attempt runs",
+    ),
+    Key(
+        "sqs",
+        "failure_visibility",
+        timedelta(seconds=30),
+        _duration_within(timedelta(0), timedelta(hours=12)),
+        "worker: a message it could not handle comes back after this long",
+    ),
+    Key(
+        "sqs",
+        "resend_after",
+        timedelta(minutes=1),
+        _duration_within(timedelta(seconds=1), timedelta(hours=1)),
+        "a dispatch whose send was never confirmed is sent again after this long",
+    ),
+    Key(
+        "sqs",
+        "message_retention",
+        timedelta(days=4),
+        _duration_within(timedelta(minutes=1), timedelta(days=14)),
+        "`sqs setup`: how long the queue keeps a message",
+    ),
+    Key(
+        "sqs",
+        "dlq_retention",
+        timedelta(days=14),
+        _duration_within(timedelta(minutes=1), timedelta(days=14)),
+        "`sqs setup`: how long the dead-letter queue keeps one (longer than the queue's)",
+    ),
     Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
     Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
 )
