@@ -76,3 +76,10 @@ class ProcessorError(PayretryError):
 
     exit_code = 1
     kind = "processor_error"
+
+
+class QueueError(PayretryError):
+    """The message queue (SQS) could not be used."""
+
+    exit_code = 1
+    kind = "queue_error"

@@ -25,6 +25,12 @@ from payretry.domain.models import ACTIVE_STATES
 
 _ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
 ACTIVE_PREDICATE = text(f"state IN ({_ACTIVE})")
+# SQS dispatch (migration 0004): scheduled jobs with no message for their next attempt, and
+# dispatches whose send was never confirmed. Both indexes stay small in sqs mode.
+UNDISPATCHED_PREDICATE = text(
+    "state = 'scheduled' AND (dispatch_attempt IS NULL OR dispatch_attempt <= attempt_count)"
+)
+UNSENT_PREDICATE = text("dispatched_at IS NOT NULL AND dispatch_message_id IS NULL")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -83,6 +89,18 @@ class JobRow(SQLModel, table=True):
         Index("ix_retry_jobs_lease", "state", "lease_expires_at"),
         Index("ix_retry_jobs_expiry", "state", "expires_at"),
         Index("ix_retry_jobs_user", "user_id", "seq"),
+        Index(
+            "ix_retry_jobs_undispatched",
+            "next_retry_at",
+            sqlite_where=UNDISPATCHED_PREDICATE,
+            postgresql_where=UNDISPATCHED_PREDICATE,
+        ),
+        Index(
+            "ix_retry_jobs_unsent",
+            "dispatched_at",
+            sqlite_where=UNSENT_PREDICATE,
+            postgresql_where=UNSENT_PREDICATE,
+        ),
     )
 
     seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -115,6 +133,11 @@ class JobRow(SQLModel, table=True):
     action_ref: str | None = Field(default=None, sa_column=Column(String(255)))
     action_url: str | None = Field(default=None, sa_column=Column(String(2048)))
     action_expires_at: datetime | None = _ts()
+    # SQS dispatch (migration 0004): the attempt whose message was last committed to be sent,
+    # when, and the queue's message id once the send is confirmed.
+    dispatch_attempt: int | None = Field(default=None, sa_column=Column(Integer))
+    dispatched_at: datetime | None = _ts()
+    dispatch_message_id: str | None = Field(default=None, sa_column=Column(String(128)))
 
 
 class AttemptRow(SQLModel, table=True):
