@@ -30,6 +30,7 @@ from payretry.domain.ports import (
 )
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.bulk import Bulk
+from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
 from payretry.store.reports import ReportsMixin
@@ -47,7 +48,7 @@ _UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
 _CHUNK = 500
 
 
-class SqlStore(ReportsMixin, HousekeepingMixin):
+class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
     """Jobs and attempts in SQL. Each method is one short transaction."""
 
     def __init__(self, engine: Engine, url: str) -> None:
