@@ -22,10 +22,12 @@ from payretry.cli import (
     retry,
     run_due,
     serve,
+    sqs_cmd,
     stats,
     status,
     stripe_cmd,
     top,
+    worker,
 )
 from payretry.cli._context import AppContext
 from payretry.cli._output import render_error
@@ -121,6 +123,8 @@ for module in (
     config_cmd,
     db,
     stripe_cmd,
+    worker,
+    sqs_cmd,
 ):
     module.register(app)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,7 +36,9 @@ def build_runner(
     concurrency: int | None = None,
     rate: str | None = None,
     stop: threading.Event | None = None,
+    dispatch: bool = True,
 ) -> tuple[Runner, Processor]:
+    """`dispatch`: in sqs mode, a runner that sends due jobs to the queue (run-due, serve)."""
     from payretry.service.pacing import RateLimiter
     from payretry.service.runner import Runner
 
@@ -46,7 +49,12 @@ def build_runner(
     settings = app.settings
     proc = build_processor(processor or settings["processor.name"], settings)
     per_second = settings["runner.rate"]
-    runner = Runner(
+    runner_class: Callable[..., Runner] = Runner
+    if dispatch and settings["dispatch.mode"] == "sqs":
+        from payretry.cli._sqs import dispatch_runner_class
+
+        runner_class = dispatch_runner_class(app)
+    runner = runner_class(
         app.store,
         settings.policy(),
         proc,

@@ -95,6 +95,9 @@ def queue(
     from payretry.service.operations import Operations
 
     job, created = Operations(app.store, settings.policy()).queue(request, now)
+    from payretry.cli._sqs import dispatch_queued
+
+    dispatch_queued(app, [job.id])  # sqs mode: a retry due within 15 minutes is sent now
     if json_output:
         print_json({**job_dict(job), "created": created})
         return
@@ -127,6 +130,9 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
     out = console(stderr=True)
     with out.status(f"queueing {len(rows)} rows", spinner="dots") if out.is_terminal else _null():
         result = Operations(app.store, settings.policy()).queue_many(rows, now, invalid=invalid)
+    from payretry.cli._sqs import dispatch_queued
+
+    dispatch_queued(app)  # sqs mode: retries due within 15 minutes are sent now
     if json_output:
         print_json({"rows": len(rows), "created": result.created, "existing": result.existing})
         return

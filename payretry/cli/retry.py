@@ -19,7 +19,7 @@ def retry(
 ) -> None:
     """Attempt a scheduled job now, counting one attempt."""
     app = get_context(ctx)
-    runner, proc = build_runner(app, processor)
+    runner, proc = build_runner(app, processor, dispatch=False)  # an operator retry: here, now
     try:
         result = runner.retry_now(transaction_id)
     finally:

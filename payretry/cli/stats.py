@@ -41,6 +41,11 @@ def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     """Show counts by state, pending amount per currency, failure reasons and success rates."""
     app = get_context(ctx)
     document = stats_document(app.store.stats(utcnow()))
+    from payretry.cli._sqs import queue_depth
+
+    depth = queue_depth(app)  # sqs mode only
+    if depth is not None:
+        document["queue"] = depth
     if json_output:
         print_json(document)
         return
@@ -76,6 +81,19 @@ def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     out.print(
         f"Due now: {document['due_now']} (oldest {document['oldest_due_at'] or '-'}); "
         f"due in the next hour: {document['due_next_hour']}"
+    )
+    if depth is not None:
+        out.print(_depth_line(depth))
+
+
+def _depth_line(depth: dict[str, Any]) -> str:
+    if "error" in depth:
+        return f"Queue {depth['queue']}: unavailable ({depth['error']})"
+    dead = "-" if depth["dead"] is None else depth["dead"]
+    return (
+        f"Queue {depth['queue']}: {depth['visible']} visible, {depth['in_flight']} in flight, "
+        f"{depth['delayed']} delayed; dead-letter queue: {dead}; "
+        f"jobs dispatched {depth['dispatched']} (unconfirmed {depth['unconfirmed']})"
     )
 
 

@@ -442,6 +442,15 @@ class Runner:
                 on_batch(len(batch))
         return report
 
+    def attempt_claimed(self, claimed: Claimed, on_result: OnResult | None = None) -> RunReport:
+        """Attempt one job claimed elsewhere (the SQS worker claims the job a message names):
+        the same attempt, decision and lease-fenced finish as run_due, the lease kept alive
+        meanwhile. No doubt streak carries over: the queue paces re-sends of unanswered ones."""
+        report = RunReport()
+        self._doubt_streak = 0
+        self._process([claimed], report, on_result)
+        return report
+
     def preview(self, limit: int | None) -> list[Job]:
         return self.store.due_preview(self.clock(), limit or 1000)
 

@@ -129,9 +129,7 @@ class DispatchMixin:
                 )
             if current:  # sent again now; the next sweep waits `resend_after` again
                 conn.execute(
-                    update(JOBS)
-                    .where(JOBS.c.seq.in_(resend), _CURRENT)
-                    .values(dispatched_at=now)
+                    update(JOBS).where(JOBS.c.seq.in_(resend), _CURRENT).values(dispatched_at=now)
                 )
         return [_dispatch(r) for r in current]
 
@@ -153,7 +151,5 @@ class DispatchMixin:
         send is not yet confirmed (`unconfirmed`)."""
         with self._tx(readonly=True) as conn:
             dispatched = conn.execute(select(func.count()).where(_CURRENT)).scalar_one()
-            unconfirmed = conn.execute(
-                select(func.count()).where(UNSENT_PREDICATE)
-            ).scalar_one()
+            unconfirmed = conn.execute(select(func.count()).where(UNSENT_PREDICATE)).scalar_one()
         return {"dispatched": int(dispatched), "unconfirmed": int(unconfirmed)}

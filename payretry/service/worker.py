@@ -1,0 +1,313 @@
+"""`payretry worker`: consume the retry queue.
+
+Each message names one attempt of one job. The worker claims that job in the database under the
+usual lease, attempts it through the runner (the same attempt, decision and fenced finish as
+`run-due`), records the outcome, dispatches a retry due within 15 minutes, and only then deletes
+the message. SQS delivers at least once, so the database decides:
+
+- job final, or already past that attempt (a duplicate, a stale message): deleted, no attempt;
+- job leased by someone else: hidden until that lease would lapse, then looked at again;
+- job not yet due: hidden until it is (or, if far off, deleted and dispatched again when due);
+- unreadable message, unknown job, processor refused: left to come back, and after
+  `maxReceiveCount` receives SQS moves it to the dead-letter queue.
+
+A message's visibility is extended while its attempt runs. A set `stop` ends polling; attempts in
+flight finish (within the grace period) and messages received but not started are given back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import timedelta
+from types import TracebackType
+from typing import Protocol
+
+from payretry.domain.dispatch import (
+    MAX_DELAY_SECONDS,
+    BadMessage,
+    DispatchStore,
+    Received,
+    RetryMessage,
+    RetryQueue,
+)
+from payretry.domain.models import Job, JobState
+from payretry.domain.ports import Claimed, Store
+from payretry.errors import PayretryError, QueueError
+from payretry.service.dispatcher import Dispatcher, dispatch_soon
+from payretry.service.runner import Clock, JobResult, Runner
+
+log = logging.getLogger("payretry")
+
+RECORDED = {"succeeded", "rescheduled", "failed", "exhausted", "abandoned", "awaiting_payer"}
+
+
+class WorkerStore(Store, DispatchStore, Protocol):
+    pass
+
+
+class VisibilityKeeper:
+    """Every third of the visibility timeout, extend the messages whose attempts still run."""
+
+    def __init__(self, queue: RetryQueue, seconds: int) -> None:
+        self.queue = queue
+        self.seconds = seconds
+        self.receipts: set[str] = set()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="payretry-visibility", daemon=True)
+
+    def add(self, receipt: str) -> None:
+        with self.lock:
+            self.receipts.add(receipt)
+
+    def discard(self, receipt: str) -> None:
+        """Stop extending; the caller then deletes or hides it (under no later extension)."""
+        with self.lock:
+            self.receipts.discard(receipt)
+
+    def _run(self) -> None:
+        interval = max(self.seconds / 3, 0.2)
+        while not self._stop.wait(interval):
+            with self.lock:
+                receipts = sorted(self.receipts)
+                if not receipts:
+                    continue
+                try:
+                    self.queue.hide(receipts, self.seconds)
+                except QueueError as exc:
+                    log.warning("could not extend message visibility: %s", exc)
+
+    def __enter__(self) -> VisibilityKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: WorkerStore,
+        runner: Runner,
+        queue: RetryQueue,
+        dispatcher: Dispatcher,
+        *,
+        clock: Clock,
+        concurrency: int = 1,
+        wait_time: timedelta = timedelta(seconds=20),
+        visibility: timedelta = timedelta(minutes=1),
+        failure_visibility: timedelta = timedelta(seconds=30),
+        grace: timedelta = timedelta(seconds=30),
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.queue = queue
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.wait_seconds = int(wait_time.total_seconds())
+        self.visibility = max(1, math.ceil(visibility.total_seconds()))
+        self.failure_visibility = int(failure_visibility.total_seconds())
+        self.grace = grace
+        self.stop = stop or runner.stop
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self.keeper = VisibilityKeeper(queue, self.visibility)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> Counter[str]:
+        """Poll until `stop` is set; then finish what is in flight. Returns what happened to
+        each message, counted by verdict."""
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-worker")
+        in_flight: set[Future[None]] = set()
+        pending: set[Future[None]] = set()
+        with self.keeper:
+            try:
+                while not self.stop.is_set():
+                    in_flight = {f for f in in_flight if not f.done()}
+                    free = self.concurrency - len(in_flight)
+                    if free <= 0:
+                        wait(in_flight, timeout=1, return_when=FIRST_COMPLETED)
+                        continue
+                    try:
+                        messages = self.queue.receive(
+                            max_messages=free,
+                            wait_seconds=self.wait_seconds,
+                            visibility=self.visibility,
+                        )
+                    except QueueError as exc:
+                        log.error("%s; polling again shortly", exc)
+                        self.stop.wait(2.0)
+                        continue
+                    if self.stop.is_set():  # received while stopping: give them back
+                        self._give_back(messages)
+                        break
+                    for message in messages:
+                        self.keeper.add(message.receipt)
+                        in_flight.add(pool.submit(self._handle_logged, message))
+            finally:
+                _, pending = wait(in_flight, timeout=self.grace.total_seconds())
+                if pending:
+                    log.warning(
+                        "%d attempt(s) still running after the grace period; their leases "
+                        "lapse and their messages come back",
+                        len(pending),
+                    )
+                pool.shutdown(wait=not pending, cancel_futures=True)
+        return self.counts
+
+    def _give_back(self, messages: list[Received]) -> None:
+        if messages:
+            try:
+                self.queue.hide([m.receipt for m in messages], 0)
+            except QueueError as exc:
+                log.warning("could not give back %d message(s): %s", len(messages), exc)
+
+    def _count(self, verdict: str) -> None:
+        with self._counts_lock:
+            self.counts[verdict] += 1
+
+    def _handle_logged(self, message: Received) -> None:
+        try:
+            verdict = self.handle(message)
+        except Exception as exc:  # the message comes back after the failure visibility
+            log.error("message %s: %s: %s", message.message_id, type(exc).__name__, exc)
+            self._later(message, self.failure_visibility)
+            verdict = "error"
+        self._count(verdict)
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def handle(self, message: Received) -> str:
+        """Act on one message; returns the verdict (an outcome, or why nothing was attempted)."""
+        try:
+            retry = RetryMessage.parse(message.body)
+        except BadMessage as exc:
+            log.error(
+                "message %s is unreadable (%s), receive %d; it goes to the dead-letter queue "
+                "after maxReceiveCount receives",
+                message.message_id,
+                exc,
+                message.receive_count,
+            )
+            self._later(message, self.failure_visibility)
+            return "unreadable"
+        job = self.store.get(retry.job_id, with_attempts=False)
+        if job is None:
+            log.error(
+                "message %s names job %s, which this database does not have (receive %d); it "
+                "goes to the dead-letter queue after maxReceiveCount receives",
+                message.message_id,
+                retry.job_id,
+                message.receive_count,
+                extra={"transaction_id": retry.payment_session_id},
+            )
+            self._later(message, self.failure_visibility)
+            return "unknown_job"
+        return self._for_job(message, retry, job, looked_again=False)
+
+    def _for_job(self, message: Received, retry: RetryMessage, job: Job, looked_again: bool) -> str:
+        now = self.clock()
+        extra = {"transaction_id": job.transaction_id, "attempt": retry.attempt_number}
+        if (
+            job.state.final
+            or job.state is JobState.AWAITING_PAYER
+            or retry.attempt_number != job.attempt_count + 1
+        ):
+            log.info("message for a past attempt (job %s); dropped", job.state.value, extra=extra)
+            self._ack(message)
+            return "dropped"
+        if job.state is JobState.RUNNING:
+            if job.lease_expires_at is not None and job.lease_expires_at > now:
+                wait_s = math.ceil((job.lease_expires_at - now).total_seconds()) + 1
+                log.info("job leased by another runner; message hidden %ds", wait_s, extra=extra)
+                self._later(message, wait_s)
+                return "leased"
+            self.store.rescue(now)  # its holder died: back to scheduled, same key re-sent
+            return self._look_again(message, retry, job, looked_again)
+        assert job.next_retry_at is not None
+        if job.next_retry_at > now:
+            wait_s = math.ceil((job.next_retry_at - now).total_seconds())
+            if wait_s <= MAX_DELAY_SECONDS:
+                self._later(message, wait_s)
+                return "early"
+            # Rescheduled since (not by an attempt): forget this message; sent again when due.
+            self.store.undispatch(job.id, retry.attempt_number)
+            self._ack(message)
+            return "dropped"
+        claimed = self.store.claim(now, 1, self.runner.lease_for, job_id=job.id)
+        if not claimed:  # another runner took it between our read and our claim
+            return self._look_again(message, retry, job, looked_again)
+        if claimed[0].attempt_number != retry.attempt_number:  # pragma: no cover - a race
+            self.store.release(claimed, now)
+            return self._look_again(message, retry, job, looked_again)
+        return self._attempt(message, claimed[0])
+
+    def _look_again(self, message: Received, retry: RetryMessage, job: Job, looked: bool) -> str:
+        fresh = self.store.get(job.id, with_attempts=False)
+        if looked or fresh is None:
+            self._later(message, self.failure_visibility)
+            return "busy"
+        return self._for_job(message, retry, fresh, looked_again=True)
+
+    def _attempt(self, message: Received, claimed: Claimed) -> str:
+        runner, job = self.runner, claimed.job
+        results: list[JobResult] = []
+        try:
+            report = runner.attempt_claimed(claimed, results.append)
+        except PayretryError as exc:  # refused before sending (credentials): job given back
+            log.error(
+                "attempt refused: %s; message back in %ds",
+                exc,
+                self.failure_visibility,
+                extra={"transaction_id": job.transaction_id},
+            )
+            self._later(message, self.failure_visibility)
+            return "refused"
+        lease_s = math.ceil(runner.lease_for.total_seconds()) + 1
+        if not results:
+            if report.counts["released"]:  # stopping before it started: someone else's now
+                self._later(message, 0)
+                return "released"
+            self._later(message, lease_s)  # not recorded: the lease lapses, the rescue returns it
+            return "unrecorded"
+        result = results[0]
+        if result.outcome == "in_doubt":  # same key re-sent once the lease lapses
+            self._later(message, lease_s)
+            return "in_doubt"
+        if result.outcome in RECORDED:
+            try:
+                dispatch_soon(self.dispatcher, results)
+            except PayretryError as exc:  # serve's or run-due's pass sends it
+                log.warning("could not dispatch the next retry now: %s", exc)
+        self._ack(message)
+        return result.outcome  # a recorded outcome, or lost_lease (another runner's now)
+
+    # -- the message's fate --------------------------------------------------------------------
+
+    def _ack(self, message: Received) -> None:
+        self.keeper.discard(message.receipt)
+        try:
+            self.queue.delete(message.receipt)
+        except QueueError as exc:  # it comes back and is dropped then
+            log.warning("could not delete message %s: %s", message.message_id, exc)
+
+    def _later(self, message: Received, seconds: int) -> None:
+        self.keeper.discard(message.receipt)
+        try:
+            self.queue.hide([message.receipt], seconds)
+        except QueueError as exc:  # it comes back after the visibility timeout instead
+            log.warning("could not hide message %s: %s", message.message_id, exc)
