@@ -30,7 +30,7 @@ from payretry.cli import (
     worker,
 )
 from payretry.cli._context import AppContext
-from payretry.cli._output import render_error
+from payretry.cli._output import JSON_MODE, print_json, render_error
 from payretry.errors import PayretryError
 
 
@@ -43,7 +43,17 @@ class PayretryGroup(TyperGroup):
         except PayretryError as exc:
             render_error(exc)
             ctx.exit(exc.exit_code)
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as exc:
+            # A usage error found by the parser (exit 2): with --json, the same error document.
+            code = getattr(exc, "exit_code", 1)
+            if JSON_MODE.get() and code == 2:
+                formatter = getattr(exc, "format_message", None)
+                message = str(formatter()) if callable(formatter) else str(exc)
+                print_json(
+                    {"error": {"kind": "usage", "message": message, "field": None, "exit_code": 2}}
+                )
             raise
         except Exception as exc:
             app_ctx = ctx.find_object(AppContext)

@@ -19,6 +19,7 @@ from tests.cli.conftest import (
     Invoke,
     assert_error,
     assert_json_error,
+    doc,
     jobs,
     ok,
     queue_args,
@@ -258,3 +259,10 @@ def test_internal_error_is_one_line_exit_1_and_debug_shows_it(
     debug = invoke("--debug", "status", "t1")
     assert isinstance(debug.exception, RuntimeError)
     assert debug.exit_code == 1
+
+
+def test_usage_errors_with_json_are_a_json_document(invoke: Invoke) -> None:
+    result = invoke("list", "--json", "--limit", "0")
+    assert result.exit_code == 2
+    error = doc(result)["error"]
+    assert error["kind"] == "usage" and error["exit_code"] == 2 and "--limit" in error["message"]
