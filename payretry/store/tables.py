@@ -91,6 +91,7 @@ class JobRow(SQLModel, table=True):
         Index("ix_retry_jobs_user", "user_id", "seq"),
         Index(
             "ix_retry_jobs_undispatched",
+            "state",
             "next_retry_at",
             sqlite_where=UNDISPATCHED_PREDICATE,
             postgresql_where=UNDISPATCHED_PREDICATE,

@@ -34,7 +34,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_retry_jobs_undispatched",
         "retry_jobs",
-        ["next_retry_at"],
+        ["state", "next_retry_at"],
         sqlite_where=UNDISPATCHED,
         postgresql_where=UNDISPATCHED,
     )
