@@ -120,13 +120,13 @@ class Sqs:
             "delayed": values["ApproximateNumberOfMessagesDelayed"],
         }
 
-    def bodies(self, url: str | None = None, wait: int = 0) -> list[dict[str, Any]]:
-        """Receive what is visible now (hidden 30 s), bodies parsed."""
+    def bodies(self, url: str | None = None, wait: int = 0, hide: int = 30) -> list[dict[str, Any]]:
+        """Receive what is visible now (then hidden `hide` seconds), bodies parsed."""
         answer = self.client.receive_message(
             QueueUrl=url or self.queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=wait,
-            VisibilityTimeout=30,
+            VisibilityTimeout=hide,
         )
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 

@@ -17,7 +17,9 @@ from payretry.store.sql import SqlStore
 from tests.sqs.conftest import Sqs, policy
 
 
-def queue_one(store: SqlStore, error_code: str, now: datetime, txn: str = "txn_1") -> str:
+def queue_one(
+    store: SqlStore, error_code: str, now: datetime, txn: str = "txn_1", simulate: str = ""
+) -> str:
     request = new_job(
         {
             "transaction_id": txn,
@@ -25,6 +27,7 @@ def queue_one(store: SqlStore, error_code: str, now: datetime, txn: str = "txn_1
             "amount": "12.50",
             "currency": "EUR",
             "error_code": error_code,
+            "metadata": {"simulate": simulate} if simulate else {},
         },
         now=now,
     )
