@@ -151,5 +151,7 @@ class DispatchMixin:
         send is not yet confirmed (`unconfirmed`)."""
         with self._tx(readonly=True) as conn:
             dispatched = conn.execute(select(func.count()).where(_CURRENT)).scalar_one()
-            unconfirmed = conn.execute(select(func.count()).where(UNSENT_PREDICATE)).scalar_one()
+            unconfirmed = conn.execute(
+                select(func.count()).select_from(JOBS).where(UNSENT_PREDICATE)
+            ).scalar_one()
         return {"dispatched": int(dispatched), "unconfirmed": int(unconfirmed)}

@@ -95,7 +95,8 @@ def test_a_24h_retry_is_not_sent_until_due(store: SqlStore, sqs: Sqs) -> None:
     now = utcnow()
     job_id = queue_one(store, "insufficient_funds", now)  # waits 24h
     for later in (timedelta(0), timedelta(hours=12), timedelta(hours=23, minutes=44)):
-        counts = Dispatcher(store, sqs.queue(), clock=lambda at=now + later: at).dispatch()
+        at = now + later
+        counts = Dispatcher(store, sqs.queue(), clock=lambda: at).dispatch()  # noqa: B023
         assert counts["dispatched"] == 0
     assert dispatch_columns(store, job_id) == (None, None)
     assert sqs.depth() == {"visible": 0, "in_flight": 0, "delayed": 0}
