@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from payretry.domain.events import on_cancel, on_claim, on_outcome, on_queue, on_window_closed
 from payretry.domain.models import (
     ACTIVE_STATES,
     Attempt,
@@ -33,6 +34,7 @@ from payretry.store.bulk import Bulk
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
+from payretry.store.outbox import OutboxMixin, write_entries
 from payretry.store.reports import ReportsMixin
 from payretry.store.rows import (
     action_values,
@@ -48,8 +50,9 @@ _UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
 _CHUNK = 500
 
 
-class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
-    """Jobs and attempts in SQL. Each method is one short transaction."""
+class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
+    """Jobs and attempts in SQL. Each method is one short transaction; each change writes its
+    events (store/outbox.py) in that same transaction."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
@@ -187,6 +190,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
         try:
             with self._tx() as conn:
                 conn.execute(JOBS.insert().values(**job_values(job)))
+                write_entries(conn, [on_queue(job)])
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
         stored = self.get(job.id)
@@ -202,20 +206,22 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
         try:
             with self._tx() as conn:
                 for start in range(0, len(jobs), 5000):
-                    insert.run(conn, [job_values(j) for j in jobs[start : start + 5000]])
+                    chunk = jobs[start : start + 5000]
+                    insert.run(conn, [job_values(j) for j in chunk])
+                    write_entries(conn, [on_queue(j) for j in chunk])
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
 
     def cancel(self, job_id: str, now: datetime, reason: str) -> Job:
         with self._tx() as conn:
-            row = conn.execute(select(JOBS.c.state).where(JOBS.c.id == job_id)).first()
+            row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"no job {job_id}")
             state = JobState(row.state)
             if state is JobState.RUNNING:
                 raise Refused("an attempt is in progress; cancel again once it has finished")
             check_transition(state, JobState.CANCELLED)
-            conn.execute(
+            done = conn.execute(
                 update(JOBS)
                 .where(JOBS.c.id == job_id, JOBS.c.state == state.value)
                 .values(
@@ -225,6 +231,8 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
                     updated_at=now,
                 )
             )
+            if done.rowcount:
+                write_entries(conn, [on_cancel(job_from_row(row), now, reason)])
         job = self.get(job_id)
         assert job is not None
         return job
@@ -257,7 +265,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
                 )
                 .returning(*JOBS.c)
             ).all()
-        return [job_from_row(r) for r in rows]
+            jobs = [job_from_row(r) for r in rows]
+            write_entries(conn, [on_window_closed(job, now) for job in jobs])
+        return jobs
 
     def _due_query(self, now: datetime, limit: int) -> Any:
         return (
@@ -354,6 +364,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
                 ),
                 column_keys=list(attempt_rows[0]),
             ).run(conn, attempt_rows)
+            write_entries(conn, [on_claim(c.job, c.attempt_number, now) for c in claimed])
         return claimed
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
@@ -435,6 +446,20 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
                 dialect = self.engine.dialect
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
+                write_entries(
+                    conn,
+                    [
+                        on_outcome(
+                            f.claimed.job,
+                            f.claimed.attempt_number,
+                            f.result,
+                            f.decision,
+                            f.finished_at,
+                        )
+                        for f, ok in zip(finishes, applied, strict=True)
+                        if ok
+                    ],
+                )
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
@@ -561,6 +586,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin):
                             decision=s.decision.outcome.value,
                             next_retry_at=s.decision.next_retry_at,
                         )
+                    )
+                    write_entries(
+                        conn, [on_outcome(job, number, s.result, s.decision, s.finished_at)]
                     )
                 applied.append(bool(done))
         return applied

@@ -174,6 +174,52 @@ class WorkerRow(SQLModel, table=True):
     interval_s: float = Field(sa_column=Column(Float, nullable=False))
 
 
+class OutboxRow(SQLModel, table=True):
+    """The event outbox (migration 0003): one entry per state change, written in the same
+    transaction as the change; its events are rendered from it (domain/events.py). `seq`
+    orders entries; on PostgreSQL `txid` is the writing transaction's id, so delivery can wait
+    for transactions still in flight (store/outbox.py). On SQLite `txid` is 0 and the order
+    index stays empty; AUTOINCREMENT keeps a purged `seq` from being handed out again."""
+
+    __tablename__ = "retry_outbox"
+    __table_args__ = (
+        Index("ix_retry_outbox_order", "txid", "seq", sqlite_where=text("txid <> 0")),
+        Index("ix_retry_outbox_job", "job_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    txid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    job_id: str = Field(sa_column=Column(String(32), nullable=False))
+    attempt: int = Field(sa_column=Column(Integer, nullable=False))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    occurred_at: datetime = _ts(nullable=False)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxSinkRow(SQLModel, table=True):
+    """Per sink: how far delivery has come (the (txid, seq) of the last entry delivered), who
+    is delivering (a lease, like a job's), and its failures and next try."""
+
+    __tablename__ = "retry_outbox_sinks"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    cursor_txid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    cursor_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    delivered: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    failures: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(String(500)))
+    retry_at: datetime | None = _ts()
+    lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
+    lease_expires_at: datetime | None = _ts()
+    updated_at: datetime = _ts(nullable=False)
+
+
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+OUTBOX_SINKS = OutboxSinkRow.__table__  # type: ignore[attr-defined]
