@@ -13,6 +13,7 @@ from payretry.cli import (
     cancel,
     config_cmd,
     db,
+    events,
     explain,
     health,
     list_cmd,
@@ -135,6 +136,7 @@ for module in (
     stripe_cmd,
     worker,
     sqs_cmd,
+    events,
 ):
     module.register(app)
 

@@ -1,0 +1,218 @@
+"""payretry events: the outbox (list) and its delivery to the configured sinks (deliver)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from payretry.cli._context import AppContext, get_context
+from payretry.cli._output import JsonOption, console, print_json, when
+from payretry.clock import utcnow
+from payretry.domain.durations import iso
+from payretry.errors import PayretryError
+
+if TYPE_CHECKING:
+    from payretry.domain.events import Event
+    from payretry.domain.outbox import SinkState
+
+events_app = typer.Typer(
+    name="events",
+    help="The event outbox: list it, deliver it to the configured sinks.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def sink_rows(app: AppContext) -> list[dict[str, Any]]:
+    """Each configured sink: how far it has got, how many changes (outbox entries) wait and
+    have gone, how it last failed."""
+    from payretry.domain.outbox import SinkState
+    from payretry.sinks import configured
+
+    store = app.store
+    states = store.sink_states()
+    rows = []
+    for name in configured(app.settings):
+        state = states.get(name) or SinkState(name)
+        rows.append(
+            {
+                "sink": name,
+                "pending": store.count_after(state.cursor),
+                "delivered": state.delivered,
+                "cursor": {"txid": state.cursor.txid, "seq": state.cursor.seq},
+                "failures": state.failures,
+                "last_error": state.last_error,
+                "retry_at": iso(state.retry_at),
+                "state": state,
+            }
+        )
+    return rows
+
+
+def configured_states(app: AppContext) -> list[SinkState]:
+    """Where each configured sink has got to (a sink that never ran: the start)."""
+    from payretry.domain.outbox import SinkState
+    from payretry.sinks import configured
+
+    states = app.store.sink_states()
+    return [states.get(name) or SinkState(name) for name in configured(app.settings)]
+
+
+def job_events(app: AppContext, job_id: str) -> list[dict[str, Any]]:
+    """A job's events, oldest first, each with the sinks that have (not yet) taken it."""
+    states = configured_states(app)
+    entries = app.store.entries_for_job(job_id)
+    return [event_row(event, states) for entry in entries for event in entry.events()]
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One line for people: when, what, and where it has gone."""
+    what = event["type"]
+    if event.get("notification"):
+        what += f' {event["notification"]}: "{event.get("message")}"'
+    elif event["type"] == "retry_failed":
+        code = event.get("decline_code") or event.get("error_code")
+        what += f" ({code}; {'will retry' if event.get('will_retry') else 'no retry'})"
+    elif event["type"] == "retry_scheduled":
+        what += f" for {str(event.get('next_retry_at'))[:19]}Z"
+    where = ""
+    if event["delivered_to"]:
+        where += f"; delivered to {', '.join(event['delivered_to'])}"
+    if event["pending_for"]:
+        where += f"; pending for {', '.join(event['pending_for'])}"
+    return f"{event['occurred_at'][:19]}Z attempt {event['attempt']} {what}{where}"
+
+
+def event_row(event: Event, sinks: list[SinkState]) -> dict[str, Any]:
+    taken = [(event.txid, event.seq) <= (s.cursor.txid, s.cursor.seq) for s in sinks]
+    return {
+        **event.as_dict(),
+        "seq": event.seq,
+        "delivered_to": [s.name for s, ok in zip(sinks, taken, strict=True) if ok],
+        "pending_for": [s.name for s, ok in zip(sinks, taken, strict=True) if not ok],
+    }
+
+
+def list_events(
+    ctx: typer.Context,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Only events some configured sink has yet to take.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many changes.")] = 50,
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """List the outbox, newest first (oldest first with --pending): each event, its id and the
+    sinks that have yet to take it."""
+    app = get_context(ctx)
+    store = app.store
+    sinks = sink_rows(app)
+    states: list[SinkState] = [row.pop("state") for row in sinks]
+    if pending:
+        low = min((s.cursor for s in states), default=None)
+        entries = store.entries_after(low, limit, settled=False) if low is not None else []
+        entries = [e for e in entries if any(not s.cursor.passed(e) for s in states)]
+    else:
+        entries = store.recent_entries(limit=limit)
+    events = [event_row(event, states) for entry in entries for event in entry.events()]
+    if json_output:
+        print_json({"sinks": sinks, "events": events, "count": len(events)})
+        return
+    out = console()
+    if sinks:
+        table = Table(title="sinks")
+        for column in ("sink", "changes pending", "delivered", "failures", "next try", "error"):
+            table.add_column(column, overflow="fold")
+        for row in sinks:
+            table.add_row(
+                row["sink"],
+                str(row["pending"]),
+                str(row["delivered"]),
+                str(row["failures"]),
+                row["retry_at"] or "-",
+                row["last_error"] or "-",
+            )
+        out.print(table)
+    else:
+        out.print(
+            "No sink is configured ([events] file, [webhook], [segment], [statsd]).", markup=False
+        )
+    if not events:
+        out.print("No events pending." if pending else "The outbox is empty.")
+        return
+    table = Table(title=f"{len(events)} event(s)" + (" pending" if pending else ""))
+    for column in ("seq", "occurred", "type", "transaction", "attempt", "pending for"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        kind = event["type"]
+        if event.get("notification"):
+            kind += f" ({event['notification']})"
+        table.add_row(
+            str(event["seq"]),
+            event["occurred_at"][:19] + "Z",
+            kind,
+            event["transaction_id"],
+            str(event["attempt"]),
+            ", ".join(event["pending_for"]) or "-",
+        )
+    out.print(table)
+
+
+def deliver(
+    ctx: typer.Context,
+    sink: Annotated[
+        str | None, typer.Option("--sink", help="Only this sink (file, webhook, segment, statsd).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many changes per sink.")
+    ] = None,
+    json_output: Annotated[bool, JsonOption] = False,
+) -> None:
+    """Deliver pending events to every configured sink once (for cron; `serve` does this
+    continuously). Exit 1 when a sink failed: its events stay pending for the next run."""
+    from payretry.sinks import build_delivery
+
+    app = get_context(ctx)
+    delivery = build_delivery(app.store, app.settings, utcnow, only=sink)
+    try:
+        results = delivery.deliver(limit=limit)
+    finally:
+        delivery.close()
+    failed = [r for r in results if r.error]
+    # With `[events] file = "-"` the events are this command's stdout: the summary goes aside.
+    to_stderr = app.settings["events.file"] == "-"
+    if json_output:
+        document = {"sinks": [r.as_dict() for r in results], "failed": len(failed)}
+        if to_stderr:
+            import json
+
+            sys.stderr.write(json.dumps(document, indent=2) + "\n")
+        else:
+            print_json(document)
+    else:
+        out = console(stderr=to_stderr)
+        if not results:
+            out.print("No sink is configured: nothing to deliver.")
+        for r in results:
+            if r.skipped:
+                again = f" (next try {when(r.retry_at)})" if r.retry_at else ""
+                out.print(f"{r.sink}: skipped, {r.skipped}{again}.")
+            elif r.error:
+                out.print(
+                    f"{r.sink}: FAILED after {r.events} event(s): {r.error}; "
+                    f"the rest wait (next try {when(r.retry_at)})."
+                )
+            else:
+                out.print(f"{r.sink}: {r.events} event(s) delivered ({r.entries} change(s)).")
+    if failed:
+        raise PayretryError(
+            "delivery failed for " + ", ".join(f"{r.sink} ({r.error})" for r in failed)
+        )
+
+
+def register(app: typer.Typer) -> None:
+    events_app.command("list")(list_events)
+    events_app.command("deliver")(deliver)
+    app.add_typer(events_app)

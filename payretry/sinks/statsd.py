@@ -1,0 +1,71 @@
+"""DogStatsD (the official `datadog` client), over UDP: a counter per event from the outbox,
+and gauges of the queue each delivery pass (at most every `every` seconds).
+
+- payments.retry.attempt_count (count, tag retry_attempt): an attempt started.
+- payments.retry.failure_count (count, tags failure_reason, retry_attempt): an attempt failed;
+  the reason is the decline code, else the error code.
+- payments.retry.success_count (count, tag retry_attempt): an attempt succeeded.
+- payments.retry.success_rate (gauge): succeeded / finished attempts, 0 to 1.
+- retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds (gauges): active
+  jobs, scheduled jobs due now, how long the oldest due job has waited.
+- payretry.outbox.pending (gauge, tag sink): outbox entries a sink has yet to take.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from payretry.domain.events import Event, EventType
+from payretry.domain.outbox import Telemetry
+
+
+def tag_list(text: str) -> list[str]:
+    return [tag.strip() for tag in text.split(",") if tag.strip()]
+
+
+class StatsdSink:
+    name = "statsd"
+
+    def __init__(self, host: str, port: int, *, tags: Sequence[str] = (), every: float = 10.0):
+        from datadog.dogstatsd.base import DogStatsd
+
+        self.client = DogStatsd(
+            host=host, port=port, constant_tags=list(tags), disable_telemetry=True
+        )
+        self.every = every
+        self._reported = 0.0
+
+    def send(self, events: Sequence[Event]) -> None:
+        """Counters never fail the sink: UDP has no answer to wait for."""
+        client = self.client
+        for event in events:
+            attempt = f"retry_attempt:{event.attempt}"
+            if event.type is EventType.INITIATED:
+                client.increment("payments.retry.attempt_count", tags=[attempt])
+            elif event.type is EventType.SUCCESS:
+                client.increment("payments.retry.success_count", tags=[attempt])
+            elif event.type is EventType.FAILED:
+                reason = event.data.get("decline_code") or event.data.get("error_code")
+                client.increment(
+                    "payments.retry.failure_count",
+                    tags=[f"failure_reason:{reason or 'unknown'}", attempt],
+                )
+
+    def report_due(self) -> bool:
+        return time.monotonic() - self._reported >= self.every
+
+    def report(self, telemetry: Telemetry) -> None:
+        client = self.client
+        rate = telemetry.success_rate
+        if rate is not None:
+            client.gauge("payments.retry.success_rate", round(rate, 4))
+        client.gauge("retry_queue_size", telemetry.queue_size)
+        client.gauge("retry_queue_due_now", telemetry.due_now)
+        client.gauge("retry_queue_oldest_due_age_seconds", telemetry.oldest_due_age.total_seconds())
+        for sink, pending in telemetry.pending_events.items():
+            client.gauge("payretry.outbox.pending", pending, tags=[f"sink:{sink}"])
+        self._reported = time.monotonic()
+
+    def close(self) -> None:
+        self.client.close_socket()
