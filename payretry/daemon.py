@@ -24,6 +24,9 @@ from payretry.signals import restore_signals, stop_on_signals
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from payretry.domain.outbox import Sink
+    from payretry.service.delivery import Delivery
+
 log = logging.getLogger("payretry")
 PURGE_EVERY = timedelta(days=1)
 
@@ -42,8 +45,12 @@ class Daemon:
         retention: timedelta,
         clock: Callable[[], datetime],
         name: str | None = None,
+        delivery: Delivery | None = None,
+        events_interval: timedelta = timedelta(seconds=5),
     ) -> None:
         self.store = store
+        self.delivery = delivery  # the event outbox's sinks, each delivered by a job of its own
+        self.events_interval = events_interval
         self.runner = runner
         self.interval = interval
         self.retention = retention
@@ -76,10 +83,21 @@ class Daemon:
                 log.error("tick failed: %s", exc)
                 return None
 
+    def deliver(self, sink: Sink) -> None:
+        """One sink's pass over the outbox; its failures wait for its next pass."""
+        if self.stop.is_set() or self.delivery is None:
+            return
+        try:
+            self.delivery.deliver_sink(sink)
+        except PayretryError as exc:  # the database went away: the next pass tries again
+            log.error("delivery to %s failed: %s", sink.name, exc)
+
     def _purge_if_due(self) -> None:
         now = self.clock()
         if self.last_purge is not None and now - self.last_purge < PURGE_EVERY:
             return
+        if self.delivery is not None:  # outbox entries every sink has taken
+            self.delivery.purge(now - self.retention)
         removed = self.store.purge(now - self.retention)
         self.last_purge = now
         if removed:
@@ -116,6 +134,17 @@ def build_scheduler(daemon: Daemon) -> BackgroundScheduler:
         next_run_time=first,
         **common,
     )
+    # One job per sink: a sink that is slow or down never holds up a tick or another sink.
+    every = max(daemon.events_interval.total_seconds(), 0.01)
+    for sink in daemon.delivery.sinks if daemon.delivery is not None else []:
+        scheduler.add_job(
+            daemon.deliver,
+            IntervalTrigger(seconds=every, timezone=UTC),
+            args=[sink],
+            id=f"deliver:{sink.name}",
+            next_run_time=first,
+            **common,
+        )
     return scheduler
 
 

@@ -22,17 +22,33 @@ def purge(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Remove finished jobs (succeeded, failed, exhausted, abandoned, cancelled) and their
-    attempts, last changed longer ago than --older-than. Active jobs are never touched."""
+    attempts, last changed longer ago than --older-than, and outbox entries that old which
+    every configured sink has taken. Active jobs are never touched."""
     app = get_context(ctx)
     if older_than is not None:
         app.set_flag("retention.period", older_than)
     period = app.settings["retention.period"]
     count = app.store.purge(utcnow() - period, dry_run=dry_run)
+    changes = 0
+    if not dry_run:  # outbox entries that old which every configured sink has taken
+        from payretry.sinks import configured
+
+        changes = app.store.purge_events(utcnow() - period, configured(app.settings))
     if json_output:
-        print_json({"dry_run": dry_run, "older_than": format_duration(period), "jobs": count})
+        print_json(
+            {
+                "dry_run": dry_run,
+                "older_than": format_duration(period),
+                "jobs": count,
+                "outbox_entries": changes,
+            }
+        )
         return
     verb = "Would remove" if dry_run else "Removed"
-    typer.echo(f"{verb} {count} finished job(s) older than {format_duration(period)}.")
+    typer.echo(
+        f"{verb} {count} finished job(s) older than {format_duration(period)}"
+        + (f" and {changes} delivered outbox entries." if changes else ".")
+    )
 
 
 def register(app: typer.Typer) -> None:

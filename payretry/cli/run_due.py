@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from payretry.cli._context import get_context
+from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, job_dict, jobs_table, print_json, when
 from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, build_runner
 from payretry.clock import utcnow
@@ -30,12 +31,21 @@ def run_due(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be attempted; change nothing.")
     ] = False,
+    metrics_textfile: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-textfile",
+            help="After the run, write Prometheus metrics here (textfile collector, .prom).",
+        ),
+    ] = None,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Attempt every due job, highest priority first, until none is due or --limit is reached."""
     from payretry.service.runner import JobResult
 
     app = get_context(ctx)
+    if metrics_textfile is not None:
+        app.set_flag("metrics.textfile", metrics_textfile)
     settings = app.settings
     if dry_run:
         jobs = app.store.due_preview(utcnow(), limit or 1000)
@@ -94,6 +104,7 @@ def run_due(
     if json_output:
         summary = json.dumps(report.as_dict(), indent=2)[1:]
         sys.stdout.write("\n],\n" + summary + "\n")
+        write_metrics(app, report.as_dict())
         return
     out = console()
     counts = report.as_dict()
@@ -111,6 +122,24 @@ def run_due(
             out.print(f"... and {given - len(shown)} more (use --json for all).")
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "processed" and n)
     out.print(f"Processed {report.processed} job(s)" + (f": {summary}." if summary else "."))
+    write_metrics(app, counts)
+
+
+def write_metrics(app: AppContext, counts: dict[str, int]) -> None:
+    """The Prometheus textfile, when asked for: written to a temporary file and renamed over
+    the path. Written after the output, so a failure (exit 1) never cuts the --json short."""
+    path = app.settings["metrics.textfile"]
+    if not path:
+        return
+    from payretry.sinks import configured
+    from payretry.sinks.prometheus import write_textfile
+
+    store, sinks = app.store, configured(app.settings)
+    try:
+        write_textfile(path, lambda: store.telemetry(utcnow(), sinks), time.time(), counts)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot write metrics to {path}: {exc.strerror or exc}\n")
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -22,13 +22,23 @@ def serve(
     concurrency: ConcurrencyOption = None,
     rate: RateOption = None,
     processor: ProcessorOption = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Expose Prometheus /metrics on this port."
+        ),
+    ] = None,
 ) -> None:
-    """Run the retry daemon: every interval, rescue expired leases and attempt what is due."""
+    """Run the retry daemon: every interval, rescue expired leases and attempt what is due;
+    deliver the event outbox to the configured sinks."""
     from payretry.daemon import Daemon, serve_forever
+    from payretry.sinks import build_delivery, configured
 
     app = get_context(ctx)
     if interval is not None:
         app.set_flag("runner.processing_interval", interval)
+    if metrics_port is not None:
+        app.set_flag("metrics.port", metrics_port)
     stop = threading.Event()
     runner, proc = build_runner(app, processor, concurrency=concurrency, rate=rate, stop=stop)
     settings = app.settings
@@ -38,18 +48,40 @@ def serve(
         interval=settings["runner.processing_interval"],
         retention=settings["retention.period"],
         clock=utcnow,
+        delivery=build_delivery(app.store, settings, utcnow, stop=stop),
+        events_interval=settings["events.interval"],
     )
+    metrics = None
+    if settings["metrics.port"]:
+        from payretry.sinks.prometheus import serve_metrics
+
+        store, sinks = app.store, configured(settings)
+        metrics, _ = serve_metrics(
+            lambda: store.telemetry(utcnow(), sinks),
+            settings["metrics.port"],
+            settings["metrics.addr"],
+        )
     typer.echo(
         f"payretry serve {daemon.name}: every {format_duration(daemon.interval)}, "
         f"concurrency {runner.concurrency}, "
         f"rate {f'{runner.limiter.rate:g}/s' if runner.limiter else 'unlimited'}; "
-        "SIGTERM or Ctrl-C stops",
+        f"events to {', '.join(configured(settings)) or 'no sink'}"
+        + (
+            f"; metrics on http://{settings['metrics.addr']}:{settings['metrics.port']}/metrics"
+            if metrics is not None
+            else ""
+        )
+        + "; SIGTERM or Ctrl-C stops",
         err=True,
     )
     try:
         code = serve_forever(daemon, settings["runner.grace_period"])
     finally:
         proc.close()
+        if daemon.delivery is not None:
+            daemon.delivery.close()
+        if metrics is not None:
+            metrics.shutdown()
     raise typer.Exit(code)
 
 
