@@ -8,6 +8,7 @@ import typer
 
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, print_json
+from payretry.cli.events import describe_event, job_events
 
 
 def explain(
@@ -16,7 +17,7 @@ def explain(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Tell a job's story: what failed, which policy row applied, why the next retry is then,
-    why it stopped."""
+    why it stopped; then its events and where each has been delivered."""
     from payretry.service.explain import explain as story
     from payretry.service.operations import Operations
 
@@ -24,6 +25,7 @@ def explain(
     policy = app.settings.policy()
     job = Operations(app.store, policy).status(transaction_id)
     steps = story(job, policy)
+    events = job_events(app, job.id)
     if json_output:
         print_json(
             {
@@ -31,12 +33,17 @@ def explain(
                 "job_id": job.id,
                 "state": job.state.value,
                 "story": [step.as_dict() for step in steps],
+                "events": events,
             }
         )
         return
     out = console()
     for step in steps:
-        out.print(f"- {step.text}", soft_wrap=True)
+        out.print(f"- {step.text}", soft_wrap=True, markup=False)
+    if events:
+        out.print(f"Events ({len(events)}, ids {job.id}:<attempt>:<type>):")
+        for event in events:
+            out.print(f"- {describe_event(event)}", soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from payretry.cli._context import get_context
+from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, print_json, when
 from payretry.clock import utcnow
 from payretry.domain.money import Money
@@ -46,6 +46,7 @@ def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     depth = queue_depth(app)  # sqs mode only
     if depth is not None:
         document["queue"] = depth
+    document["events"] = events_document(app)
     if json_output:
         print_json(document)
         return
@@ -84,6 +85,29 @@ def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     )
     if depth is not None:
         out.print(_depth_line(depth))
+    out.print(_events_line(document["events"]), markup=False)
+
+
+def events_document(app: AppContext) -> dict[str, Any]:
+    """The outbox: how many changes it holds, and each configured sink's backlog."""
+    from payretry.cli.events import sink_rows
+    from payretry.domain.outbox import Cursor
+
+    sinks = sink_rows(app)
+    for row in sinks:
+        del row["state"]
+    return {"changes": app.store.count_after(Cursor()), "sinks": sinks}
+
+
+def _events_line(events: dict[str, Any]) -> str:
+    sinks = "; ".join(
+        f"{s['sink']} {s['pending']} change(s) pending"
+        + (f" (failing: {s['last_error']}; next try {s['retry_at']})" if s["failures"] else "")
+        for s in events["sinks"]
+    )
+    return f"Events: {events['changes']} change(s) in the outbox; " + (
+        sinks or "no sink configured"
+    )
 
 
 def _depth_line(depth: dict[str, Any]) -> str:
