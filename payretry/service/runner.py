@@ -194,12 +194,19 @@ class Runner:
                 self.limiter = RateLimiter(float(getattr(self.processor, "rate", None) or 1000))
         self.limiter.pause(seconds)
 
-    def _may_start(self) -> bool:
+    def _may_start(self, *, pace: bool = True) -> bool:
         if self.stop.is_set() or self._doubt_streak >= self.DOUBT_LIMIT:
             return False
-        if self.limiter is not None:
+        if pace and self.limiter is not None:
             return self.limiter.acquire(self.stop)
         return True
+
+    def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
+        """In a pool thread: wait for the limiter right before the request, so the pace the
+        processor sees is the pace granted; the claim itself comes back if a stop came first."""
+        if self.limiter is not None and not self.limiter.acquire(self.stop):
+            return claimed
+        return self._attempt(claimed)
 
     def _attempt(self, claimed: Claimed) -> Finish | Unsettled:
         claimed = with_history(self.store, self.processor, claimed)
@@ -310,28 +317,35 @@ class Runner:
         self, batch: list[Claimed], report: RunReport, on_result: OnResult | None
     ) -> None:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-attempt")
-        in_flight: set[Future[Finish | Unsettled]] = set()
+        in_flight: set[Future[Finish | Unsettled | Claimed]] = set()
         failure: BaseException | None = None
 
-        def collect(done: set[Future[Finish | Unsettled]]) -> None:
+        def collect(done: set[Future[Finish | Unsettled | Claimed]]) -> None:
             nonlocal failure
             finishes: list[Finish | Unsettled] = []
+            unstarted: list[Claimed] = []
             for future in done:
                 try:
-                    finishes.append(future.result())
+                    item = future.result()
                 except BaseException as exc:  # stays leased; rescued and re-sent with its key
                     failure = failure or exc
+                    continue
+                if isinstance(item, Claimed):
+                    unstarted.append(item)
+                else:
+                    finishes.append(item)
             self._record(finishes, report, on_result)
+            self._release(unstarted, report)
 
         try:
             for index, claimed in enumerate(batch):
                 while len(in_flight) >= self.concurrency:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     collect(done)
-                if failure is not None or not self._may_start():
+                if failure is not None or not self._may_start(pace=False):
                     self._release(batch[index:], report)
                     break
-                in_flight.add(pool.submit(self._attempt, claimed))
+                in_flight.add(pool.submit(self._paced_attempt, claimed))
             timeout = self.grace.total_seconds() if self.stop.is_set() else None
             done, in_flight = wait(in_flight, timeout=timeout)
             collect(done)
