@@ -37,8 +37,9 @@ def with_history(store: Store, processor: Processor, claimed: Claimed) -> Claime
 
 
 def with_notification(decision: Decision, claimed: Claimed, result: AttemptResult) -> Decision:
-    """Customer notifications are logged (the event outbox comes later) and kept in the job's
-    reason, so `status` shows what the customer was asked to do."""
+    """Customer notifications are logged and kept in the job's reason, so `status` shows what
+    the customer was asked to do; the change's outbox entry carries them to the customer as a
+    user_notification event (domain/events.py)."""
     if not result.notify:
         return decision
     log.info(
