@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import (
         ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
 
@@ -167,6 +168,19 @@ class SqsQueue:
     def delete(self, receipt: str) -> None:
         with _errors(f"delete from {self.name}"):
             self.client.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
+
+    def delete_many(self, receipts: Sequence[str]) -> int:
+        """Delete in batches of ten; returns how many SQS refused (they come back)."""
+        refused = 0
+        for start in range(0, len(receipts), _BATCH):
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": receipt}
+                for i, receipt in enumerate(receipts[start : start + _BATCH])
+            ]
+            with _errors(f"delete from {self.name}"):
+                answer = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            refused += len(answer.get("Failed", []))
+        return refused
 
     def hide(self, receipts: Sequence[str], seconds: int) -> None:
         seconds = max(0, min(43_200, seconds))

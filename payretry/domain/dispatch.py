@@ -171,6 +171,10 @@ class RetryQueue(Protocol):
 
     def delete(self, receipt: str) -> None: ...
 
+    def delete_many(self, receipts: Sequence[str]) -> int:
+        """Delete in batches; returns how many the queue refused."""
+        ...
+
     def hide(self, receipts: Sequence[str], seconds: int) -> None:
         """Set the visibility timeout of received messages (0 makes them visible at once)."""
         ...

@@ -95,6 +95,55 @@ class VisibilityKeeper:
         self._thread.join(timeout=5)
 
 
+class Deleter:
+    """Acknowledged messages, deleted in batches of up to ten every 50 ms (one request where
+    there would be ten). A process that dies first leaves them to come back: they are dropped
+    then, their attempts being recorded already."""
+
+    def __init__(self, queue: RetryQueue, interval: float = 0.05) -> None:
+        self.queue = queue
+        self.interval = interval
+        self.pending: list[str] = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="payretry-delete", daemon=True)
+
+    def add(self, receipt: str) -> None:
+        with self.lock:
+            self.pending.append(receipt)
+
+    def flush(self) -> None:
+        with self.lock:
+            receipts, self.pending = self.pending, []
+        if not receipts:
+            return
+        try:
+            refused = self.queue.delete_many(receipts)
+        except QueueError as exc:
+            log.warning("could not delete %d message(s): %s; they come back", len(receipts), exc)
+            return
+        if refused:
+            log.warning("%d message(s) could not be deleted; they come back", refused)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def __enter__(self) -> Deleter:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+
 class Worker:
     def __init__(
         self,
@@ -125,26 +174,31 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.keeper = VisibilityKeeper(queue, self.visibility)
+        self.deleter = Deleter(queue)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> Counter[str]:
         """Poll until `stop` is set; then finish what is in flight. Returns what happened to
-        each message, counted by verdict."""
+        each message, counted by verdict.
+
+        Up to `concurrency` messages are handled at once and as many again wait their turn
+        (at most ten), so each receive asks for a batch rather than one message at a time;
+        waiting ones have their visibility extended like running ones."""
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-worker")
-        in_flight: set[Future[None]] = set()
-        pending: set[Future[None]] = set()
-        with self.keeper:
+        held = self.concurrency + min(10, self.concurrency)
+        in_flight: dict[Future[None], Received] = {}
+        with self.keeper, self.deleter:
             try:
                 while not self.stop.is_set():
-                    in_flight = {f for f in in_flight if not f.done()}
-                    free = self.concurrency - len(in_flight)
-                    if free <= 0:
+                    in_flight = {f: m for f, m in in_flight.items() if not f.done()}
+                    room = held - len(in_flight)
+                    if room <= 0:
                         wait(in_flight, timeout=1, return_when=FIRST_COMPLETED)
                         continue
                     try:
                         messages = self.queue.receive(
-                            max_messages=free,
+                            max_messages=min(10, room),
                             wait_seconds=self.wait_seconds,
                             visibility=self.visibility,
                         )
@@ -157,9 +211,15 @@ class Worker:
                         break
                     for message in messages:
                         self.keeper.add(message.receipt)
-                        in_flight.add(pool.submit(self._handle_logged, message))
+                        in_flight[pool.submit(self._handle_logged, message)] = message
             finally:
-                _, pending = wait(in_flight, timeout=self.grace.total_seconds())
+                # Not started yet: given back at once for another worker to take.
+                unstarted = [m for f, m in in_flight.items() if f.cancel()]
+                for message in unstarted:
+                    self.keeper.discard(message.receipt)
+                self._give_back(unstarted)
+                running = [f for f in in_flight if not f.cancelled()]
+                _, pending = wait(running, timeout=self.grace.total_seconds())
                 if pending:
                     log.warning(
                         "%d attempt(s) still running after the grace period; their leases "
@@ -300,10 +360,7 @@ class Worker:
 
     def _ack(self, message: Received) -> None:
         self.keeper.discard(message.receipt)
-        try:
-            self.queue.delete(message.receipt)
-        except QueueError as exc:  # it comes back and is dropped then
-            log.warning("could not delete message %s: %s", message.message_id, exc)
+        self.deleter.add(message.receipt)
 
     def _later(self, message: Received, seconds: int) -> None:
         self.keeper.discard(message.receipt)

@@ -5,16 +5,18 @@ its own (a fresh ${ENV}), so one server serves the whole session."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from payretry.clock import utcnow
 from payretry.dispatch.sqs import SqsQueue, SqsSettings, setup_queues
@@ -28,6 +30,7 @@ from payretry.store.sql import SqlStore
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+ROOT = Path(__file__).resolve().parents[2]
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -38,13 +41,28 @@ AWS_ENV = {
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    """The moto server, on a free loopback port, in a process of its own (moto_process.py)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.sqs.moto_process"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert server.stdout is not None and server.stdin is not None
     try:
-        yield f"http://{host}:{port}"
+        endpoint = server.stdout.readline().strip()
+        assert endpoint.startswith("http://127.0.0.1:"), "the moto server did not start"
+        yield endpoint
     finally:
-        server.stop()
+        server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        server.stdout.close()
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ due within 15 minutes goes back to the queue at once."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,8 +61,9 @@ def test_a_worker_dead_before_deleting_leaves_a_message_that_is_dropped(
         """The process dies between recording the outcome and deleting the message: nothing
         after that point happens, and the message's visibility lapses."""
 
-        def delete(self, receipt: str) -> None:
+        def delete_many(self, receipts: Sequence[str]) -> int:
             first.stop.set()
+            return 0
 
     dying = DiesBeforeDeleting(queue.client, queue.name, queue.url, queue.dlq_name)
     sim = processor(tmp_path)
