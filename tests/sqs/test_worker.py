@@ -150,3 +150,41 @@ def test_received_is_parsed_for_its_receive_count(sqs: Sqs) -> None:
     again = queue.receive(max_messages=1, wait_seconds=1, visibility=0)
     assert [r.body for r in got] == ["hello"] and got[0].receive_count == 1
     assert again[0].receive_count == 2 and again[0].sent_at is not None
+
+
+def test_visibility_is_extended_while_an_attempt_runs(
+    store: SqlStore, sqs: Sqs, tmp_path: Path
+) -> None:
+    job_id = queue_one(store, "network_error", utcnow())
+    queue = sqs.queue()
+    Dispatcher(store, queue, clock=utcnow).dispatch()
+    slow = SimulatedProcessor(
+        success_rate=1.0, latency=timedelta(seconds=2.5), ledger=str(tmp_path / "ledger.db")
+    )
+    # A 1 s visibility: without extension, the other worker would get the message mid-attempt.
+    first = build_worker(store, queue, slow, visibility=timedelta(seconds=1))
+    other = build_worker(store, sqs.queue(), processor(tmp_path), visibility=timedelta(seconds=1))
+    with Running(first), Running(other):
+        wait_for(lambda: first.counts["succeeded"] == 1, 20, "the slow attempt")
+        wait_for(lambda: drained(sqs), 10, "the message deleted")
+    assert other.counts == {}  # never saw it
+    job = store.get(job_id)
+    assert job is not None and job.state is JobState.SUCCEEDED
+
+
+def test_a_job_whose_holder_died_is_rescued_and_sent_with_the_same_key(
+    store: SqlStore, sqs: Sqs, tmp_path: Path
+) -> None:
+    job_id = queue_one(store, "network_error", utcnow())
+    queue = sqs.queue()
+    Dispatcher(store, queue, clock=utcnow).dispatch()
+    # Another runner claimed it (its attempt row written) and died: its lease lapses in 0.5 s.
+    dead = store.claim(utcnow(), 1, timedelta(seconds=0.5), job_id=job_id)
+    assert dead and dead[0].idempotency_key == f"payretry:{job_id}:1"
+    worker = build_worker(store, queue, processor(tmp_path))
+    with Running(worker):
+        wait_for(lambda: drained(sqs), 20, "the message handled")
+    job = store.get(job_id)
+    assert job is not None and job.state is JobState.SUCCEEDED and job.attempt_count == 1
+    assert ledger_rows(tmp_path / "ledger.db") == [(f"payretry:{job_id}:1", 1)]
+    assert worker.counts["succeeded"] == 1
