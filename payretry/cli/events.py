@@ -215,4 +215,4 @@ def deliver(
 def register(app: typer.Typer) -> None:
     events_app.command("list")(list_events)
     events_app.command("deliver")(deliver)
-    app.add_typer(events_app)
+    app.add_typer(events_app, name="events")
