@@ -15,7 +15,19 @@ from payretry.errors import ConfigError, InvalidInput
 from tests.conftest import NOW
 
 M = timedelta(minutes=1)
-CANDIDATES = ["7", "0.25", "42s", "json", "debug", "simulated", "5/s", "sqlite:///other.db", "true"]
+CANDIDATES = [
+    "7",
+    "0.25",
+    "42s",
+    "json",
+    "debug",
+    "simulated",
+    "5/s",
+    "sqlite:///other.db",
+    "true",
+    "sqs",
+    "2d",
+]
 
 
 def write(path: Path, text: str) -> Path:
