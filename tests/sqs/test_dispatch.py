@@ -74,7 +74,7 @@ def test_a_short_delay_is_received_only_once_it_has_passed(store: SqlStore, sqs:
     now = utcnow()
     job_id = queue_one(store, "quick_error", now)  # attempt 1 in 2 s
     Dispatcher(store, sqs.queue(), clock=utcnow).dispatch()
-    assert sqs.sent_delays == [2]
+    assert sqs.sent_delays in ([1], [2])  # 2 s, less the moments since queueing, rounded up
     assert sqs.bodies() == []
     time.sleep(2.2)
     bodies = sqs.bodies(wait=2)
