@@ -171,9 +171,11 @@ def test_visibility_is_extended_while_an_attempt_runs(
     # A 1 s visibility: without extension, the other worker would get the message mid-attempt.
     first = build_worker(store, queue, slow, visibility=timedelta(seconds=1))
     other = build_worker(store, sqs.queue(), processor(tmp_path), visibility=timedelta(seconds=1))
-    with Running(first), Running(other):
-        wait_for(lambda: first.counts["succeeded"] == 1, 20, "the slow attempt")
-        wait_for(lambda: drained(sqs), 10, "the message deleted")
+    with Running(first):
+        wait_for(lambda: ledger_rows(tmp_path / "ledger.db") != [], 20, "the attempt to start")
+        with Running(other):  # polls while the attempt runs, 2.5 s of 1 s visibilities
+            wait_for(lambda: first.counts["succeeded"] == 1, 20, "the slow attempt")
+            wait_for(lambda: drained(sqs), 10, "the message deleted")
     assert other.counts == {}  # never saw it
     job = store.get(job_id)
     assert job is not None and job.state is JobState.SUCCEEDED
