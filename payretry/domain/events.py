@@ -19,7 +19,7 @@ personal; processor messages (free text) are left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -280,13 +280,22 @@ def _common(job: Job) -> dict[str, Any]:
     }
 
 
+def queue_data(job: Job, stamp: Callable[[datetime | None], str | None] = iso) -> dict[str, Any]:
+    """What a queued job's entry holds (`stamp` formats times: a bulk queue memoises it)."""
+    return {
+        "transaction_id": job.transaction_id,
+        "user_id": job.user_id,
+        "amount_minor": job.money.amount_minor,
+        "currency": job.money.currency,
+        "next_retry_at": stamp(job.next_retry_at),
+        "max_attempts": job.max_attempts,
+        "policy_row": job.policy_code,
+    }
+
+
 def on_queue(job: Job) -> OutboxEntry:
     """A job was queued: attempt 1 is scheduled."""
-    data = _common(job)
-    data["next_retry_at"] = iso(job.next_retry_at)
-    data["max_attempts"] = job.max_attempts
-    data["policy_row"] = job.policy_code
-    return OutboxEntry(job.id, 1, EventType.SCHEDULED, job.created_at, data)
+    return OutboxEntry(job.id, 1, EventType.SCHEDULED, job.created_at, queue_data(job))
 
 
 def on_claim(job: Job, attempt: int, at: datetime) -> OutboxEntry:

@@ -24,6 +24,7 @@ and an anti-join that grows with the history; a cursor per sink keeps delivery a
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -34,8 +35,9 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from payretry.domain.events import EventType, OutboxEntry
-from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
+from payretry.domain.durations import iso
+from payretry.domain.events import EventType, OutboxEntry, queue_data
+from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, Job, JobState
 from payretry.domain.outbox import Cursor, SinkState, Telemetry
 from payretry.store.bulk import Bulk
 from payretry.store.tables import ATTEMPTS, JOBS, OUTBOX, OUTBOX_SINKS
@@ -53,18 +55,55 @@ def _insert_statement(dialect: Any) -> Any:
     return OUTBOX.insert().values(txid=0)
 
 
+# Compact JSON, one encoder for every row (json.dumps with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def write_entries(conn: Connection, entries: Iterable[OutboxEntry]) -> None:
     """Add outbox entries inside the caller's transaction, on the store's bulk path."""
-    rows = [
-        {
-            "job_id": e.job_id,
-            "attempt": e.attempt,
-            "kind": e.kind.value,
-            "occurred_at": e.occurred_at,
-            "data": e.data,
-        }
-        for e in entries
-    ]
+    _write(
+        conn,
+        [
+            {
+                "job_id": e.job_id,
+                "attempt": e.attempt,
+                "kind": e.kind.value,
+                "occurred_at": e.occurred_at,
+                "data": _encode(e.data),
+            }
+            for e in entries
+        ],
+    )
+
+
+def write_queued(conn: Connection, jobs: Sequence[Job]) -> None:
+    """The entries of newly queued jobs (what on_queue makes), built straight into rows: a
+    bulk queue writes one per job, and shares a handful of distinct times."""
+    times: dict[datetime | None, str | None] = {}
+
+    def stamp(value: datetime | None) -> str | None:
+        found = times.get(value)
+        if found is None:
+            found = times[value] = iso(value)
+        return found
+
+    kind = EventType.SCHEDULED.value
+    _write(
+        conn,
+        [
+            {
+                "job_id": job.id,
+                "attempt": 1,
+                "kind": kind,
+                "occurred_at": job.created_at,
+                "data": _encode(queue_data(job, stamp)),
+            }
+            for job in jobs
+        ],
+    )
+
+
+def _write(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         dialect = conn.dialect
         Bulk.of(
@@ -79,7 +118,7 @@ def entry_from_row(row: Any) -> OutboxEntry:
         attempt=r["attempt"],
         kind=EventType(r["kind"]),
         occurred_at=r["occurred_at"],
-        data=dict(r["data"] or {}),
+        data=json.loads(r["data"]),
         seq=r["seq"],
         txid=r["txid"],
     )

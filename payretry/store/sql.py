@@ -34,7 +34,7 @@ from payretry.store.bulk import Bulk
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
-from payretry.store.outbox import OutboxMixin, write_entries
+from payretry.store.outbox import OutboxMixin, write_entries, write_queued
 from payretry.store.reports import ReportsMixin
 from payretry.store.rows import (
     action_values,
@@ -208,7 +208,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 for start in range(0, len(jobs), 5000):
                     chunk = jobs[start : start + 5000]
                     insert.run(conn, [job_values(j) for j in chunk])
-                    write_entries(conn, [on_queue(j) for j in chunk])
+                    write_queued(conn, chunk)
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
 

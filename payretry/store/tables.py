@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -197,7 +198,7 @@ class OutboxRow(SQLModel, table=True):
     attempt: int = Field(sa_column=Column(Integer, nullable=False))
     kind: str = Field(sa_column=Column(String(32), nullable=False))
     occurred_at: datetime = _ts(nullable=False)
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))  # JSON, compact
 
 
 class OutboxSinkRow(SQLModel, table=True):

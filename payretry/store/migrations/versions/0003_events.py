@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         _ts("occurred_at", nullable=False),
-        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_retry_outbox_order", "retry_outbox", ["txid", "seq"], sqlite_where=ORDERED)
