@@ -143,14 +143,17 @@ class Outcome(StrEnum):
 
     @property
     def state(self) -> JobState:
-        return {
-            Outcome.AWAITING: JobState.AWAITING_PAYER,
-            Outcome.RETRY: JobState.SCHEDULED,
-            Outcome.SUCCEEDED: JobState.SUCCEEDED,
-            Outcome.FAILED: JobState.FAILED,
-            Outcome.EXHAUSTED: JobState.EXHAUSTED,
-            Outcome.ABANDONED: JobState.ABANDONED,
-        }[self]
+        return _OUTCOME_STATE[self]
+
+
+_OUTCOME_STATE: Mapping[Outcome, JobState] = {  # built once: read per attempt on the hot path
+    Outcome.AWAITING: JobState.AWAITING_PAYER,
+    Outcome.RETRY: JobState.SCHEDULED,
+    Outcome.SUCCEEDED: JobState.SUCCEEDED,
+    Outcome.FAILED: JobState.FAILED,
+    Outcome.EXHAUSTED: JobState.EXHAUSTED,
+    Outcome.ABANDONED: JobState.ABANDONED,
+}
 
 
 @dataclass(frozen=True, slots=True)

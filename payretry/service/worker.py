@@ -23,7 +23,6 @@ import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
-from types import TracebackType
 from typing import Protocol
 
 from payretry.domain.dispatch import (
@@ -39,6 +38,7 @@ from payretry.domain.ports import Claimed, Store
 from payretry.errors import PayretryError, QueueError
 from payretry.service.dispatcher import Dispatcher, dispatch_soon
 from payretry.service.runner import Clock, JobResult, Runner
+from payretry.service.ticker import Ticker
 
 log = logging.getLogger("payretry")
 
@@ -49,16 +49,15 @@ class WorkerStore(Store, DispatchStore, Protocol):
     pass
 
 
-class VisibilityKeeper:
+class VisibilityKeeper(Ticker):
     """Every third of the visibility timeout, extend the messages whose attempts still run."""
 
     def __init__(self, queue: RetryQueue, seconds: int) -> None:
+        super().__init__(max(seconds / 3, 0.2), "payretry-visibility")
         self.queue = queue
         self.seconds = seconds
         self.receipts: set[str] = set()
         self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="payretry-visibility", daemon=True)
 
     def add(self, receipt: str) -> None:
         with self.lock:
@@ -69,44 +68,27 @@ class VisibilityKeeper:
         with self.lock:
             self.receipts.discard(receipt)
 
-    def _run(self) -> None:
-        interval = max(self.seconds / 3, 0.2)
-        while not self._stop.wait(interval):
-            with self.lock:
-                receipts = sorted(self.receipts)
-                if not receipts:
-                    continue
-                try:
-                    self.queue.hide(receipts, self.seconds)
-                except QueueError as exc:
-                    log.warning("could not extend message visibility: %s", exc)
-
-    def __enter__(self) -> VisibilityKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def tick(self) -> None:
+        with self.lock:
+            receipts = sorted(self.receipts)
+            if not receipts:
+                return
+            try:
+                self.queue.hide(receipts, self.seconds)
+            except QueueError as exc:
+                log.warning("could not extend message visibility: %s", exc)
 
 
-class Deleter:
+class Deleter(Ticker):
     """Acknowledged messages, deleted in batches of up to ten every 50 ms (one request where
     there would be ten). A process that dies first leaves them to come back: they are dropped
     then, their attempts being recorded already."""
 
     def __init__(self, queue: RetryQueue, interval: float = 0.05) -> None:
+        super().__init__(interval, "payretry-delete")
         self.queue = queue
-        self.interval = interval
         self.pending: list[str] = []
         self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="payretry-delete", daemon=True)
 
     def add(self, receipt: str) -> None:
         with self.lock:
@@ -125,22 +107,10 @@ class Deleter:
         if refused:
             log.warning("%d message(s) could not be deleted; they come back", refused)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
+    def tick(self) -> None:
+        self.flush()
 
-    def __enter__(self) -> Deleter:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def closing(self) -> None:
         self.flush()
 
 
