@@ -10,15 +10,16 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from payretry.domain.durations import format_duration, parse_duration
 from payretry.domain.policy import PolicyRow, RetryPolicy
 from payretry.domain.validation import validate_code
 from payretry.errors import ConfigError, InvalidInput
+from payretry.pacing import parse_rate
 
 DEFAULT_CONFIG_FILE = "payretry.toml"
 
@@ -74,7 +75,6 @@ def _millis(value: str) -> timedelta:
 
 
 def _rate(value: object) -> float | None:
-    from payretry.service.pacing import parse_rate
 
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("expected a rate like 25/s")
@@ -381,21 +381,239 @@ POLICY_FIELDS = {"retry", "max_attempts", "delays"}
 _ROOT_FLAGS = {"database.url": "--db", "log.format": "--log-format", "log.level": "--log-level"}
 
 
+# -- typed views: each section as a frozen value, so code reads `settings.runner.batch_size`
+# (checked by mypy) instead of `settings["runner.batch_size"]`. Field names are the keys'.
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str
+    lock_timeout: timedelta
+    auto_migrate: bool
+    pool_size: int
+    statement_timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    max_attempts: int
+    jitter: float
+    window: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    batch_size: int
+    processing_interval: timedelta
+    concurrency: int
+    rate: float | None
+    grace_period: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    max_due_age: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    period: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedSettings:
+    success_rate: float
+    latency: timedelta
+    seed: int
+    ledger: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeConfig:
+    api_key: str | None
+    api_key_file: str | None
+    api_base: str
+    connect_timeout: timedelta
+    read_timeout: timedelta
+    max_network_retries: int
+    rate: float | None
+    payment_method_types: str
+    checkout_fallback: bool
+    checkout_success_url: str | None
+    checkout_cancel_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class SqsConfig:
+    env: str
+    endpoint_url: str | None
+    region: str | None
+    max_receive_count: int
+    wait_time: timedelta
+    visibility_timeout: timedelta
+    failure_visibility: timedelta
+    resend_after: timedelta
+    message_retention: timedelta
+    dlq_retention: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSettings:
+    file: str | None
+    batch_size: int
+    interval: timedelta
+    max_backoff: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str | None
+    secret: str | None
+    timeout: timedelta
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    write_key: str | None
+    host: str
+    timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class StatsdSettings:
+    host: str | None
+    port: int
+    tags: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int | None
+    addr: str
+    textfile: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str
+    level: str
+
+
+VIEWS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "retry": RetrySettings,
+    "runner": RunnerSettings,
+    "health": HealthSettings,
+    "retention": RetentionSettings,
+    "processor": ProcessorSettings,
+    "simulated": SimulatedSettings,
+    "stripe": StripeConfig,
+    "dispatch": DispatchSettings,
+    "sqs": SqsConfig,
+    "events": EventsSettings,
+    "webhook": WebhookSettings,
+    "segment": SegmentSettings,
+    "statsd": StatsdSettings,
+    "metrics": MetricsSettings,
+    "log": LogSettings,
+}
+_View = TypeVar("_View")
+
+
 @dataclass
 class Settings:
     values: dict[str, Any]
     sources: dict[str, str]
     policy_rows: tuple[PolicyRow, ...] = ()
     config_file: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, dotted: str) -> Any:
         return self.values[dotted]
 
+    def view(self, section: str, cls: type[_View]) -> _View:
+        """The section `[section]` as `cls`, whose fields are the section's keys."""
+        return cls(**{f.name: self.values[f"{section}.{f.name}"] for f in fields(cls)})  # type: ignore[arg-type]
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return self.view("database", DatabaseSettings)
+
+    @property
+    def retry(self) -> RetrySettings:
+        return self.view("retry", RetrySettings)
+
+    @property
+    def runner(self) -> RunnerSettings:
+        return self.view("runner", RunnerSettings)
+
+    @property
+    def health(self) -> HealthSettings:
+        return self.view("health", HealthSettings)
+
+    @property
+    def retention(self) -> RetentionSettings:
+        return self.view("retention", RetentionSettings)
+
+    @property
+    def processor(self) -> ProcessorSettings:
+        return self.view("processor", ProcessorSettings)
+
+    @property
+    def simulated(self) -> SimulatedSettings:
+        return self.view("simulated", SimulatedSettings)
+
+    @property
+    def stripe(self) -> StripeConfig:
+        return self.view("stripe", StripeConfig)
+
+    @property
+    def dispatch(self) -> DispatchSettings:
+        return self.view("dispatch", DispatchSettings)
+
+    @property
+    def sqs(self) -> SqsConfig:
+        return self.view("sqs", SqsConfig)
+
+    @property
+    def events(self) -> EventsSettings:
+        return self.view("events", EventsSettings)
+
+    @property
+    def webhook(self) -> WebhookSettings:
+        return self.view("webhook", WebhookSettings)
+
+    @property
+    def segment(self) -> SegmentSettings:
+        return self.view("segment", SegmentSettings)
+
+    @property
+    def statsd(self) -> StatsdSettings:
+        return self.view("statsd", StatsdSettings)
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        return self.view("metrics", MetricsSettings)
+
+    @property
+    def log(self) -> LogSettings:
+        return self.view("log", LogSettings)
+
     def policy(self) -> RetryPolicy:
-        return RetryPolicy.standard(
-            cap=self["retry.max_attempts"], jitter=self["retry.jitter"]
-        ).with_rows(self.policy_rows)
+        retry = self.retry
+        return RetryPolicy.standard(cap=retry.max_attempts, jitter=retry.jitter).with_rows(
+            self.policy_rows
+        )
 
     def describe(self) -> list[dict[str, Any]]:
         """Every setting with its value (secrets masked), source and variable."""

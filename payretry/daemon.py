@@ -16,9 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from payretry.domain.outcomes import RunReport
 from payretry.domain.ports import Store
 from payretry.errors import PayretryError
-from payretry.service.runner import Runner, RunReport
+from payretry.service.duepass import DuePass
 from payretry.signals import restore_signals, stop_on_signals
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ class Daemon:
     def __init__(
         self,
         store: Store,
-        runner: Runner,
+        due: DuePass,
         *,
+        stop: threading.Event,
         interval: timedelta,
         retention: timedelta,
         clock: Callable[[], datetime],
@@ -51,12 +53,12 @@ class Daemon:
         self.store = store
         self.delivery = delivery  # the event outbox's sinks, each delivered by a job of its own
         self.events_interval = events_interval
-        self.runner = runner
+        self.due = due  # attempts what is due here, or sends it to SQS
         self.interval = interval
         self.retention = retention
         self.clock = clock
         self.name = name or worker_name()
-        self.stop = runner.stop
+        self.stop = stop
         self.last_purge: datetime | None = None
         self.ticks = 0
         self.busy = threading.Lock()
@@ -74,7 +76,7 @@ class Daemon:
         with self.busy:
             self.ticks += 1
             try:
-                report = self.runner.run_due()
+                report = self.due.run_due()
                 if report.processed or report.counts["abandoned"] or report.rescued:
                     log.info("tick: %s", report.as_dict())
                 self._purge_if_due()

@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from payretry.domain.models import Job
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptRequest, AttemptResult
 from payretry.processors.simulated import SimulatedProcessor
 
 
@@ -25,10 +24,10 @@ class Timed(SimulatedProcessor):
         self.starts: list[float] = []
         self._guard = threading.Lock()
 
-    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
         with self._guard:
             self.starts.append(time.monotonic())
-        return super().attempt(job, idempotency_key)
+        return super().attempt(request)
 
 
 def beyond_limit(starts: list[float], rate: float) -> int:
@@ -49,9 +48,9 @@ def run(
 ) -> dict[str, Any]:
     from payretry.clock import utcnow
     from payretry.domain.policy import RetryPolicy
+    from payretry.pacing import RateLimiter
     from payretry.service.intake import new_job
     from payretry.service.operations import Operations
-    from payretry.service.pacing import RateLimiter
     from payretry.service.runner import Runner
     from payretry.store.sql import open_store
 

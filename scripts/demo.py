@@ -13,8 +13,9 @@ from payretry.clock import utcnow
 from payretry.config import load_settings
 from payretry.domain.durations import format_duration
 from payretry.domain.models import JobState
+from payretry.domain.outcomes import JobResult
 from payretry.processors.simulated import SimulatedProcessor
-from payretry.service.runner import JobResult, Runner
+from payretry.service.runner import Runner
 from payretry.store.sql import open_store
 
 

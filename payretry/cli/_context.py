@@ -1,4 +1,5 @@
-"""What every command shares: settings resolved once, the store opened on first use."""
+"""What every command shares: settings resolved once, and the composition root built from them
+on first use (the store opens only when a command needs it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from payretry.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from payretry.store.sql import SqlStore
+    from payretry.wiring import Wiring
 
 
 @dataclass
@@ -21,13 +23,15 @@ class AppContext:
     log_format: str | None = None
     log_level: str | None = None
     _settings: Settings | None = None
-    _store: SqlStore | None = None
+    _wiring: Wiring | None = None
     flags: dict[str, Any] = field(default_factory=dict)
 
     def set_flag(self, dotted: str, value: Any) -> None:
-        """A command's own flag (highest precedence); settings are resolved again."""
+        """A command's own flag (highest precedence); settings are resolved again. Commands set
+        their flags before they build anything."""
         self.flags[dotted] = value
         self._settings = None
+        self.close()
 
     @property
     def settings(self) -> Settings:
@@ -41,27 +45,25 @@ class AppContext:
             self._settings = load_settings(self.config, flags=flags)
             from payretry.logs import setup_logging
 
-            setup_logging(self._settings["log.format"], self._settings["log.level"])
+            setup_logging(self._settings.log.format, self._settings.log.level)
         return self._settings
 
     @property
-    def store(self) -> SqlStore:
-        if self._store is None:
-            from payretry.store.sql import open_store
+    def wiring(self) -> Wiring:
+        if self._wiring is None:
+            from payretry.wiring import Wiring
 
-            settings = self.settings
-            self._store = open_store(
-                settings["database.url"],
-                auto_migrate=settings["database.auto_migrate"],
-                pool_size=settings["database.pool_size"],
-                statement_timeout=settings["database.statement_timeout"],
-            )
-        return self._store
+            self._wiring = Wiring(self.settings)
+        return self._wiring
+
+    @property
+    def store(self) -> SqlStore:
+        return self.wiring.store
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self._wiring is not None:
+            self._wiring.close()
+            self._wiring = None
 
 
 def get_context(ctx: typer.Context) -> AppContext:

@@ -16,6 +16,9 @@ from rich.table import Table
 from payretry.domain.durations import iso
 from payretry.domain.models import Job
 from payretry.errors import PayretryError
+from payretry.service.views import job_dict
+
+__all__ = ["job_dict"]  # the JSON shape of a job, shared with the HTTP API
 
 JSON_MODE: ContextVar[bool] = ContextVar("payretry_json", default=False)
 
@@ -48,59 +51,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def job_dict(job: Job) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "transaction_id": job.transaction_id,
-        "user_id": job.user_id,
-        "state": job.state.value,
-        "amount_minor": job.money.amount_minor,
-        "amount": job.money.major(),
-        "currency": job.money.currency,
-        "error_code": job.error_code,
-        "decline_code": job.decline_code,
-        "error_message": job.error_message,
-        "attempt_count": job.attempt_count,
-        "max_attempts": job.max_attempts,
-        "attempts_remaining": job.attempts_remaining,
-        "retry_available": job.retry_available,
-        "next_retry_at": iso(job.next_retry_at),
-        "expires_at": iso(job.expires_at),
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "priority": job.priority,
-        "reason": job.reason,
-        "policy_row": job.policy_code,
-        **job.refs.as_dict(),
-        "customer_action": (
-            {
-                "checkout_session": job.action.ref,
-                "url": job.action.url,
-                "expires_at": iso(job.action.expires_at),
-            }
-            if job.action
-            else None
-        ),
-        "metadata": dict(job.metadata),
-        "attempts": [
-            {
-                "number": a.number,
-                "outcome": a.outcome.value,
-                "error_code": a.error_code,
-                "decline_code": a.decline_code,
-                "message": a.message,
-                "started_at": iso(a.started_at),
-                "finished_at": iso(a.finished_at),
-                "idempotency_key": a.idempotency_key,
-                "reference": a.reference,
-                "decision": a.decision,
-                "next_retry_at": iso(a.next_retry_at),
-            }
-            for a in job.attempts
-        ],
-    }
 
 
 def when(value: datetime | None) -> str:

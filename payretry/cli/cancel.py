@@ -17,10 +17,7 @@ def cancel(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Cancel a transaction's scheduled retries (exit 3 if already final or mid-attempt)."""
-    from payretry.service.operations import Operations
-
-    app = get_context(ctx)
-    job = Operations(app.store, app.settings.policy()).cancel(transaction_id, utcnow())
+    job = get_context(ctx).wiring.operations().cancel(transaction_id, utcnow())
     if json_output:
         print_json(job_dict(job))
         return

@@ -20,7 +20,7 @@ def upgrade(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False
     """Create the schema in a new database, or migrate an older one to this version's head."""
     from payretry.store import migrate
 
-    url = get_context(ctx).settings["database.url"]
+    url = get_context(ctx).settings.database.url
     engine = _engine(ctx)
     try:
         before, after = migrate.upgrade(engine, url)
@@ -39,7 +39,7 @@ def current(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False
     """Print the database's schema revision and this payretry's head revision."""
     from payretry.store import migrate
 
-    url = get_context(ctx).settings["database.url"]
+    url = get_context(ctx).settings.database.url
     engine = _engine(ctx)
     try:
         revision = migrate.revision(engine, url)
@@ -59,9 +59,9 @@ def _engine(ctx: typer.Context) -> Engine:
 
     settings = get_context(ctx).settings
     return make_engine(
-        settings["database.url"],
-        pool_size=settings["database.pool_size"],
-        statement_timeout=settings["database.statement_timeout"],
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        statement_timeout=settings.database.statement_timeout,
     )
 
 

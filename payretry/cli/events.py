@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from payretry.cli._context import AppContext, get_context
+from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, print_json, when
-from payretry.clock import utcnow
-from payretry.domain.durations import iso
 from payretry.errors import PayretryError
-
-if TYPE_CHECKING:
-    from payretry.domain.events import Event
-    from payretry.domain.outbox import SinkState
 
 events_app = typer.Typer(
     name="events",
@@ -24,48 +18,6 @@ events_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-
-def sink_rows(app: AppContext) -> list[dict[str, Any]]:
-    """Each configured sink: how far it has got, how many changes (outbox entries) wait and
-    have gone, how it last failed."""
-    from payretry.domain.outbox import SinkState
-    from payretry.sinks import configured
-
-    store = app.store
-    states = store.sink_states()
-    rows = []
-    for name in configured(app.settings):
-        state = states.get(name) or SinkState(name)
-        rows.append(
-            {
-                "sink": name,
-                "pending": store.count_after(state.cursor),
-                "delivered": state.delivered,
-                "cursor": {"txid": state.cursor.txid, "seq": state.cursor.seq},
-                "failures": state.failures,
-                "last_error": state.last_error,
-                "retry_at": iso(state.retry_at),
-                "state": state,
-            }
-        )
-    return rows
-
-
-def configured_states(app: AppContext) -> list[SinkState]:
-    """Where each configured sink has got to (a sink that never ran: the start)."""
-    from payretry.domain.outbox import SinkState
-    from payretry.sinks import configured
-
-    states = app.store.sink_states()
-    return [states.get(name) or SinkState(name) for name in configured(app.settings)]
-
-
-def job_events(app: AppContext, job_id: str) -> list[dict[str, Any]]:
-    """A job's events, oldest first, each with the sinks that have (not yet) taken it."""
-    states = configured_states(app)
-    entries = app.store.entries_for_job(job_id)
-    return [event_row(event, states) for entry in entries for event in entry.events()]
 
 
 def describe_event(event: dict[str, Any]) -> str:
@@ -86,16 +38,6 @@ def describe_event(event: dict[str, Any]) -> str:
     return f"{event['occurred_at'][:19]}Z attempt {event['attempt']} {what}{where}"
 
 
-def event_row(event: Event, sinks: list[SinkState]) -> dict[str, Any]:
-    taken = [(event.txid, event.seq) <= (s.cursor.txid, s.cursor.seq) for s in sinks]
-    return {
-        **event.as_dict(),
-        "seq": event.seq,
-        "delivered_to": [s.name for s, ok in zip(sinks, taken, strict=True) if ok],
-        "pending_for": [s.name for s, ok in zip(sinks, taken, strict=True) if not ok],
-    }
-
-
 def list_events(
     ctx: typer.Context,
     pending: Annotated[
@@ -106,10 +48,12 @@ def list_events(
 ) -> None:
     """List the outbox, newest first (oldest first with --pending): each event, its id and the
     sinks that have yet to take it."""
-    app = get_context(ctx)
-    store = app.store
-    sinks = sink_rows(app)
-    states: list[SinkState] = [row.pop("state") for row in sinks]
+    from payretry.service.views import event_row, sink_row, sink_states
+
+    wiring = get_context(ctx).wiring
+    store = wiring.store
+    states = sink_states(store, wiring.sink_names)
+    sinks = [sink_row(store, state) for state in states]
     if pending:
         low = min((s.cursor for s in states), default=None)
         entries = store.entries_after(low, limit, settled=False) if low is not None else []
@@ -172,17 +116,11 @@ def deliver(
 ) -> None:
     """Deliver pending events to every configured sink once (for cron; `serve` does this
     continuously). Exit 1 when a sink failed: its events stay pending for the next run."""
-    from payretry.sinks import build_delivery
-
     app = get_context(ctx)
-    delivery = build_delivery(app.store, app.settings, utcnow, only=sink)
-    try:
-        results = delivery.deliver(limit=limit)
-    finally:
-        delivery.close()
+    results = app.wiring.delivery(only=sink).deliver(limit=limit)
     failed = [r for r in results if r.error]
     # With `[events] file = "-"` the events are this command's stdout: the summary goes aside.
-    to_stderr = app.settings["events.file"] == "-"
+    to_stderr = app.settings.events.file == "-"
     if json_output:
         document = {"sinks": [r.as_dict() for r in results], "failed": len(failed)}
         if to_stderr:

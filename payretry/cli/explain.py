@@ -8,7 +8,7 @@ import typer
 
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, print_json
-from payretry.cli.events import describe_event, job_events
+from payretry.cli.events import describe_event
 
 
 def explain(
@@ -19,13 +19,12 @@ def explain(
     """Tell a job's story: what failed, which policy row applied, why the next retry is then,
     why it stopped; then its events and where each has been delivered."""
     from payretry.service.explain import explain as story
-    from payretry.service.operations import Operations
+    from payretry.service.views import job_events
 
-    app = get_context(ctx)
-    policy = app.settings.policy()
-    job = Operations(app.store, policy).status(transaction_id)
-    steps = story(job, policy)
-    events = job_events(app, job.id)
+    wiring = get_context(ctx).wiring
+    job = wiring.operations().status(transaction_id)
+    steps = story(job, wiring.policy)
+    events = job_events(wiring.store, job.id, wiring.sink_names)
     if json_output:
         print_json(
             {

@@ -25,7 +25,7 @@ def health(
     app = get_context(ctx)
     if max_due_age is not None:
         app.set_flag("health.max_due_age", max_due_age)
-    result = check_health(app.store, utcnow(), app.settings["health.max_due_age"])
+    result = check_health(app.store, utcnow(), app.settings.health.max_due_age)
     if json_output:
         print_json(result.as_dict())
     else:

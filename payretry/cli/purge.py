@@ -27,13 +27,12 @@ def purge(
     app = get_context(ctx)
     if older_than is not None:
         app.set_flag("retention.period", older_than)
-    period = app.settings["retention.period"]
-    count = app.store.purge(utcnow() - period, dry_run=dry_run)
+    period = app.settings.retention.period
+    wiring = app.wiring
+    count = wiring.store.purge(utcnow() - period, dry_run=dry_run)
     changes = 0
     if not dry_run:  # outbox entries that old which every configured sink has taken
-        from payretry.sinks import configured
-
-        changes = app.store.purge_events(utcnow() - period, configured(app.settings))
+        changes = wiring.store.purge_events(utcnow() - period, wiring.sink_names)
     if json_output:
         print_json(
             {

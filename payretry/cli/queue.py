@@ -91,13 +91,9 @@ def queue(
         "priority": priority,
         "metadata": parse_metadata_pairs(metadata or []),
     }
-    request = new_job(fields, now=now, default_window=settings["retry.window"])
-    from payretry.service.operations import Operations
-
-    job, created = Operations(app.store, settings.policy()).queue(request, now)
-    from payretry.cli._sqs import dispatch_queued
-
-    dispatch_queued(app, [job.id])  # sqs mode: a retry due within 15 minutes is sent now
+    request = new_job(fields, now=now, default_window=settings.retry.window)
+    job, created = app.wiring.operations().queue(request, now)
+    app.wiring.dispatch_new([job.id])  # sqs mode: a retry due within 15 minutes is sent now
     if json_output:
         print_json({**job_dict(job), "created": created})
         return
@@ -112,7 +108,6 @@ def queue(
 
 def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
     from payretry.service.intake import new_job, read_rows
-    from payretry.service.operations import Operations
 
     app = get_context(ctx)
     settings = app.settings
@@ -124,15 +119,13 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
             invalid.append((line, str(fields["__error__"])))
             continue
         try:
-            rows.append((line, new_job(fields, now=now, default_window=settings["retry.window"])))
+            rows.append((line, new_job(fields, now=now, default_window=settings.retry.window)))
         except InvalidInput as exc:
             invalid.append((line, str(exc)))
     out = console(stderr=True)
     with out.status(f"queueing {len(rows)} rows", spinner="dots") if out.is_terminal else _null():
-        result = Operations(app.store, settings.policy()).queue_many(rows, now, invalid=invalid)
-    from payretry.cli._sqs import dispatch_queued
-
-    dispatch_queued(app)  # sqs mode: retries due within 15 minutes are sent now
+        result = app.wiring.operations().queue_many(rows, now, invalid=invalid)
+    app.wiring.dispatch_new()  # sqs mode: retries due within 15 minutes are sent now
     if json_output:
         print_json({"rows": len(rows), "created": result.created, "existing": result.existing})
         return

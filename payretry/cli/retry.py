@@ -8,7 +8,8 @@ import typer
 
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, console, job_dict, print_json, when
-from payretry.cli._runner import ProcessorOption, build_runner
+from payretry.cli._runner import ProcessorOption
+from payretry.clock import utcnow
 
 
 def retry(
@@ -19,11 +20,8 @@ def retry(
 ) -> None:
     """Attempt a scheduled job now, counting one attempt."""
     app = get_context(ctx)
-    runner, proc = build_runner(app, processor, dispatch=False)  # an operator retry: here, now
-    try:
-        result = runner.retry_now(transaction_id)
-    finally:
-        proc.close()
+    operations = app.wiring.operations(processor=processor, attempts=True)  # here, now
+    result = operations.retry_now(transaction_id, utcnow())
     job = app.store.find(transaction_id)
     if json_output:
         document = {"result": result.as_dict()}

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, job_dict, jobs_table, print_json, when
-from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, build_runner
+from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, pacing_flags
 from payretry.clock import utcnow
 from payretry.signals import restore_signals, stop_on_signals
 
@@ -41,11 +41,12 @@ def run_due(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Attempt every due job, highest priority first, until none is due or --limit is reached."""
-    from payretry.service.runner import JobResult
+    from payretry.domain.outcomes import JobResult
 
     app = get_context(ctx)
     if metrics_textfile is not None:
         app.set_flag("metrics.textfile", metrics_textfile)
+    pacing_flags(app, concurrency, rate)
     settings = app.settings
     if dry_run:
         jobs = app.store.due_preview(utcnow(), limit or 1000)
@@ -57,8 +58,8 @@ def run_due(
             console().print("Nothing is due.")
         return
     stop = threading.Event()
-    runner, proc = build_runner(app, processor, concurrency=concurrency, rate=rate, stop=stop)
-    previous = stop_on_signals(stop, settings["runner.grace_period"])
+    due = app.wiring.due_pass(processor, stop=stop)
+    previous = stop_on_signals(stop, settings.runner.grace_period)
     shown: list[JobResult] = []
     first = True
 
@@ -87,20 +88,19 @@ def run_due(
     try:
         if json_output:
             sys.stdout.write('{\n"results": [\n')
-            report = runner.run_due(limit=limit, on_result=stream)
+            report = due.run_due(limit=limit, on_result=stream)
         elif progress is not None:
             with progress:
                 task = progress.add_task("run-due")
-                report = runner.run_due(
+                report = due.run_due(
                     limit=limit,
                     on_result=keep,
                     on_batch=lambda n: progress.advance(task, n),
                 )
         else:
-            report = runner.run_due(limit=limit, on_result=keep)
+            report = due.run_due(limit=limit, on_result=keep)
     finally:
         restore_signals(previous)
-        proc.close()
     if json_output:
         summary = json.dumps(report.as_dict(), indent=2)[1:]
         sys.stdout.write("\n],\n" + summary + "\n")
@@ -128,15 +128,13 @@ def run_due(
 def write_metrics(app: AppContext, counts: dict[str, int]) -> None:
     """The Prometheus textfile, when asked for: written to a temporary file and renamed over
     the path. Written after the output, so a failure (exit 1) never cuts the --json short."""
-    path = app.settings["metrics.textfile"]
+    path = app.settings.metrics.textfile
     if not path:
         return
-    from payretry.sinks import configured
     from payretry.sinks.prometheus import write_textfile
 
-    store, sinks = app.store, configured(app.settings)
     try:
-        write_textfile(path, lambda: store.telemetry(utcnow(), sinks), time.time(), counts)
+        write_textfile(path, app.wiring.telemetry(), time.time(), counts)
     except OSError as exc:
         sys.stderr.write(f"error: cannot write metrics to {path}: {exc.strerror or exc}\n")
         raise typer.Exit(1) from None

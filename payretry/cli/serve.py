@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from payretry.cli._context import get_context
-from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, build_runner
-from payretry.clock import utcnow
+from payretry.cli._runner import ConcurrencyOption, ProcessorOption, RateOption, pacing_flags
 from payretry.domain.durations import format_duration
 
 
@@ -31,55 +30,36 @@ def serve(
 ) -> None:
     """Run the retry daemon: every interval, rescue expired leases and attempt what is due;
     deliver the event outbox to the configured sinks."""
-    from payretry.daemon import Daemon, serve_forever
-    from payretry.sinks import build_delivery, configured
+    from payretry.daemon import serve_forever
 
     app = get_context(ctx)
     if interval is not None:
         app.set_flag("runner.processing_interval", interval)
     if metrics_port is not None:
         app.set_flag("metrics.port", metrics_port)
+    pacing_flags(app, concurrency, rate)
+    settings, wiring = app.settings, app.wiring
     stop = threading.Event()
-    runner, proc = build_runner(app, processor, concurrency=concurrency, rate=rate, stop=stop)
-    settings = app.settings
-    daemon = Daemon(
-        app.store,
-        runner,
-        interval=settings["runner.processing_interval"],
-        retention=settings["retention.period"],
-        clock=utcnow,
-        delivery=build_delivery(app.store, settings, utcnow, stop=stop),
-        events_interval=settings["events.interval"],
-    )
+    daemon = wiring.daemon(processor, stop=stop)
     metrics = None
-    if settings["metrics.port"]:
+    port, addr = settings.metrics.port, settings.metrics.addr
+    if port:
         from payretry.sinks.prometheus import serve_metrics
 
-        store, sinks = app.store, configured(settings)
-        metrics, _ = serve_metrics(
-            lambda: store.telemetry(utcnow(), sinks),
-            settings["metrics.port"],
-            settings["metrics.addr"],
-        )
+        metrics, _ = serve_metrics(wiring.telemetry(), port, addr)
+    rate_limit = settings.runner.rate
     typer.echo(
         f"payretry serve {daemon.name}: every {format_duration(daemon.interval)}, "
-        f"concurrency {runner.concurrency}, "
-        f"rate {f'{runner.limiter.rate:g}/s' if runner.limiter else 'unlimited'}; "
-        f"events to {', '.join(configured(settings)) or 'no sink'}"
-        + (
-            f"; metrics on http://{settings['metrics.addr']}:{settings['metrics.port']}/metrics"
-            if metrics is not None
-            else ""
-        )
+        f"concurrency {settings.runner.concurrency}, "
+        f"rate {f'{rate_limit:g}/s' if rate_limit else 'unlimited'}; "
+        f"events to {', '.join(wiring.sink_names) or 'no sink'}"
+        + (f"; metrics on http://{addr}:{port}/metrics" if metrics is not None else "")
         + "; SIGTERM or Ctrl-C stops",
         err=True,
     )
     try:
-        code = serve_forever(daemon, settings["runner.grace_period"])
+        code = serve_forever(daemon, settings.runner.grace_period)
     finally:
-        proc.close()
-        if daemon.delivery is not None:
-            daemon.delivery.close()
         if metrics is not None:
             metrics.shutdown()
     raise typer.Exit(code)

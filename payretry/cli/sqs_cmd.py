@@ -21,10 +21,9 @@ sqs_app.add_typer(dlq_app, name="dlq")
 @sqs_app.command("setup")
 def setup(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) -> None:
     """Create the queue and its dead-letter queue (redrive policy); existing ones are kept."""
-    from payretry.cli._sqs import sqs_settings
     from payretry.dispatch.sqs import setup_queues
 
-    result = setup_queues(sqs_settings(get_context(ctx)))
+    result = setup_queues(get_context(ctx).wiring.sqs_settings())
     if json_output:
         print_json(result.as_dict())
         return
@@ -51,15 +50,11 @@ def dlq_list(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Show the dead messages with the job each names (each is received, then given back)."""
-    from payretry.cli._sqs import open_queue
     from payretry.service.deadletters import list_dead
 
-    app = get_context(ctx)
-    dlq = open_queue(app, dead_letters=True)
-    try:
-        letters = list_dead(dlq, app.store, limit=limit)
-    finally:
-        dlq.close()
+    wiring = get_context(ctx).wiring
+    dlq = wiring.queue(dead_letters=True)
+    letters = list_dead(dlq, wiring.store, limit=limit)
     if json_output:
         print_json({"queue": dlq.name, "messages": [d.as_dict() for d in letters]})
         return
@@ -94,19 +89,14 @@ def dlq_redrive(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Send dead messages back to the queue after review (receive, send, delete)."""
-    from payretry.cli._sqs import open_queue
     from payretry.service.deadletters import redrive
 
     if all_ == bool(message_ids):
         raise InvalidInput("give MESSAGE_ID(s) or --all, not both nor neither", field="--all")
-    app = get_context(ctx)
-    dlq = open_queue(app, dead_letters=True)
-    queue = open_queue(app)
-    try:
-        moved = redrive(dlq, queue, app.store, None if all_ else message_ids)
-    finally:
-        dlq.close()
-        queue.close()
+    wiring = get_context(ctx).wiring
+    dlq = wiring.queue(dead_letters=True)
+    queue = wiring.queue()
+    moved = redrive(dlq, queue, wiring.store, None if all_ else message_ids)
     if json_output:
         print_json(
             {

@@ -7,46 +7,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from payretry.cli._context import AppContext, get_context
-from payretry.cli._output import JsonOption, console, print_json, when
+from payretry.cli._context import get_context
+from payretry.cli._output import JsonOption, console, print_json
 from payretry.clock import utcnow
-from payretry.domain.money import Money
-from payretry.domain.ports import Stats
-
-
-def stats_document(stats: Stats) -> dict[str, Any]:
-    finished = sum(total for _, total in stats.success_by_attempt.values())
-    succeeded = sum(ok for ok, _ in stats.success_by_attempt.values())
-    return {
-        "total": stats.total,
-        "by_state": dict(sorted(stats.by_state.items())),
-        "pending_amount_minor": dict(stats.pending_amount_minor),
-        "pending_amount": {
-            cur: Money(amount, cur).major() for cur, amount in stats.pending_amount_minor.items()
-        },
-        "by_error_code": dict(stats.by_error_code),
-        "attempts": dict(sorted(stats.attempts_by_outcome.items())),
-        "success_rate": round(succeeded / finished, 4) if finished else None,
-        "success_rate_by_attempt": {
-            str(n): round(ok / total, 4) if total else None
-            for n, (ok, total) in sorted(stats.success_by_attempt.items())
-        },
-        "due_now": stats.due_now,
-        "due_next_hour": stats.due_next_hour,
-        "oldest_due_at": when(stats.oldest_due_at) if stats.oldest_due_at else None,
-    }
+from payretry.service.views import events_document, stats_document
 
 
 def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) -> None:
     """Show counts by state, pending amount per currency, failure reasons and success rates."""
-    app = get_context(ctx)
-    document = stats_document(app.store.stats(utcnow()))
-    from payretry.cli._sqs import queue_depth
-
-    depth = queue_depth(app)  # sqs mode only
+    wiring = get_context(ctx).wiring
+    document = stats_document(wiring.store.stats(utcnow()))
+    depth = wiring.queue_depth()  # sqs mode only
     if depth is not None:
         document["queue"] = depth
-    document["events"] = events_document(app)
+    document["events"] = events_document(wiring.store, wiring.sink_names)
     if json_output:
         print_json(document)
         return
@@ -86,17 +60,6 @@ def stats(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     if depth is not None:
         out.print(_depth_line(depth))
     out.print(_events_line(document["events"]), markup=False)
-
-
-def events_document(app: AppContext) -> dict[str, Any]:
-    """The outbox: how many changes it holds, and each configured sink's backlog."""
-    from payretry.cli.events import sink_rows
-    from payretry.domain.outbox import Cursor
-
-    sinks = sink_rows(app)
-    for row in sinks:
-        del row["state"]
-    return {"changes": app.store.count_after(Cursor()), "sinks": sinks}
 
 
 def _events_line(events: dict[str, Any]) -> str:

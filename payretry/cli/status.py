@@ -23,10 +23,7 @@ def status(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Show a transaction's retry job (the active one, else the latest) and its attempts."""
-    from payretry.service.operations import Operations
-
-    app = get_context(ctx)
-    job = Operations(app.store, app.settings.policy()).status(transaction_id)
+    job = get_context(ctx).wiring.operations().status(transaction_id)
     if json_output:
         print_json(job_dict(job))
         return

@@ -16,8 +16,9 @@ stripe_app = typer.Typer(help="The Stripe processor: `stripe check` tests the ke
 def check(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) -> None:
     """Verify the Stripe key and connectivity; print the account and the mode (test or live)."""
     from payretry.processors.stripe_client import check_account
+    from payretry.wiring.processors import stripe_settings
 
-    found = check_account(get_context(ctx).settings)
+    found = check_account(stripe_settings(get_context(ctx).settings))
     if json_output:
         print_json(found.as_dict())
         return

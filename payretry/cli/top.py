@@ -12,7 +12,6 @@ from rich.text import Text
 
 from payretry.cli._context import get_context
 from payretry.cli._output import console
-from payretry.cli.stats import stats_document
 from payretry.clock import utcnow
 from payretry.domain.durations import iso, parse_duration
 
@@ -51,6 +50,8 @@ def top(
 ) -> None:
     """Watch the queue live: counts by state, pending amounts, failure reasons, what is due."""
     from rich.live import Live
+
+    from payretry.service.views import stats_document
 
     every = parse_duration(interval, field="--interval").total_seconds()
     store = get_context(ctx).store

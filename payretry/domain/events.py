@@ -19,7 +19,7 @@ personal; processor messages (free text) are left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,7 +29,7 @@ from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, attempt_key
 from payretry.domain.money import Money
 from payretry.domain.policy import Decision, Outcome
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptResult
 
 
 class EventType(StrEnum):
@@ -296,6 +296,21 @@ def queue_data(job: Job, stamp: Callable[[datetime | None], str | None] = iso) -
 def on_queue(job: Job) -> OutboxEntry:
     """A job was queued: attempt 1 is scheduled."""
     return OutboxEntry(job.id, 1, EventType.SCHEDULED, job.created_at, queue_data(job))
+
+
+def on_queue_many(jobs: Sequence[Job]) -> list[OutboxEntry]:
+    """`on_queue` for many new jobs: a bulk queue shares a handful of distinct times, so each
+    is formatted once."""
+    times: dict[datetime | None, str | None] = {}
+
+    def stamp(value: datetime | None) -> str | None:
+        found = times.get(value)
+        if found is None:
+            found = times[value] = iso(value)
+        return found
+
+    kind = EventType.SCHEDULED
+    return [OutboxEntry(job.id, 1, kind, job.created_at, queue_data(job, stamp)) for job in jobs]
 
 
 def on_claim(job: Job, attempt: int, at: datetime) -> OutboxEntry:

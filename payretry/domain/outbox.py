@@ -54,6 +54,16 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class GaugeSink(Protocol):
+    """A sink that also reports gauges read from the store (DogStatsD), every so often."""
+
+    name: str
+
+    def report_due(self) -> bool: ...
+
+    def report(self, telemetry: Telemetry) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Telemetry:
     """What metrics report, read from the store in one go."""

@@ -14,7 +14,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from payretry.domain.durations import format_duration, iso
-from payretry.domain.models import JobState
+from payretry.domain.models import Job, JobState
+from payretry.domain.results import AttemptResult
+
+REASON_LIMIT = 1000  # the job's reason column
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,57 +223,68 @@ class RetryPolicy:
             return f"error code {error_code} (decline code {decline_code} has no row of its own)"
         return f"error code {error_code}"
 
-    def first_retry(
-        self,
-        *,
-        job_id: str,
-        error_code: str,
-        decline_code: str | None,
-        now: datetime,
-        expires_at: datetime | None,
+    def decide(
+        self, job: Job, attempt_number: int, result: AttemptResult, now: datetime
     ) -> Decision:
-        """Whether and when to make attempt 1 of a newly queued job."""
-        lookup = self.lookup(error_code, decline_code)
-        row, what = lookup.row, self._code_text(lookup, error_code, decline_code)
-        limit = self.limit(row)
-        if limit == 0:
-            why = f" ({row.source})" if row.source else ""
-            return Decision(Outcome.FAILED, row, f"{what} is never retried{why}")
-        at = self._when(job_id, 1, row.delay_before(1), now)
-        if expires_at is not None and at > expires_at:
-            return Decision(
-                Outcome.ABANDONED,
-                row,
-                f"the first retry at {iso(at)} would fall after the payment window, "
-                f"which ends {iso(expires_at)}",
-            )
-        return Decision(
-            Outcome.RETRY,
-            row,
-            f"{what}: policy row {row.code!r} waits {format_duration(row.delay_before(1))} "
-            f"before attempt 1 of {limit}",
-            at,
-            limit,
-        )
+        """What follows attempt `attempt_number` of `job` ending with `result`, at `now`.
 
-    def after_failure(
+        One path for every attempt: attempt 0 is the failure the job was queued after (its first
+        retry is decided on it, `AttemptResult.queued_after(job)`); a failed attempt is looked up
+        by its own error (the new error's row decides, bounded by the job's limit); a success or
+        a checkout that now waits on the customer keep the job's row."""
+        if result.action is not None:  # a Checkout Session waits for the customer
+            row = self.lookup(job.error_code, job.decline_code).row
+            until = f" until {iso(result.action.expires_at)}" if result.action.expires_at else ""
+            decision = Decision(
+                Outcome.AWAITING,
+                row,
+                f"attempt {attempt_number}: waiting for the customer to complete checkout "
+                f"session {result.action.ref}{until}",
+                None,
+                job.max_attempts,
+            )
+        elif result.succeeded:
+            row = self.lookup(job.error_code, job.decline_code).row
+            ref = f" (reference {result.reference})" if result.reference else ""
+            decision = Decision(
+                Outcome.SUCCEEDED,
+                row,
+                f"attempt {attempt_number} succeeded{ref}",
+                None,
+                job.max_attempts,
+            )
+        else:
+            decision = self._after_failure(
+                job,
+                attempt_number,
+                result.error_code or "processing_error",
+                result.decline_code,
+                now,
+            )
+        if result.notify:  # `status` shows what the customer was asked to do
+            reason = f"{decision.reason}; customer notified: {result.notify}"
+            decision = replace(decision, reason=reason[:REASON_LIMIT])
+        return decision
+
+    def _after_failure(
         self,
-        *,
-        job_id: str,
+        job: Job,
         attempt_number: int,
-        max_attempts: int,
         error_code: str,
         decline_code: str | None,
         now: datetime,
-        expires_at: datetime | None,
     ) -> Decision:
-        """What follows attempt `attempt_number` failing with this error."""
         lookup = self.lookup(error_code, decline_code)
         row, what = lookup.row, self._code_text(lookup, error_code, decline_code)
-        limit = min(max_attempts, self.limit(row))
-        if self.limit(row) == 0:
-            why = f" ({row.source})" if row.source else ""
-            return Decision(Outcome.FAILED, row, f"{what} is never retried{why}", None, limit)
+        row_limit = self.limit(row)
+        # A new job has no limit yet: its row's (within the cap) becomes it.
+        limit = row_limit if attempt_number == 0 else min(job.max_attempts, row_limit)
+        if row_limit == 0:
+            if row.retry and row.max_attempts > 0 and self.cap == 0:
+                why = "the global cap on attempts ([retry] max_attempts) is 0: nothing is retried"
+                return Decision(Outcome.FAILED, row, f"{what} would be retried, but {why}", None, 0)
+            source = f" ({row.source})" if row.source else ""
+            return Decision(Outcome.FAILED, row, f"{what} is never retried{source}", None, limit)
         if attempt_number >= limit:
             return Decision(
                 Outcome.EXHAUSTED,
@@ -280,14 +294,16 @@ class RetryPolicy:
                 None,
                 limit,
             )
-        delay = row.delay_before(attempt_number + 1)
-        at = self._when(job_id, attempt_number + 1, delay, now)
-        if expires_at is not None and at > expires_at:
+        number = attempt_number + 1
+        delay = row.delay_before(number)
+        at = self._when(job.id, number, delay, now)
+        if job.expires_at is not None and at > job.expires_at:
+            which = "the first retry" if attempt_number == 0 else f"attempt {number}"
             return Decision(
                 Outcome.ABANDONED,
                 row,
-                f"attempt {attempt_number + 1} at {iso(at)} would fall after the payment window, "
-                f"which ends {iso(expires_at)}",
+                f"{which} at {iso(at)} would fall after the payment window, "
+                f"which ends {iso(job.expires_at)}",
                 None,
                 limit,
             )
@@ -295,7 +311,7 @@ class RetryPolicy:
             Outcome.RETRY,
             row,
             f"{what}: policy row {row.code!r} waits {format_duration(delay)} before attempt "
-            f"{attempt_number + 1} of {limit}",
+            f"{number} of {limit}",
             at,
             limit,
         )

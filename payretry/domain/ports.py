@@ -1,142 +1,42 @@
-"""The ports the service drives: a store of jobs and a payment processor."""
+"""The ports the service drives: a store of jobs, a payment processor, and the customer's
+actions some processors wait on."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from payretry.domain.models import AttemptOutcome, CustomerAction, Job, JobState
-from payretry.domain.policy import Decision
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """What a processor says of one attempt: success with a reference, or a classified failure,
-    or (checkout) an action the customer must complete before the attempt has an outcome.
-
-    `retry_after`: the processor asks the whole run to slow down (it answered 429).
-    `notify`: a message for the customer (update the card, authenticate, complete checkout).
-    """
-
-    succeeded: bool
-    reference: str | None = None
-    error_code: str | None = None
-    decline_code: str | None = None
-    message: str | None = None
-    retry_after: float | None = None
-    notify: str | None = None
-    action: CustomerAction | None = None
-
-    @property
-    def awaiting(self) -> bool:
-        return self.action is not None
-
-    @classmethod
-    def success(cls, reference: str | None = None, message: str | None = None) -> AttemptResult:
-        return cls(True, reference=reference, message=message)
-
-    @classmethod
-    def failure(
-        cls,
-        error_code: str,
-        decline_code: str | None = None,
-        message: str | None = None,
-        *,
-        reference: str | None = None,
-        retry_after: float | None = None,
-        notify: str | None = None,
-    ) -> AttemptResult:
-        return cls(
-            False,
-            reference=reference,
-            error_code=error_code,
-            decline_code=decline_code,
-            message=message,
-            retry_after=retry_after,
-            notify=notify,
-        )
-
-    @classmethod
-    def awaiting_customer(
-        cls, action: CustomerAction, notify: str, message: str | None = None
-    ) -> AttemptResult:
-        return cls(False, reference=action.ref, message=message, notify=notify, action=action)
-
-
-class AttemptInDoubt(Exception):
-    """The request may or may not have reached the processor (a connection error, a timeout, a
-    concurrent request under the same key). The attempt keeps its pending row and its lease
-    lapses: the rescue returns the job and the same idempotency key is sent again."""
-
-    def __init__(self, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
+from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Settlement
+from payretry.domain.models import Job, JobState
+from payretry.domain.results import AttemptRequest, AttemptResult
 
 
 class Processor(Protocol):
-    """Attempts a job's payment. The same idempotency key must never charge twice."""
+    """Attempts a job's payment. The same idempotency key must never charge twice.
+
+    `needs_history`: hand each job over with its attempts (to resolve earlier unsettled ones).
+    `rate`: the most requests per second the processor takes from one process (None: no limit
+    known); a run asked to slow down (429) paces itself at this rate.
+    """
 
     name: str
+    needs_history: bool
+    rate: float | None
 
-    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult: ...
+    def attempt(self, request: AttemptRequest) -> AttemptResult: ...
 
     def close(self) -> None: ...
 
 
 class CustomerActions(Protocol):
-    """A processor whose attempts can wait on the customer (Checkout). `needs_history` asks the
-    runner to hand it each job with its attempts (to resolve earlier unsettled ones)."""
-
-    needs_history: bool
+    """Attempts that wait on the customer (Checkout Sessions): how each ended."""
 
     def check_action(self, job: Job) -> AttemptResult | None:
-        """The outcome of the customer's action, or None while it is still open."""
+        """The outcome of the customer's action, or None while it is still open (or its state
+        could not be read this time)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A job claimed under a lease, with the attempt row already written."""
-
-    job: Job
-    attempt_number: int
-    idempotency_key: str
-    lease_token: str
-
-    @property
-    def sent_before(self) -> datetime | None:
-        """When an earlier run first sent this attempt (its row was left pending: a crash, a
-        lost connection), or None for a new attempt. Known only when `job.attempts` is loaded:
-        a claim writes a new attempt row with `started_at` equal to the job's `updated_at`."""
-        for attempt in self.job.attempts:
-            if (
-                attempt.number == self.attempt_number
-                and attempt.outcome is AttemptOutcome.PENDING
-                and attempt.started_at < self.job.updated_at
-            ):
-                return attempt.started_at
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    claimed: Claimed
-    result: AttemptResult
-    decision: Decision
-    finished_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """The end of an attempt that waited on the customer (awaiting_payer)."""
-
-    job: Job
-    result: AttemptResult
-    decision: Decision
-    finished_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +50,6 @@ class Stats:
     due_now: int
     due_next_hour: int
     oldest_due_at: datetime | None
-    jobs_finished: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +62,11 @@ class WorkerBeat:
 
 
 class Store(Protocol):
-    def insert(self, job: Job) -> Job:
+    def insert(self, queued: Queued) -> Job:
         """Insert one job; raises DuplicateActive when another job is active for its transaction."""
         ...
 
-    def insert_many(self, jobs: Sequence[Job]) -> None: ...
+    def insert_many(self, queued: Sequence[Queued]) -> None: ...
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None: ...
 
@@ -188,7 +87,10 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[Job]: ...
 
-    def cancel(self, job_id: str, now: datetime, reason: str) -> Job: ...
+    def cancel(self, cancelled: Cancelled) -> Job:
+        """Cancel the job as the caller saw it (same state, same attempt count); Refused when it
+        is running or final, NotFound when it is gone."""
+        ...
 
     def rescue(self, now: datetime) -> int:
         """Return jobs whose lease expired to `scheduled`, counting no attempt."""

@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 
 from payretry.domain.models import Job
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptRequest, AttemptResult
 
 # What a failed simulated attempt looks like: (error code, decline code, weight).
 _FAILURES: tuple[tuple[str, str | None, int], ...] = (
@@ -43,6 +43,8 @@ def _parse_entry(entry: str) -> AttemptResult:
 
 class SimulatedProcessor:
     name = "simulated"
+    needs_history = False
+    rate: float | None = None
 
     def __init__(
         self,
@@ -94,11 +96,11 @@ class SimulatedProcessor:
         message = f"simulated {code}" + (f" ({decline})" if decline else "")
         return AttemptResult.failure(code, decline, message)
 
-    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
-        number = int(idempotency_key.rsplit(":", 1)[1])
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
+        job, number, idempotency_key = request.job, request.number, request.idempotency_key
         result = self.decide(job, number)
         if result.succeeded:
-            result = AttemptResult.success(f"sim_{idempotency_key.rsplit(':', 2)[1][:12]}_{number}")
+            result = AttemptResult.success(f"sim_{job.id[:12]}_{number}")
         if self._ledger_path:
             # Recorded when the request arrives, as a processor does: a caller killed while
             # waiting for the answer has still made the charge, and its re-send is a replay.

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import stripe
 
 from payretry.domain.durations import iso
 from payretry.domain.models import CustomerAction, Job
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptResult
 from payretry.errors import ProcessorError
-
-if TYPE_CHECKING:
-    from payretry.processors.stripe import StripeProcessor
+from payretry.processors.stripe_classify import redact
+from payretry.processors.stripe_client import StripeRequests, StripeSettings
+from payretry.processors.stripe_errors import classify
+from payretry.processors.stripe_metadata import metadata_for, metadata_of
 
 log = logging.getLogger("payretry")
 
@@ -40,28 +41,28 @@ def session_expiry(sent_at: datetime, window_end: datetime | None) -> datetime |
 
 
 class CheckoutFlow:
-    def __init__(self, processor: StripeProcessor) -> None:
-        self.processor = processor
+    """Checkout Sessions for attempts that need the customer, and how each ended (the
+    CustomerActions port): requests through the processor's shared, paced client."""
+
+    def __init__(self, requests: StripeRequests, conf: StripeSettings) -> None:
+        self.requests = requests
+        self.conf = conf
 
     def _original_metadata(self, session_id: str) -> dict[str, str]:
-        p = self.processor
+        r = self.requests
         try:
-            original = p.call(p.client.v1.checkout.sessions.retrieve, session_id)
+            original = r.call(r.v1.checkout.sessions.retrieve, session_id)
         except stripe.InvalidRequestError as exc:
             log.warning("original checkout session %s not found (%s)", session_id, exc.code)
             return {}
-        from payretry.processors.stripe import metadata_of
-
         found = metadata_of(original)
         return {k: v for k, v in found.items() if not k.startswith("payretry_")}
 
     def start(self, job: Job, number: int, key: str, sent_at: datetime) -> AttemptResult:
         """Create the attempt's Checkout Session (its idempotency key, identical parameters on
         a re-send) and hand the customer its URL."""
-        from payretry.processors.stripe import metadata_for
-
-        p = self.processor
-        if not (p.conf.success_url and p.conf.cancel_url):
+        conf, r = self.conf, self.requests
+        if not (conf.success_url and conf.cancel_url):
             raise ProcessorError(
                 "checkout mode needs [stripe] checkout_success_url and checkout_cancel_url "
                 "(PAYRETRY_STRIPE_CHECKOUT_SUCCESS_URL, ..._CANCEL_URL); nothing was sent"
@@ -92,8 +93,8 @@ class CheckoutFlow:
                     "quantity": 1,
                 }
             ],
-            "success_url": p.conf.success_url,
-            "cancel_url": p.conf.cancel_url,
+            "success_url": conf.success_url,
+            "cancel_url": conf.cancel_url,
             "expires_at": int(expires.timestamp()),
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata},
@@ -102,7 +103,7 @@ class CheckoutFlow:
             params["client_reference_id"] = job.transaction_id
         if job.refs.customer:
             params["customer"] = job.refs.customer
-        session = p.call(p.client.v1.checkout.sessions.create, params, {"idempotency_key": key})
+        session = r.call(r.v1.checkout.sessions.create, params, {"idempotency_key": key})
         at = datetime.fromtimestamp(session.expires_at, UTC) if session.expires_at else expires
         action = CustomerAction(session.id, session.url, at)
         notify = f"complete your payment of {job.money} at {session.url} before {iso(at)}"
@@ -110,13 +111,30 @@ class CheckoutFlow:
             action, notify, f"checkout session {session.id} created (attempt {number})"
         )
 
-    def check(self, job: Job) -> AttemptResult | None:
-        """How the customer's session ended, or None while it is open."""
+    def check_action(self, job: Job) -> AttemptResult | None:
+        """How the customer's session ended, or None while it is open or could not be read (a
+        429 pauses every request; a 5xx is looked at again on the next run)."""
+        try:
+            return self._check(job)
+        except stripe.RateLimitError as exc:
+            classify(exc, self.requests.limiter)
+            return None
+        except stripe.APIError as exc:
+            log.warning(
+                "could not check checkout session (%s); next run",
+                redact(str(exc)),
+                extra={"transaction_id": job.transaction_id},
+            )
+            return None
+        except stripe.StripeError as exc:
+            return classify(exc, self.requests.limiter)
+
+    def _check(self, job: Job) -> AttemptResult | None:
         if job.action is None:
             return None
-        p = self.processor
+        r = self.requests
         try:
-            session = p.call(p.client.v1.checkout.sessions.retrieve, job.action.ref)
+            session = r.call(r.v1.checkout.sessions.retrieve, job.action.ref)
         except stripe.InvalidRequestError as exc:
             return AttemptResult.failure(
                 "checkout_expired",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptResult
 from payretry.domain.validation import sanitize_message
 
 DO_NOT_TRY_AGAIN = "do_not_try_again"

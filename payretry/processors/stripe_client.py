@@ -5,14 +5,17 @@ and handed only to the SDK: never printed, never logged, masked by `payretry con
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import stripe
 
-from payretry.config import Settings
 from payretry.errors import ConfigError
+from payretry.pacing import RateLimiter
 
 TEST_RATE = 25.0  # requests/s: Stripe allows 25/s in test mode ...
 LIVE_RATE = 90.0  # ... and 100/s live; we keep a margin for the dashboard and other clients
@@ -59,10 +62,10 @@ def _read_key_file(path: str) -> str:
         ) from None
 
 
-def _api_key(settings: Settings) -> str:
-    key = settings["stripe.api_key"] or ""
-    if not key and settings["stripe.api_key_file"]:
-        key = _read_key_file(settings["stripe.api_key_file"])
+def _api_key(api_key: str | None, api_key_file: str | None) -> str:
+    key = api_key or ""
+    if not key and api_key_file:
+        key = _read_key_file(api_key_file)
     key = key.strip()
     if not key:
         raise ConfigError(
@@ -91,23 +94,36 @@ def _api_base(value: str) -> str:
     return value.strip().rstrip("/")
 
 
-def stripe_settings(settings: Settings) -> StripeSettings:
-    key = _api_key(settings)
-    types = tuple(
-        t.strip() for t in settings["stripe.payment_method_types"].split(",") if t.strip()
-    )
+def stripe_settings(
+    *,
+    api_key: str | None,
+    api_key_file: str | None = None,
+    api_base: str = "https://api.stripe.com",
+    connect_timeout: timedelta = timedelta(seconds=5),
+    read_timeout: timedelta = timedelta(seconds=30),
+    max_network_retries: int = 2,
+    rate: float | None = None,
+    payment_method_types: str = "",
+    checkout_fallback: bool = False,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+) -> StripeSettings:
+    """The processor's settings from plain values: the key read and checked (from the value or
+    its 0600 file), the base URL checked, the request rate defaulted by the key's mode."""
+    key = _api_key(api_key, api_key_file)
+    types = tuple(t.strip() for t in payment_method_types.split(",") if t.strip())
     live = "_live_" in key[:8]
     return StripeSettings(
         api_key=key,
-        api_base=_api_base(settings["stripe.api_base"]),
-        connect_timeout=settings["stripe.connect_timeout"].total_seconds(),
-        read_timeout=settings["stripe.read_timeout"].total_seconds(),
-        max_network_retries=settings["stripe.max_network_retries"],
-        rate=settings["stripe.rate"] or (LIVE_RATE if live else TEST_RATE),
+        api_base=_api_base(api_base),
+        connect_timeout=connect_timeout.total_seconds(),
+        read_timeout=read_timeout.total_seconds(),
+        max_network_retries=max_network_retries,
+        rate=rate or (LIVE_RATE if live else TEST_RATE),
         payment_method_types=types,
-        checkout_fallback=settings["stripe.checkout_fallback"],
-        success_url=settings["stripe.checkout_success_url"],
-        cancel_url=settings["stripe.checkout_cancel_url"],
+        checkout_fallback=checkout_fallback,
+        success_url=success_url,
+        cancel_url=cancel_url,
     )
 
 
@@ -120,6 +136,24 @@ def make_client(conf: StripeSettings) -> stripe.StripeClient:
         max_network_retries=conf.max_network_retries,
         http_client=stripe.RequestsClient(timeout=(conf.connect_timeout, conf.read_timeout)),
     )
+
+
+class StripeRequests:
+    """The official client and the pace every request of this process keeps (one limiter,
+    shared by the off-session attempts and the Checkout flow)."""
+
+    def __init__(self, conf: StripeSettings, client: stripe.StripeClient | None = None) -> None:
+        self.client = client or make_client(conf)
+        self.limiter = RateLimiter(conf.rate)
+
+    @property
+    def v1(self) -> Any:
+        return self.client.v1
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request, paced by the shared limiter."""
+        self.limiter.acquire()
+        return fn(*args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +177,11 @@ class AccountCheck:
         }
 
 
-def check_account(settings: Settings) -> AccountCheck:
+def check_account(conf: StripeSettings) -> AccountCheck:
     """`payretry stripe check`: the key works and Stripe answers; which account, which mode."""
     from payretry.errors import ProcessorError
     from payretry.processors.stripe_classify import redact
 
-    conf = stripe_settings(settings)
     client = make_client(conf)
     try:
         account = client.v1.accounts.retrieve_current()

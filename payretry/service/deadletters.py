@@ -128,7 +128,7 @@ def redrive(
             missing = wanted - {r.message_id for r in chosen}
             if missing:
                 raise NotFound(
-                    f"no message {', '.join(sorted(missing))} in {getattr(dlq, 'name', 'the DLQ')}"
+                    f"no message {', '.join(sorted(missing))} in {dlq.name}"
                 )
         for index, letter in enumerate(chosen):
             try:

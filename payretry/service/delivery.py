@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from payretry.backoff import Backoff
 from payretry.domain.durations import iso
 from payretry.domain.events import events_of
-from payretry.domain.outbox import Cursor, EventStore, Sink, SinkError, SinkState, Telemetry
+from payretry.domain.outbox import Cursor, EventStore, GaugeSink, Sink, SinkError, SinkState
 
 log = logging.getLogger("payretry")
 Clock = Callable[[], datetime]
@@ -50,6 +51,7 @@ class Delivery:
         store: EventStore,
         sinks: Sequence[Sink],
         *,
+        gauges: Sequence[GaugeSink] = (),
         clock: Clock,
         batch_size: int = 100,
         max_backoff: timedelta = timedelta(minutes=5),
@@ -58,9 +60,10 @@ class Delivery:
     ) -> None:
         self.store = store
         self.sinks = list(sinks)
+        self.gauges = {gauge.name: gauge for gauge in gauges}  # reported after their sink
         self.clock = clock
         self.batch_size = batch_size
-        self.max_backoff = max_backoff
+        self.retry = Backoff(first=1.0, factor=2.0, cap=max_backoff.total_seconds())
         self.lease_for = lease_for
         self.stop = stop or threading.Event()
 
@@ -70,8 +73,7 @@ class Delivery:
 
     def backoff(self, failures: int) -> timedelta:
         """How long a sink that has failed `failures` times in a row waits: 1s doubling."""
-        seconds = 2.0 ** min(max(failures - 1, 0), 30)
-        return min(timedelta(seconds=seconds), self.max_backoff)
+        return self.retry.timedelta(failures)
 
     def deliver(self, *, limit: int | None = None) -> list[SinkResult]:
         """Every sink once, one after another: each until its backlog is sent, it fails, or
@@ -139,12 +141,11 @@ class Delivery:
 
     def _report(self, sink: Sink) -> None:
         """Gauges for sinks that report them (DogStatsD), at most every so often."""
-        report: Callable[[Telemetry], None] | None = getattr(sink, "report", None)
-        due: Callable[[], bool] | None = getattr(sink, "report_due", None)
-        if report is None or (due is not None and not due()):
+        gauge = self.gauges.get(sink.name)
+        if gauge is None or not gauge.report_due():
             return
         try:
-            report(self.store.telemetry(self.clock(), self.names))
+            gauge.report(self.store.telemetry(self.clock(), self.names))
         except Exception as exc:
             log.warning("could not report gauges to %s: %s", sink.name, exc)
 

@@ -10,10 +10,10 @@ between the two): duplicates are harmless, the worker acts only on the job's cur
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from payretry.domain.dispatch import (
     HORIZON,
@@ -24,11 +24,14 @@ from payretry.domain.dispatch import (
     delay_seconds,
 )
 from payretry.domain.models import JobState
-from payretry.errors import StoreError
-from payretry.service.checkout import check_customer_actions
-from payretry.service.runner import Backoff, Clock, JobResult, OnResult, Runner, RunReport
+from payretry.domain.outcomes import DISPATCHED, JobResult, OnResult, RunReport
+from payretry.errors import QueueError, StoreError
+from payretry.service.duepass import DueSteps
+from payretry.service.reporting import Reporter
+from payretry.service.runner import RECONNECT, reconnect
 
 log = logging.getLogger("payretry")
+Clock = Callable[[], datetime]
 
 
 class Dispatcher:
@@ -59,6 +62,7 @@ class Dispatcher:
         """Send every retry due within 15 minutes that has no message yet (only `job_ids`, when
         given); first, unless `job_ids` is given, the rescue: intents never confirmed."""
         counts = Counter() if counts is None else counts
+        reporter = Reporter(RunReport(counts), on_result)
         if job_ids is None:
             while True:
                 now = self.clock()
@@ -66,24 +70,24 @@ class Dispatcher:
                 if not lost:
                     break
                 log.warning("%d dispatch(es) never confirmed; sending them again", len(lost))
-                counts["resent"] += self._send(lost, on_result)
+                counts["resent"] += self._send(lost, reporter)
         elif not job_ids:
             return counts
-        while limit is None or counts["dispatched"] < limit:
+        while limit is None or counts[DISPATCHED] < limit:
             now = self.clock()
-            left = None if limit is None else limit - counts["dispatched"]
+            left = None if limit is None else limit - counts[DISPATCHED]
             size = self.batch_size if left is None else min(self.batch_size, left)
             batch = self.store.mark_dispatch(now, now + HORIZON, size, job_ids=job_ids)
             if not batch:
                 break
-            counts["dispatched"] += self._send(batch, on_result)
+            counts[DISPATCHED] += self._send(batch, reporter)
             if on_batch is not None:
                 on_batch(len(batch))
             if job_ids is not None:
                 break
         return counts
 
-    def _send(self, dispatches: Sequence[Dispatch], on_result: OnResult | None) -> int:
+    def _send(self, dispatches: Sequence[Dispatch], reporter: Reporter) -> int:
         now = self.clock()
         outgoing = [Outgoing(d.message(), delay_seconds(d.next_retry_at, now)) for d in dispatches]
         ids = self.queue.send(outgoing)  # raises QueueError: all left to the rescue sweep
@@ -101,45 +105,39 @@ class Dispatcher:
         except StoreError as exc:  # sent but unconfirmed: re-sent later, a harmless duplicate
             log.warning("could not record %d sent message id(s): %s", len(sent), exc)
         for d, mid, item in triples:
-            if not mid:
-                continue
-            extra = {
-                "transaction_id": d.transaction_id,
-                "attempt": d.attempt_number,
-                "outcome": "dispatched",
-            }
-            log.info("sent to %s, delay %ds", self.queue.name, item.delay_seconds, extra=extra)
-            if on_result is not None:
-                on_result(
-                    JobResult(
-                        d.transaction_id,
-                        d.job_id,
-                        d.attempt_number,
-                        "dispatched",
-                        JobState.SCHEDULED.value,
-                        next_retry_at=d.next_retry_at,
-                        reason=f"sent to {self.queue.name} with DelaySeconds={item.delay_seconds}",
-                    )
-                )
+            if mid:
+                result = JobResult.of_dispatch(d, self.queue.name, item.delay_seconds)
+                reporter.dispatched(result, item.delay_seconds, self.queue.name)
         return len(sent)
 
+    def dispatch_new(self, job_ids: Sequence[str] | None = None) -> int:
+        """After a queue: retries due within 15 minutes go to the queue now (the others wait
+        for run-due or serve). A queue that does not answer is no failure: the jobs are
+        stored, and the next pass sends them. Returns how many were sent."""
+        try:
+            return self.dispatch(job_ids=job_ids)[DISPATCHED]
+        except QueueError as exc:
+            log.warning("queued, but not sent to SQS now (%s); run-due or serve sends it", exc)
+            return 0
 
-class DispatchReport(RunReport):
-    def as_dict(self) -> dict[str, int]:
-        return {
-            **super().as_dict(),
-            "dispatched": self.counts["dispatched"],
-            "resent": self.counts["resent"],
-        }
 
+class DispatchPass:
+    """`run-due` and `serve` in sqs mode: the same first steps as the runner (rescue expired
+    leases, settle customer actions, close lapsed windows), then what is due goes to the queue
+    instead of being attempted here."""
 
-class DispatchRunner(Runner):
-    """`run-due` and `serve` in sqs mode: rescue expired leases, settle customer actions, close
-    lapsed windows, then dispatch what is due (instead of attempting it here)."""
-
-    def __init__(self, dispatcher: Dispatcher, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        steps: DueSteps,
+        dispatcher: Dispatcher,
+        *,
+        stop: threading.Event,
+        max_outage: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.steps = steps
         self.dispatcher = dispatcher
+        self.stop = stop
+        self.max_outage = max_outage
 
     def run_due(
         self,
@@ -148,20 +146,21 @@ class DispatchRunner(Runner):
         on_result: OnResult | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> RunReport:
-        report = DispatchReport()
-        outage = Backoff(self.max_outage, self.stop)
+        reporter = Reporter(RunReport(dispatching=True), on_result)
+        outage = RECONNECT.patience(self.stop, self.max_outage.total_seconds())
         while not self.stop.is_set():
             try:
-                report.rescued += self.store.rescue(self.clock())
-                check_customer_actions(self, report, on_result)
-                self._abandon(report, on_result)
+                self.steps.prepare(reporter)
                 self.dispatcher.dispatch(
-                    limit=limit, on_result=on_result, on_batch=on_batch, counts=report.counts
+                    limit=limit,
+                    on_result=on_result,
+                    on_batch=on_batch,
+                    counts=reporter.report.counts,
                 )
                 break
             except StoreError as exc:
-                outage.wait(exc)
-        return report
+                reconnect(outage, exc)
+        return reporter.report
 
 
 def dispatch_soon(dispatcher: Dispatcher, results: Sequence[JobResult]) -> int:
@@ -176,4 +175,4 @@ def dispatch_soon(dispatcher: Dispatcher, results: Sequence[JobResult]) -> int:
     ]
     if not soon:
         return 0
-    return dispatcher.dispatch(job_ids=soon)["dispatched"]
+    return dispatcher.dispatch(job_ids=soon)[DISPATCHED]

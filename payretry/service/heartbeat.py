@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from payretry.domain.ports import Claimed, Store
+from payretry.domain.changes import Claimed
+from payretry.domain.ports import Store
 from payretry.errors import StoreError
-from payretry.service.ticker import Ticker
+from payretry.ticker import Ticker
 
 log = logging.getLogger("payretry")
 

@@ -1,18 +1,23 @@
-"""Queue, look up, cancel: the operator's everyday use cases."""
+"""Queue, look up, cancel, retry now: the operator's and the application's use cases."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from payretry.domain.changes import Cancelled, Queued
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, NewJob
+from payretry.domain.outcomes import JobResult, RunReport
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
 from payretry.domain.ports import DuplicateActive, Store
+from payretry.domain.results import AttemptResult
 from payretry.errors import InvalidRows, NotFound, Refused
+from payretry.service.execution import Execution
+from payretry.service.reporting import Reporter
 
 log = logging.getLogger("payretry")
 
@@ -21,24 +26,8 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def _first_decision(policy: RetryPolicy, request: NewJob, job_id: str, now: datetime) -> Decision:
-    if request.expires_at is not None and request.expires_at <= now:
-        raise Refused(f"the payment window closed at {iso(request.expires_at)}; nothing queued")
-    decision = policy.first_retry(
-        job_id=job_id,
-        error_code=request.error_code,
-        decline_code=request.decline_code,
-        now=now,
-        expires_at=request.expires_at,
-    )
-    if decision.outcome is Outcome.FAILED:
-        raise Refused(f"not retryable: {decision.reason}; nothing queued")
-    if decision.outcome is Outcome.ABANDONED:
-        raise Refused(f"window too short: {decision.reason}; nothing queued")
-    return decision
-
-
-def _build(request: NewJob, job_id: str, decision: Decision, now: datetime) -> Job:
+def _new_job(request: NewJob, job_id: str, now: datetime) -> Job:
+    """The job a request makes, before the policy has scheduled it."""
     return Job(
         id=job_id,
         transaction_id=request.transaction_id,
@@ -49,14 +38,33 @@ def _build(request: NewJob, job_id: str, decision: Decision, now: datetime) -> J
         error_message=request.error_message,
         state=JobState.SCHEDULED,
         attempt_count=0,
-        max_attempts=decision.max_attempts,
-        next_retry_at=decision.next_retry_at,
+        max_attempts=0,
+        next_retry_at=None,
         created_at=now,
         updated_at=now,
         expires_at=request.expires_at,
         priority=request.effective_priority,
         refs=request.refs,
         metadata=request.metadata,
+    )
+
+
+def _first_decision(policy: RetryPolicy, job: Job, now: datetime) -> Decision:
+    if job.expires_at is not None and job.expires_at <= now:
+        raise Refused(f"the payment window closed at {iso(job.expires_at)}; nothing queued")
+    decision = policy.decide(job, 0, AttemptResult.queued_after(job), now)
+    if decision.outcome is Outcome.FAILED:
+        raise Refused(f"not retryable: {decision.reason}; nothing queued")
+    if decision.outcome is Outcome.ABANDONED:
+        raise Refused(f"window too short: {decision.reason}; nothing queued")
+    return decision
+
+
+def _scheduled(job: Job, decision: Decision) -> Job:
+    return replace(
+        job,
+        max_attempts=decision.max_attempts,
+        next_retry_at=decision.next_retry_at,
         reason=decision.reason,
         policy_code=decision.row.code,
     )
@@ -76,9 +84,15 @@ class QueueManyResult:
 
 
 class Operations:
-    def __init__(self, store: Store, policy: RetryPolicy) -> None:
+    """The operator's and the application's use cases: queue, look up, cancel, retry now.
+    `execution` (how an attempt is made) is needed only by `retry_now`."""
+
+    def __init__(
+        self, store: Store, policy: RetryPolicy, *, execution: Execution | None = None
+    ) -> None:
         self.store = store
         self.policy = policy
+        self.execution = execution
 
     def queue(self, request: NewJob, now: datetime) -> tuple[Job, bool]:
         """Queue a retry; (job, created). Idempotent for the same request while active."""
@@ -94,10 +108,10 @@ class Operations:
                 f"transaction {request.transaction_id} was already paid by an earlier retry; "
                 "queueing it again could charge the customer twice"
             )
-        job_id = new_job_id()
-        decision = _first_decision(self.policy, request, job_id, now)
+        draft = _new_job(request, new_job_id(), now)
+        queued = Queued(_scheduled(draft, _first_decision(self.policy, draft, now)))
         try:
-            job = self.store.insert(_build(request, job_id, decision, now))
+            job = self.store.insert(queued)
         except DuplicateActive:  # a concurrent queue of the same transaction won the race
             winner = self.store.active_for([request.transaction_id]).get(request.transaction_id)
             if winner is not None and request.same_request(winner):
@@ -134,7 +148,7 @@ class Operations:
         active = self.store.active_for(ids)
         paid = self.store.succeeded_for(ids)
         seen: dict[str, tuple[int, NewJob]] = {}
-        jobs: list[Job] = []
+        jobs: list[Queued] = []
         existing = 0
         # Without jitter the first decision depends only on the codes and the window, so rows
         # that share them share it (a bulk file has a handful of codes and one "now").
@@ -160,18 +174,18 @@ class Operations:
             if txn in paid:
                 problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
                 continue
-            job_id = new_job_id()
+            draft = _new_job(request, new_job_id(), now)
             key = (request.error_code, request.decline_code, request.expires_at)
             decision = decisions.get(key) if not self.policy.jitter else None
             if decision is None:
                 try:
-                    decision = _first_decision(self.policy, request, job_id, now)
+                    decision = _first_decision(self.policy, draft, now)
                 except Refused as exc:
                     problems.append((line, exc.message))
                     continue
                 if not self.policy.jitter:
                     decisions[key] = decision
-            jobs.append(_build(request, job_id, decision, now))
+            jobs.append(Queued(_scheduled(draft, decision)))
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)
         try:
@@ -192,6 +206,32 @@ class Operations:
         job = self.status(transaction_id)
         if job.state.final:
             raise Refused(f"job for {transaction_id} is already {job.state.value}")
-        cancelled = self.store.cancel(job.id, now, "cancelled by an operator")
+        cancelled = self.store.cancel(Cancelled(job, now, "cancelled by an operator"))
         log.info("cancelled retry", extra={"transaction_id": transaction_id})
         return cancelled
+
+    def retry_now(self, transaction_id: str, now: datetime) -> JobResult:
+        """An operator- or customer-initiated retry of one job, now: one attempt counted."""
+        if self.execution is None:  # pragma: no cover - wiring builds it for the edges
+            raise RuntimeError("retry_now needs an execution")
+        job = self.status(transaction_id)
+        if job.state.final:
+            raise Refused(f"job for {transaction_id} is already {job.state.value}")
+        if job.state is JobState.AWAITING_PAYER:
+            raise Refused(
+                f"the customer has checkout session {job.action.ref if job.action else '?'} "
+                f"open for {transaction_id}; run-due checks it"
+            )
+        if job.attempts_remaining <= 0:
+            raise Refused(f"no attempts left for {transaction_id}")
+        if job.expires_at is not None and job.expires_at <= now:
+            self.store.abandon_expired(now)
+            raise Refused(
+                f"the payment window for {transaction_id} closed at {iso(job.expires_at)}"
+            )
+        claimed = self.store.claim(now, 1, self.execution.lease_for, job_id=job.id)
+        if not claimed:
+            raise Refused(f"an attempt for {transaction_id} is already in progress")
+        results: list[JobResult] = []
+        self.execution.process(claimed, Reporter(RunReport(), results.append))
+        return results[0]

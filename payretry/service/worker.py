@@ -25,6 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Protocol
 
+from payretry.backoff import Backoff
+from payretry.domain.changes import Claimed
 from payretry.domain.dispatch import (
     MAX_DELAY_SECONDS,
     BadMessage,
@@ -34,15 +36,17 @@ from payretry.domain.dispatch import (
     RetryQueue,
 )
 from payretry.domain.models import Job, JobState
-from payretry.domain.ports import Claimed, Store
+from payretry.domain.outcomes import IN_DOUBT, JobResult
+from payretry.domain.ports import Store
 from payretry.errors import PayretryError, QueueError
-from payretry.service.dispatcher import Dispatcher, dispatch_soon
-from payretry.service.runner import Clock, JobResult, Runner
-from payretry.service.ticker import Ticker
+from payretry.service.dispatcher import Clock, Dispatcher, dispatch_soon
+from payretry.service.runner import Runner
+from payretry.ticker import Ticker
 
 log = logging.getLogger("payretry")
 
-RECORDED = {"succeeded", "rescheduled", "failed", "exhausted", "abandoned", "awaiting_payer"}
+# A queue that does not answer: poll again after 2 s, doubling to 30 s while it stays away.
+POLL_AGAIN = Backoff(first=2.0, factor=2.0, cap=30.0)
 
 
 class WorkerStore(Store, DispatchStore, Protocol):
@@ -158,6 +162,7 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-worker")
         held = self.concurrency + min(10, self.concurrency)
         in_flight: dict[Future[None], Received] = {}
+        outage = POLL_AGAIN.patience(self.stop)
         with self.keeper, self.deleter:
             try:
                 while not self.stop.is_set():
@@ -173,9 +178,10 @@ class Worker:
                             visibility=self.visibility,
                         )
                     except QueueError as exc:
-                        log.error("%s; polling again shortly", exc)
-                        self.stop.wait(2.0)
+                        log.error("%s; polling again in %.0fs", exc, outage.next_delay)
+                        outage.wait()
                         continue
+                    outage.reset()
                     if self.stop.is_set():  # received while stopping: give them back
                         self._give_back(messages)
                         break
@@ -315,10 +321,10 @@ class Worker:
             self._later(message, lease_s)  # not recorded: the lease lapses, the rescue returns it
             return "unrecorded"
         result = results[0]
-        if result.outcome == "in_doubt":  # same key re-sent once the lease lapses
+        if result.outcome == IN_DOUBT:  # same key re-sent once the lease lapses
             self._later(message, lease_s)
             return "in_doubt"
-        if result.outcome in RECORDED:
+        if result.recorded:
             try:
                 dispatch_soon(self.dispatcher, results)
             except PayretryError as exc:  # serve's or run-due's pass sends it

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from payretry import __version__
+from payretry.backoff import Backoff
 from payretry.domain.events import Event
 from payretry.domain.outbox import SinkError
 from payretry.errors import ConfigError
@@ -85,7 +86,7 @@ class WebhookSink:
         self._secret = secret
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
+        self.resend = Backoff(first=backoff, factor=2.0, cap=backoff * 2**retries)
         self.stop = stop or threading.Event()
         self.clock = clock
         self._opener = urllib.request.build_opener(_NoRedirect)
@@ -94,7 +95,7 @@ class WebhookSink:
         body = json.dumps({"events": [e.as_dict() for e in events]}, separators=(",", ":")).encode()
         problem = ""
         for attempt in range(self.retries + 1):
-            if attempt and self.stop.wait(self.backoff * 2 ** (attempt - 1)):
+            if attempt and self.stop.wait(self.resend.delay(attempt)):
                 break
             problem = self._post(body)
             if not problem:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -35,12 +34,11 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from payretry.domain.durations import iso
-from payretry.domain.events import EventType, OutboxEntry, queue_data
-from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, Job, JobState
-from payretry.domain.outbox import Cursor, SinkState, Telemetry
+from payretry.domain.events import EventType, OutboxEntry
+from payretry.domain.models import ACTIVE_STATES
+from payretry.domain.outbox import Cursor, SinkState
 from payretry.store.bulk import Bulk
-from payretry.store.tables import ATTEMPTS, JOBS, OUTBOX, OUTBOX_SINKS
+from payretry.store.tables import OUTBOX, OUTBOX_SINKS
 
 _COLUMNS = ["job_id", "attempt", "kind", "occurred_at", "data"]
 _PG_TXID = "pg_current_xact_id()::text::bigint"
@@ -72,33 +70,6 @@ def write_entries(conn: Connection, entries: Iterable[OutboxEntry]) -> None:
                 "data": _encode(e.data),
             }
             for e in entries
-        ],
-    )
-
-
-def write_queued(conn: Connection, jobs: Sequence[Job]) -> None:
-    """The entries of newly queued jobs (what on_queue makes), built straight into rows: a
-    bulk queue writes one per job, and shares a handful of distinct times."""
-    times: dict[datetime | None, str | None] = {}
-
-    def stamp(value: datetime | None) -> str | None:
-        found = times.get(value)
-        if found is None:
-            found = times[value] = iso(value)
-        return found
-
-    kind = EventType.SCHEDULED.value
-    _write(
-        conn,
-        [
-            {
-                "job_id": job.id,
-                "attempt": 1,
-                "kind": kind,
-                "occurred_at": job.created_at,
-                "data": _encode(queue_data(job, stamp)),
-            }
-            for job in jobs
         ],
     )
 
@@ -323,61 +294,20 @@ class OutboxMixin:
                 conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(seqs)))
                 removed += len(seqs)
 
-    # -- metrics -------------------------------------------------------------------------------
 
-    def telemetry(self: _HasTx, now: datetime, sinks: Sequence[str] = ()) -> Telemetry:
-        with self._tx(readonly=True) as conn:
-            by_state = {
-                r.state: int(r.n)
-                for r in conn.execute(
-                    select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
-                )
-            }
-            attempts: dict[int, int] = defaultdict(int)
-            failures: dict[tuple[str, int], int] = defaultdict(int)
-            succeeded = finished = 0
-            columns = (
-                ATTEMPTS.c.number,
-                ATTEMPTS.c.outcome,
-                ATTEMPTS.c.error_code,
-                ATTEMPTS.c.decline_code,
-            )
-            for r in conn.execute(select(*columns, func.count().label("n")).group_by(*columns)):
-                n = int(r.n)
-                attempts[int(r.number)] += n
-                if r.outcome == AttemptOutcome.SUCCEEDED.value:
-                    succeeded += n
-                    finished += n
-                elif r.outcome == AttemptOutcome.FAILED.value:
-                    finished += n
-                    reason = r.decline_code or r.error_code or "unknown"
-                    failures[(reason, int(r.number))] += n
-            due = (JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
-            due_now = conn.execute(select(func.count()).where(*due)).scalar_one()
-            oldest = conn.execute(
-                select(JOBS.c.next_retry_at).where(*due).order_by(JOBS.c.next_retry_at).limit(1)
-            ).scalar()
-            pending: dict[str, int] = {}
-            if sinks:
-                cursors = {
-                    r.name: Cursor(r.cursor_txid, r.cursor_seq)
-                    for r in conn.execute(
-                        select(OUTBOX_SINKS).where(OUTBOX_SINKS.c.name.in_(list(sinks)))
-                    )
-                }
-                for name in sinks:
-                    cursor = cursors.get(name, Cursor())
-                    query = select(func.count()).where(_after(self.dialect, cursor))
-                    pending[name] = int(conn.execute(query).scalar_one())
-        return Telemetry(
-            at=now,
-            by_state=by_state,
-            attempts_by_number=dict(sorted(attempts.items())),
-            failures=dict(sorted(failures.items())),
-            succeeded=succeeded,
-            finished=finished,
-            queue_size=sum(by_state.get(state, 0) for state in _ACTIVE),
-            due_now=int(due_now),
-            oldest_due_at=oldest,
-            pending_events=pending,
+def pending_counts(conn: Connection, dialect: str, sinks: Sequence[str]) -> dict[str, int]:
+    """How many changes each named sink has yet to take (a sink never run: all of them)."""
+    if not sinks:
+        return {}
+    cursors = {
+        r.name: Cursor(r.cursor_txid, r.cursor_seq)
+        for r in conn.execute(select(OUTBOX_SINKS).where(OUTBOX_SINKS.c.name.in_(list(sinks))))
+    }
+    return {
+        name: int(
+            conn.execute(
+                select(func.count()).where(_after(dialect, cursors.get(name, Cursor())))
+            ).scalar_one()
         )
+        for name in sinks
+    }

@@ -1,35 +1,76 @@
-"""Counting: the numbers behind `stats`, `top` and `health`."""
+"""Counting: the numbers behind `stats`, `top`, `health` and the metrics. `stats()` and
+`telemetry()` read the same three things (jobs by state, attempts grouped by number, outcome and
+code, what is due) through the same queries here."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, func, select
 
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
+from payretry.domain.outbox import Telemetry
 from payretry.domain.ports import Stats
+from payretry.store.outbox import pending_counts
 from payretry.store.tables import ATTEMPTS, JOBS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
-_UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
+_SCHEDULED = JOBS.c.state == JobState.SCHEDULED.value
 
 
 class _HasTx(Protocol):
+    dialect: str
+
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _AttemptGroup:
+    number: int
+    outcome: str
+    error_code: str | None
+    decline_code: str | None
+    n: int
+
+
+def _by_state(conn: Connection) -> dict[str, int]:
+    query = select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
+    return {r.state: int(r.n) for r in conn.execute(query)}
+
+
+def _attempt_groups(conn: Connection) -> list[_AttemptGroup]:
+    columns = (
+        ATTEMPTS.c.number,
+        ATTEMPTS.c.outcome,
+        ATTEMPTS.c.error_code,
+        ATTEMPTS.c.decline_code,
+    )
+    rows = conn.execute(select(*columns, func.count().label("n")).group_by(*columns))
+    return [
+        _AttemptGroup(int(r.number), r.outcome, r.error_code, r.decline_code, int(r.n))
+        for r in rows
+    ]
+
+
+def _due(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
+    """How many scheduled jobs are due at `now`, and since when the oldest has waited."""
+    due = (_SCHEDULED, JOBS.c.next_retry_at <= now)
+    count = conn.execute(select(func.count()).where(*due)).scalar_one()
+    oldest: datetime | None = conn.execute(
+        select(JOBS.c.next_retry_at).where(*due).order_by(JOBS.c.next_retry_at).limit(1)
+    ).scalar()
+    return int(count), oldest
 
 
 class ReportsMixin:
     def stats(self: _HasTx, now: datetime) -> Stats:
         with self._tx(readonly=True) as conn:
-            by_state = {
-                r.state: int(r.n)
-                for r in conn.execute(
-                    select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
-                )
-            }
+            by_state = _by_state(conn)
             pending = {
                 r.currency: int(r.total)
                 for r in conn.execute(
@@ -44,69 +85,68 @@ class ReportsMixin:
                 select(JOBS.c.error_code, func.count().label("n")).group_by(JOBS.c.error_code)
             ):
                 reasons[r.error_code] += int(r.n)
-            for r in conn.execute(
-                select(ATTEMPTS.c.error_code, func.count().label("n"))
-                .where(ATTEMPTS.c.outcome == AttemptOutcome.FAILED.value)
-                .group_by(ATTEMPTS.c.error_code)
-            ):
-                reasons[r.error_code] += int(r.n)
-            outcomes = {
-                r.outcome: int(r.n)
-                for r in conn.execute(
-                    select(ATTEMPTS.c.outcome, func.count().label("n")).group_by(ATTEMPTS.c.outcome)
-                )
-            }
-            per_attempt: dict[int, tuple[int, int]] = {}
-            for r in conn.execute(
-                select(
-                    ATTEMPTS.c.number,
-                    func.count().label("n"),
-                    func.sum(
-                        (ATTEMPTS.c.outcome == AttemptOutcome.SUCCEEDED.value).cast(
-                            JOBS.c.attempt_count.type
-                        )
-                    ).label("ok"),
-                )
-                .where(ATTEMPTS.c.outcome.notin_(_UNFINISHED))
-                .group_by(ATTEMPTS.c.number)
-                .order_by(ATTEMPTS.c.number)
-            ):
-                per_attempt[int(r.number)] = (int(r.ok or 0), int(r.n))
-            scheduled = JOBS.c.state == JobState.SCHEDULED.value
-            due_now = conn.execute(
-                select(func.count()).where(scheduled, JOBS.c.next_retry_at <= now)
-            ).scalar_one()
+            groups = _attempt_groups(conn)
+            due_now, oldest = _due(conn, now)
             due_hour = conn.execute(
                 select(func.count()).where(
-                    scheduled,
+                    _SCHEDULED,
                     JOBS.c.next_retry_at > now,
                     JOBS.c.next_retry_at <= now + timedelta(hours=1),
                 )
             ).scalar_one()
-            oldest = conn.execute(
-                select(JOBS.c.next_retry_at)
-                .where(scheduled, JOBS.c.next_retry_at <= now)
-                .order_by(JOBS.c.next_retry_at)
-                .limit(1)
-            ).scalar()
+        outcomes: dict[str, int] = defaultdict(int)
+        per_attempt: dict[int, list[int]] = {}
+        for g in groups:
+            outcomes[g.outcome] += g.n
+            if g.outcome == AttemptOutcome.FAILED.value:
+                reasons[g.error_code or "unknown"] += g.n
+            if g.outcome in (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value):
+                ok_total = per_attempt.setdefault(g.number, [0, 0])
+                ok_total[1] += g.n
+                if g.outcome == AttemptOutcome.SUCCEEDED.value:
+                    ok_total[0] += g.n
         return Stats(
             total=sum(by_state.values()),
             by_state=by_state,
             pending_amount_minor=pending,
             by_error_code=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-            attempts_by_outcome=outcomes,
-            success_by_attempt=per_attempt,
-            due_now=int(due_now),
+            attempts_by_outcome=dict(outcomes),
+            success_by_attempt={n: (ok, total) for n, (ok, total) in sorted(per_attempt.items())},
+            due_now=due_now,
             due_next_hour=int(due_hour),
             oldest_due_at=oldest,
         )
 
     def oldest_due(self: _HasTx, now: datetime) -> datetime | None:
         with self._tx(readonly=True) as conn:
-            value: datetime | None = conn.execute(
-                select(JOBS.c.next_retry_at)
-                .where(JOBS.c.state == JobState.SCHEDULED.value, JOBS.c.next_retry_at <= now)
-                .order_by(JOBS.c.next_retry_at)
-                .limit(1)
-            ).scalar()
-        return value
+            return _due(conn, now)[1]
+
+    def telemetry(self: _HasTx, now: datetime, sinks: Sequence[str] = ()) -> Telemetry:
+        with self._tx(readonly=True) as conn:
+            by_state = _by_state(conn)
+            groups = _attempt_groups(conn)
+            due_now, oldest = _due(conn, now)
+            pending = pending_counts(conn, self.dialect, sinks)
+        attempts: dict[int, int] = defaultdict(int)
+        failures: dict[tuple[str, int], int] = defaultdict(int)
+        succeeded = finished = 0
+        for g in groups:
+            attempts[g.number] += g.n
+            if g.outcome == AttemptOutcome.SUCCEEDED.value:
+                succeeded += g.n
+                finished += g.n
+            elif g.outcome == AttemptOutcome.FAILED.value:
+                finished += g.n
+                failures[(g.decline_code or g.error_code or "unknown", g.number)] += g.n
+        return Telemetry(
+            at=now,
+            by_state=by_state,
+            attempts_by_number=dict(sorted(attempts.items())),
+            failures=dict(sorted(failures.items())),
+            succeeded=succeeded,
+            finished=finished,
+            queue_size=sum(by_state.get(state, 0) for state in _ACTIVE),
+            due_now=due_now,
+            oldest_due_at=oldest,
+            pending_events=pending,
+        )

@@ -14,7 +14,7 @@ from payretry.domain.models import (
     ProcessorRefs,
 )
 from payretry.domain.money import Money
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptResult
 
 
 def job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:

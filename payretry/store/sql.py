@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from payretry.domain.events import on_cancel, on_claim, on_outcome, on_queue, on_window_closed
+from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Settlement, WindowClosed
 from payretry.domain.models import (
     ACTIVE_STATES,
     Attempt,
@@ -23,18 +23,13 @@ from payretry.domain.models import (
     attempt_key,
     check_transition,
 )
-from payretry.domain.ports import (
-    Claimed,
-    DuplicateActive,
-    Finish,
-    Settlement,
-)
+from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.bulk import Bulk
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
-from payretry.store.outbox import OutboxMixin, write_entries, write_queued
+from payretry.store.outbox import OutboxMixin, write_entries
 from payretry.store.reports import ReportsMixin
 from payretry.store.rows import (
     action_values,
@@ -46,8 +41,18 @@ from payretry.store.rows import (
 from payretry.store.tables import ATTEMPTS, JOBS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
-_UNFINISHED = [AttemptOutcome.PENDING.value, AttemptOutcome.AWAITING.value]
 _CHUNK = 500
+_RUNNING = JobState.RUNNING.value
+
+
+def _held() -> tuple[ColumnElement[bool], ...]:
+    """The lease fence, for statements run once per claimed job (`b_seq`, `b_token`): the job
+    is still running under the token its claim gave it. Every write after a claim has it."""
+    return (
+        JOBS.c.seq == bindparam("b_seq"),
+        JOBS.c.lease_token == bindparam("b_token"),
+        JOBS.c.state == _RUNNING,
+    )
 
 
 class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
@@ -186,54 +191,64 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def insert(self, job: Job) -> Job:
+    def insert(self, queued: Queued) -> Job:
+        job = queued.job
         try:
             with self._tx() as conn:
                 conn.execute(JOBS.insert().values(**job_values(job)))
-                write_entries(conn, [on_queue(job)])
+                write_entries(conn, [queued.entry])
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
         stored = self.get(job.id)
         assert stored is not None
         return stored
 
-    def insert_many(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
+    def insert_many(self, queued: Sequence[Queued]) -> None:
+        if not queued:
             return
         insert = Bulk.of(
-            "insert_jobs", self.engine.dialect, JOBS.insert, column_keys=list(job_values(jobs[0]))
+            "insert_jobs",
+            self.engine.dialect,
+            JOBS.insert,
+            column_keys=list(job_values(queued[0].job)),
         )
         try:
             with self._tx() as conn:
-                for start in range(0, len(jobs), 5000):
-                    chunk = jobs[start : start + 5000]
-                    insert.run(conn, [job_values(j) for j in chunk])
-                    write_queued(conn, chunk)
+                for start in range(0, len(queued), 5000):
+                    chunk = queued[start : start + 5000]
+                    insert.run(conn, [job_values(q.job) for q in chunk])
+                    write_entries(conn, Queued.entries(chunk))
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
 
-    def cancel(self, job_id: str, now: datetime, reason: str) -> Job:
+    def cancel(self, cancelled: Cancelled) -> Job:
+        seen = cancelled.job
         with self._tx() as conn:
-            row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+            row = conn.execute(select(JOBS).where(JOBS.c.id == seen.id)).first()
             if row is None:
-                raise NotFound(f"no job {job_id}")
+                raise NotFound(f"no job {seen.id}")
             state = JobState(row.state)
             if state is JobState.RUNNING:
                 raise Refused("an attempt is in progress; cancel again once it has finished")
             check_transition(state, JobState.CANCELLED)
             done = conn.execute(
                 update(JOBS)
-                .where(JOBS.c.id == job_id, JOBS.c.state == state.value)
+                .where(
+                    JOBS.c.id == seen.id,
+                    JOBS.c.state == seen.state.value,
+                    JOBS.c.attempt_count == seen.attempt_count,
+                )
                 .values(
                     state=JobState.CANCELLED.value,
-                    reason=reason,
+                    reason=cancelled.reason,
                     next_retry_at=None,
-                    updated_at=now,
+                    updated_at=cancelled.at,
                 )
             )
-            if done.rowcount:
-                write_entries(conn, [on_cancel(job_from_row(row), now, reason)])
-        job = self.get(job_id)
+            if not done.rowcount:  # an attempt started or ended since the caller looked
+                raise Refused("the job changed while it was being cancelled; look again")
+            write_entries(conn, [cancelled.entry])
+        job = self.get(seen.id)
         assert job is not None
         return job
 
@@ -266,7 +281,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 .returning(*JOBS.c)
             ).all()
             jobs = [job_from_row(r) for r in rows]
-            write_entries(conn, [on_window_closed(job, now) for job in jobs])
+            write_entries(conn, [WindowClosed(job, now).entry for job in jobs])
         return jobs
 
     def _due_query(self, now: datetime, limit: int) -> Any:
@@ -364,17 +379,13 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 ),
                 column_keys=list(attempt_rows[0]),
             ).run(conn, attempt_rows)
-            write_entries(conn, [on_claim(c.job, c.attempt_number, now) for c in claimed])
+            write_entries(conn, [c.entry for c in claimed])
         return claimed
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
-        fenced = select(JOBS.c.seq).where(
-            JOBS.c.seq == bindparam("b_seq"),
-            JOBS.c.lease_token == bindparam("b_token"),
-            JOBS.c.state == JobState.RUNNING.value,
-        )
+        fenced = select(JOBS.c.seq).where(*_held())
         attempt_update = (
             update(ATTEMPTS)
             .where(
@@ -395,11 +406,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         )
         job_update = (
             update(JOBS)
-            .where(
-                JOBS.c.seq == bindparam("b_seq"),
-                JOBS.c.lease_token == bindparam("b_token"),
-                JOBS.c.state == JobState.RUNNING.value,
-            )
+            .where(*_held())
             .values(
                 state=bindparam("b_state"),
                 attempt_count=bindparam("b_number"),
@@ -447,18 +454,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
                 write_entries(
-                    conn,
-                    [
-                        on_outcome(
-                            f.claimed.job,
-                            f.claimed.attempt_number,
-                            f.result,
-                            f.decision,
-                            f.finished_at,
-                        )
-                        for f, ok in zip(finishes, applied, strict=True)
-                        if ok
-                    ],
+                    conn, [f.entry for f, ok in zip(finishes, applied, strict=True) if ok]
                 )
         return applied
 
@@ -469,8 +465,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
             chunk = pairs[start : start + _CHUNK]
             rows = conn.execute(
                 select(JOBS.c.seq, JOBS.c.lease_token).where(
-                    JOBS.c.seq.in_([seq for seq, _ in chunk]),
-                    JOBS.c.state == JobState.RUNNING.value,
+                    JOBS.c.seq.in_([seq for seq, _ in chunk]), JOBS.c.state == _RUNNING
                 )
             )
             held.update((r.seq, r.lease_token) for r in rows)
@@ -482,14 +477,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         params = [{"b_seq": c.job.seq, "b_token": c.lease_token} for c in claimed]
         with self._tx() as conn:
             result = conn.execute(
-                update(JOBS)
-                .where(
-                    JOBS.c.seq == bindparam("b_seq"),
-                    JOBS.c.lease_token == bindparam("b_token"),
-                    JOBS.c.state == JobState.RUNNING.value,
-                )
-                .values(lease_expires_at=until),
-                params,
+                update(JOBS).where(*_held()).values(lease_expires_at=until), params
             )
             return int(result.rowcount or 0)
 
@@ -507,22 +495,13 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                     ATTEMPTS.c.job_seq == bindparam("b_seq"),
                     ATTEMPTS.c.number == bindparam("b_number"),
                     ATTEMPTS.c.outcome == AttemptOutcome.PENDING.value,
-                    select(JOBS.c.seq)
-                    .where(
-                        JOBS.c.seq == bindparam("b_seq"),
-                        JOBS.c.lease_token == bindparam("b_token"),
-                    )
-                    .exists(),
+                    select(JOBS.c.seq).where(*_held()).exists(),
                 ),
                 params,
             )
             result = conn.execute(
                 update(JOBS)
-                .where(
-                    JOBS.c.seq == bindparam("b_seq"),
-                    JOBS.c.lease_token == bindparam("b_token"),
-                    JOBS.c.state == JobState.RUNNING.value,
-                )
+                .where(*_held())
                 .values(
                     state=JobState.SCHEDULED.value,
                     lease_token=None,
@@ -587,9 +566,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                             next_retry_at=s.decision.next_retry_at,
                         )
                     )
-                    write_entries(
-                        conn, [on_outcome(job, number, s.result, s.decision, s.finished_at)]
-                    )
+                    write_entries(conn, [s.entry])
                 applied.append(bool(done))
         return applied
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from payretry.domain.changes import Cancelled, Finish
 from payretry.domain.dispatch import HORIZON
 from payretry.domain.policy import Outcome
-from payretry.domain.ports import AttemptResult, Finish
-from payretry.service.runner import decide
+from payretry.domain.results import AttemptResult
 from payretry.store.sql import SqlStore
 from tests.conftest import NOW
 from tests.daemon.helpers import queue_jobs
+from tests.helpers import seen
 
 
 def test_only_jobs_due_within_the_horizon_without_a_message_are_marked(
@@ -40,7 +41,9 @@ def test_an_attempt_makes_the_next_one_need_a_message(contract_store: SqlStore) 
     first = store.mark_dispatch(NOW, NOW + HORIZON, 10)
     claimed = store.claim(NOW, 1, timedelta(minutes=5))[0]
     result = AttemptResult.failure("network_error")
-    decision = decide(load_settings(env={}).policy(), claimed, result, NOW)
+    decision = (
+        load_settings(env={}).policy().decide(claimed.job, claimed.attempt_number, result, NOW)
+    )
     assert decision.outcome is Outcome.RETRY  # attempt 2 in 1 minute
     assert store.finish([Finish(claimed, result, decision, NOW)]) == [True]
     second = store.mark_dispatch(NOW, NOW + HORIZON, 10)
@@ -56,7 +59,9 @@ def test_unconfirmed_intents_are_found_once_and_settled_when_the_job_moved_on(
     marked = store.mark_dispatch(NOW, NOW + HORIZON, 10)
     assert store.unsent_dispatches(NOW - timedelta(minutes=1), NOW, 10) == []  # too recent
     later = NOW + timedelta(minutes=2)
-    store.cancel(marked[1].job_id, later, "test")  # this one needs no message any more
+    store.cancel(
+        Cancelled(seen(store, marked[1].job_id), later, "test")
+    )  # this one needs no message any more
     lost = store.unsent_dispatches(later - timedelta(minutes=1), later, 10)
     assert [d.job_id for d in lost] == [marked[0].job_id]
     assert store.unsent_dispatches(later - timedelta(minutes=1), later, 10) == []  # re-marked

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from payretry.domain.changes import Cancelled, Claimed, Finish, Queued
 from payretry.domain.models import (
     FINAL_STATES,
     AttemptOutcome,
@@ -22,9 +23,11 @@ from payretry.domain.models import (
 )
 from payretry.domain.money import Money
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
-from payretry.domain.ports import AttemptResult, Claimed, DuplicateActive, Finish, Store
+from payretry.domain.ports import DuplicateActive, Store
+from payretry.domain.results import AttemptResult
 from payretry.errors import NotFound, Refused
 from payretry.store.sql import SqlStore
+from tests.helpers import seen
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -114,7 +117,7 @@ def test_insert_round_trips_every_field(contract_store: Store) -> None:
         reason="why",
         policy_code="insufficient_funds",
     )
-    stored = contract_store.insert(job)
+    stored = contract_store.insert(Queued(job))
     assert stored.seq > 0
     assert stored == get(contract_store, job)
     for name in (
@@ -150,24 +153,24 @@ def test_get_and_find_of_unknown_return_none(contract_store: Store) -> None:
 
 
 def test_find_prefers_the_active_job_over_a_later_final_one(contract_store: Store) -> None:
-    old = contract_store.insert(make_job("txn-f", state=JobState.CANCELLED))
-    active = contract_store.insert(make_job("txn-f"))
-    later_final = contract_store.insert(make_job("txn-f", state=JobState.EXHAUSTED))
+    old = contract_store.insert(Queued(make_job("txn-f", state=JobState.CANCELLED)))
+    active = contract_store.insert(Queued(make_job("txn-f")))
+    later_final = contract_store.insert(Queued(make_job("txn-f", state=JobState.EXHAUSTED)))
     assert later_final.seq > active.seq > old.seq
     found = contract_store.find("txn-f")
     assert found is not None and found.id == active.id
 
 
 def test_find_without_an_active_job_returns_the_latest(contract_store: Store) -> None:
-    contract_store.insert(make_job("txn-l", state=JobState.FAILED))
-    latest = contract_store.insert(make_job("txn-l", state=JobState.CANCELLED))
-    contract_store.insert(make_job("txn-other"))
+    contract_store.insert(Queued(make_job("txn-l", state=JobState.FAILED)))
+    latest = contract_store.insert(Queued(make_job("txn-l", state=JobState.CANCELLED)))
+    contract_store.insert(Queued(make_job("txn-other")))
     found = contract_store.find("txn-l")
     assert found is not None and found.id == latest.id
 
 
 def test_find_includes_attempts(contract_store: Store) -> None:
-    job = contract_store.insert(make_job("txn-a"))
+    job = contract_store.insert(Queued(make_job("txn-a")))
     [claimed] = contract_store.claim(NOW, 1, LEASE)
     found = contract_store.find("txn-a")
     assert found is not None and found.id == job.id
@@ -183,40 +186,42 @@ def test_find_includes_attempts(contract_store: Store) -> None:
 def test_second_active_job_for_a_transaction_is_refused(
     contract_store: Store, second_state: JobState
 ) -> None:
-    first = contract_store.insert(make_job("txn-d"))
+    first = contract_store.insert(Queued(make_job("txn-d")))
     with pytest.raises(DuplicateActive):
-        contract_store.insert(make_job("txn-d", state=second_state))
+        contract_store.insert(Queued(make_job("txn-d", state=second_state)))
     assert [j.id for j in contract_store.list_jobs()] == [first.id]
 
 
 def test_running_job_blocks_a_new_active_job(contract_store: Store) -> None:
-    contract_store.insert(make_job("txn-r"))
+    contract_store.insert(Queued(make_job("txn-r")))
     assert len(contract_store.claim(NOW, 1, LEASE)) == 1
     with pytest.raises(DuplicateActive):
-        contract_store.insert(make_job("txn-r"))
+        contract_store.insert(Queued(make_job("txn-r")))
 
 
 def test_new_job_allowed_once_the_first_is_final(contract_store: Store) -> None:
-    first = contract_store.insert(make_job("txn-n"))
-    contract_store.cancel(first.id, NOW, "operator")
-    second = contract_store.insert(make_job("txn-n"))
+    first = contract_store.insert(Queued(make_job("txn-n")))
+    contract_store.cancel(Cancelled(seen(contract_store, first.id), NOW, "operator"))
+    second = contract_store.insert(Queued(make_job("txn-n")))
     assert second.id != first.id
     assert contract_store.active_for(["txn-n"])["txn-n"].id == second.id
 
 
 def test_insert_many_is_all_or_nothing(contract_store: Store) -> None:
-    contract_store.insert(make_job("txn-m2"))
+    contract_store.insert(Queued(make_job("txn-m2")))
     with pytest.raises(DuplicateActive):
-        contract_store.insert_many([make_job("txn-m1"), make_job("txn-m2"), make_job("txn-m3")])
+        contract_store.insert_many(
+            [Queued(j) for j in [make_job("txn-m1"), make_job("txn-m2"), make_job("txn-m3")]]
+        )
     assert {j.transaction_id for j in contract_store.list_jobs()} == {"txn-m2"}
-    contract_store.insert_many([make_job(f"txn-b{i}") for i in range(7)])
+    contract_store.insert_many([Queued(j) for j in [make_job(f"txn-b{i}") for i in range(7)]])
     assert len(contract_store.list_jobs(limit=100)) == 8
 
 
 def test_active_for_and_succeeded_for(contract_store: Store) -> None:
-    active = contract_store.insert(make_job("txn-1"))
-    contract_store.insert(make_job("txn-2", state=JobState.SUCCEEDED))
-    contract_store.insert(make_job("txn-3", state=JobState.FAILED))
+    active = contract_store.insert(Queued(make_job("txn-1")))
+    contract_store.insert(Queued(make_job("txn-2", state=JobState.SUCCEEDED)))
+    contract_store.insert(Queued(make_job("txn-3", state=JobState.FAILED)))
     found = contract_store.active_for(["txn-1", "txn-2", "txn-3", "txn-4"])
     assert list(found) == ["txn-1"] and found["txn-1"].id == active.id
     assert contract_store.succeeded_for(["txn-1", "txn-2", "txn-3", "txn-4"]) == {"txn-2"}
@@ -230,18 +235,26 @@ def test_active_for_and_succeeded_for(contract_store: Store) -> None:
 def queue_of_six(contract_store: Store) -> Store:
     """Four due jobs in a known order, one not yet due, one final."""
     minute = timedelta(minutes=1)
-    contract_store.insert(make_job("low", priority=100, next_retry_at=NOW - minute))
-    contract_store.insert(make_job("high-late", priority=500, next_retry_at=NOW - 10 * minute))
+    contract_store.insert(Queued(make_job("low", priority=100, next_retry_at=NOW - minute)))
+    contract_store.insert(
+        Queued(make_job("high-late", priority=500, next_retry_at=NOW - 10 * minute))
+    )
     # Same priority and due time: queue order decides (ids chosen so id order disagrees).
     contract_store.insert(
-        make_job("high-first", job_id="f" * 32, priority=500, next_retry_at=NOW - 20 * minute)
+        Queued(
+            make_job("high-first", job_id="f" * 32, priority=500, next_retry_at=NOW - 20 * minute)
+        )
     )
     contract_store.insert(
-        make_job("high-second", job_id="0" * 32, priority=500, next_retry_at=NOW - 20 * minute)
+        Queued(
+            make_job("high-second", job_id="0" * 32, priority=500, next_retry_at=NOW - 20 * minute)
+        )
     )
-    contract_store.insert(make_job("not-due", priority=10_000, next_retry_at=NOW + minute))
+    contract_store.insert(Queued(make_job("not-due", priority=10_000, next_retry_at=NOW + minute)))
     contract_store.insert(
-        make_job("final", priority=10_000, next_retry_at=NOW - minute, state=JobState.SUCCEEDED)
+        Queued(
+            make_job("final", priority=10_000, next_retry_at=NOW - minute, state=JobState.SUCCEEDED)
+        )
     )
     return contract_store
 
@@ -278,8 +291,8 @@ def test_claim_skips_not_yet_due_and_final_jobs(queue_of_six: Store) -> None:
 def test_claim_marks_running_under_a_lease_and_writes_a_pending_attempt(
     contract_store: Store,
 ) -> None:
-    first = contract_store.insert(make_job("txn-c1", priority=2))
-    second = contract_store.insert(make_job("txn-c2", priority=1, attempt_count=2))
+    first = contract_store.insert(Queued(make_job("txn-c1", priority=2)))
+    second = contract_store.insert(Queued(make_job("txn-c2", priority=1, attempt_count=2)))
     claimed = contract_store.claim(NOW, 10, LEASE)
     assert [c.job.id for c in claimed] == [first.id, second.id]
     assert [c.attempt_number for c in claimed] == [1, 3]
@@ -304,8 +317,10 @@ def test_claim_marks_running_under_a_lease_and_writes_a_pending_attempt(
 
 
 def test_claim_by_job_id_takes_that_job_even_before_it_is_due(contract_store: Store) -> None:
-    other = contract_store.insert(make_job("txn-due", priority=9))
-    later = contract_store.insert(make_job("txn-later", next_retry_at=NOW + timedelta(days=1)))
+    other = contract_store.insert(Queued(make_job("txn-due", priority=9)))
+    later = contract_store.insert(
+        Queued(make_job("txn-later", next_retry_at=NOW + timedelta(days=1)))
+    )
     [claimed] = contract_store.claim(NOW, 1, LEASE, job_id=later.id)
     assert claimed.job.id == later.id and claimed.idempotency_key == f"payretry:{later.id}:1"
     assert get(contract_store, other).state is JobState.SCHEDULED
@@ -314,7 +329,7 @@ def test_claim_by_job_id_takes_that_job_even_before_it_is_due(contract_store: St
 
 
 def test_two_claims_never_share_a_job(contract_store: Store) -> None:
-    contract_store.insert_many([make_job(f"txn-{i}") for i in range(10)])
+    contract_store.insert_many([Queued(j) for j in [make_job(f"txn-{i}") for i in range(10)]])
     first = contract_store.claim(NOW, 6, LEASE)
     second = contract_store.claim(NOW, 6, LEASE)
     assert len(first) == 6 and len(second) == 4
@@ -326,7 +341,7 @@ def test_two_claims_never_share_a_job(contract_store: Store) -> None:
 
 
 def test_finish_success_records_the_outcome(contract_store: Store) -> None:
-    job = contract_store.insert(make_job("txn-s"))
+    job = contract_store.insert(Queued(make_job("txn-s")))
     [claimed] = contract_store.claim(NOW, 1, LEASE)
     done_at = NOW + timedelta(seconds=2)
     assert contract_store.finish([succeeded(claimed, done_at, "ch_42")]) == [True]
@@ -346,7 +361,7 @@ def test_finish_success_records_the_outcome(contract_store: Store) -> None:
 def test_finish_failure_reschedules_and_the_next_claim_uses_the_next_key(
     contract_store: Store,
 ) -> None:
-    job = contract_store.insert(make_job("txn-f"))
+    job = contract_store.insert(Queued(make_job("txn-f")))
     [claimed] = contract_store.claim(NOW, 1, LEASE)
     next_at = NOW + timedelta(minutes=5)
     assert contract_store.finish([failed_retry(claimed, NOW, next_at)]) == [True]
@@ -365,7 +380,7 @@ def test_finish_failure_reschedules_and_the_next_claim_uses_the_next_key(
 
 
 def test_rescue_returns_expired_leases_without_counting_an_attempt(contract_store: Store) -> None:
-    job = contract_store.insert(make_job("txn-x"))
+    job = contract_store.insert(Queued(make_job("txn-x")))
     [first] = contract_store.claim(NOW, 1, LEASE)
     assert contract_store.rescue(NOW + LEASE - timedelta(seconds=1)) == 0
     assert get(contract_store, job).state is JobState.RUNNING
@@ -386,9 +401,9 @@ def test_rescue_returns_expired_leases_without_counting_an_attempt(contract_stor
 
 
 def test_rescue_leaves_unexpired_leases_and_other_states_alone(contract_store: Store) -> None:
-    contract_store.insert(make_job("txn-short"))
-    contract_store.insert(make_job("txn-long", priority=1))
-    contract_store.insert(make_job("txn-waiting", next_retry_at=NOW + timedelta(days=1)))
+    contract_store.insert(Queued(make_job("txn-short")))
+    contract_store.insert(Queued(make_job("txn-long", priority=1)))
+    contract_store.insert(Queued(make_job("txn-waiting", next_retry_at=NOW + timedelta(days=1))))
     contract_store.claim(NOW, 1, timedelta(minutes=1))
     contract_store.claim(NOW, 1, timedelta(hours=1))
     assert contract_store.rescue(NOW + timedelta(minutes=2)) == 1
@@ -401,7 +416,7 @@ def test_rescue_leaves_unexpired_leases_and_other_states_alone(contract_store: S
 
 
 def test_stale_lease_cannot_finish_but_the_new_holder_can(contract_store: Store) -> None:
-    job = contract_store.insert(make_job("txn-fence"))
+    job = contract_store.insert(Queued(make_job("txn-fence")))
     [stale] = contract_store.claim(NOW, 1, LEASE)
     later = NOW + LEASE + timedelta(seconds=1)
     contract_store.rescue(later)
@@ -424,8 +439,8 @@ def test_stale_lease_cannot_finish_but_the_new_holder_can(contract_store: Store)
 
 
 def test_finish_batch_applies_only_the_held_leases(contract_store: Store) -> None:
-    lost = contract_store.insert(make_job("txn-lost", priority=2))
-    held = contract_store.insert(make_job("txn-held", priority=1))
+    lost = contract_store.insert(Queued(make_job("txn-lost", priority=2)))
+    held = contract_store.insert(Queued(make_job("txn-held", priority=1)))
     [stale] = contract_store.claim(NOW, 1, timedelta(seconds=30))
     [keep] = contract_store.claim(NOW, 1, LEASE)
     later = NOW + timedelta(minutes=1)
@@ -443,7 +458,9 @@ def test_finish_batch_applies_only_the_held_leases(contract_store: Store) -> Non
 
 
 def test_release_returns_unstarted_jobs_and_removes_their_attempts(contract_store: Store) -> None:
-    contract_store.insert_many([make_job(f"txn-{i}", priority=10 - i) for i in range(3)])
+    contract_store.insert_many(
+        [Queued(j) for j in [make_job(f"txn-{i}", priority=10 - i) for i in range(3)]]
+    )
     claimed = contract_store.claim(NOW, 3, LEASE)
     assert contract_store.release(claimed[1:], NOW + timedelta(seconds=1)) == 2
     for c in claimed[1:]:
@@ -463,14 +480,16 @@ def test_release_returns_unstarted_jobs_and_removes_their_attempts(contract_stor
 
 
 def test_abandon_expired_closes_only_lapsed_scheduled_jobs(contract_store: Store) -> None:
-    lapsed = contract_store.insert(make_job("txn-lapsed", expires_at=NOW - timedelta(seconds=1)))
-    contract_store.insert(make_job("txn-open", expires_at=NOW + timedelta(hours=1)))
-    contract_store.insert(make_job("txn-none"))
+    lapsed = contract_store.insert(
+        Queued(make_job("txn-lapsed", expires_at=NOW - timedelta(seconds=1)))
+    )
+    contract_store.insert(Queued(make_job("txn-open", expires_at=NOW + timedelta(hours=1))))
+    contract_store.insert(Queued(make_job("txn-none")))
     contract_store.insert(
-        make_job("txn-final", state=JobState.FAILED, expires_at=NOW - timedelta(hours=1))
+        Queued(make_job("txn-final", state=JobState.FAILED, expires_at=NOW - timedelta(hours=1)))
     )
     running = contract_store.insert(
-        make_job("txn-running", expires_at=NOW + timedelta(seconds=30), next_retry_at=NOW)
+        Queued(make_job("txn-running", expires_at=NOW + timedelta(seconds=30), next_retry_at=NOW))
     )
     assert contract_store.claim(NOW, 1, LEASE, job_id=running.id)
 
@@ -491,8 +510,10 @@ def test_abandon_expired_closes_only_lapsed_scheduled_jobs(contract_store: Store
 
 
 def test_cancel_scheduled_job(contract_store: Store) -> None:
-    job = contract_store.insert(make_job("txn-cancel"))
-    cancelled = contract_store.cancel(job.id, NOW, "operator asked")
+    job = contract_store.insert(Queued(make_job("txn-cancel")))
+    cancelled = contract_store.cancel(
+        Cancelled(seen(contract_store, job.id), NOW, "operator asked")
+    )
     assert cancelled.state is JobState.CANCELLED
     assert cancelled.reason == "operator asked"
     assert cancelled.next_retry_at is None
@@ -501,27 +522,29 @@ def test_cancel_scheduled_job(contract_store: Store) -> None:
 
 
 def test_cancel_of_running_final_or_unknown_job_is_refused(contract_store: Store) -> None:
-    running = contract_store.insert(make_job("txn-running"))
+    running = contract_store.insert(Queued(make_job("txn-running")))
     contract_store.claim(NOW, 1, LEASE)
     with pytest.raises(Refused):
-        contract_store.cancel(running.id, NOW, "operator")
+        contract_store.cancel(Cancelled(seen(contract_store, running.id), NOW, "operator"))
     assert get(contract_store, running).state is JobState.RUNNING
-    final = contract_store.insert(make_job("txn-final", state=JobState.SUCCEEDED))
+    final = contract_store.insert(Queued(make_job("txn-final", state=JobState.SUCCEEDED)))
     with pytest.raises(Refused):
-        contract_store.cancel(final.id, NOW, "operator")
+        contract_store.cancel(Cancelled(seen(contract_store, final.id), NOW, "operator"))
     assert get(contract_store, final).state is JobState.SUCCEEDED
     with pytest.raises(NotFound):
-        contract_store.cancel("no-such-job", NOW, "operator")
+        contract_store.cancel(Cancelled(seen(contract_store, "no-such-job"), NOW, "operator"))
 
 
 @pytest.mark.parametrize("state", sorted(FINAL_STATES))
 def test_final_states_never_change(contract_store: Store, state: JobState) -> None:
     job = contract_store.insert(
-        make_job(
-            "txn-final",
-            state=state,
-            next_retry_at=NOW - timedelta(hours=1),
-            expires_at=NOW - timedelta(minutes=1),
+        Queued(
+            make_job(
+                "txn-final",
+                state=state,
+                next_retry_at=NOW - timedelta(hours=1),
+                expires_at=NOW - timedelta(minutes=1),
+            )
         )
     )
     far = NOW + timedelta(days=30)
@@ -530,7 +553,7 @@ def test_final_states_never_change(contract_store: Store, state: JobState) -> No
     assert contract_store.rescue(far) == 0
     assert contract_store.abandon_expired(far) == []
     with pytest.raises(Refused):
-        contract_store.cancel(job.id, far, "operator")
+        contract_store.cancel(Cancelled(seen(contract_store, job.id), far, "operator"))
     forged = Claimed(job, 1, f"payretry:{job.id}:1", "forged-token")
     assert contract_store.finish([succeeded(forged, far)]) == [False]
     assert contract_store.release([forged], far) == 0
@@ -541,12 +564,12 @@ def test_final_states_never_change(contract_store: Store, state: JobState) -> No
 
 
 def test_list_jobs_filters(contract_store: Store) -> None:
-    a = contract_store.insert(make_job("a", user_id="u1", priority=1, next_retry_at=NOW))
-    b = contract_store.insert(make_job("b", user_id="u2", priority=5, next_retry_at=NOW))
+    a = contract_store.insert(Queued(make_job("a", user_id="u1", priority=1, next_retry_at=NOW)))
+    b = contract_store.insert(Queued(make_job("b", user_id="u2", priority=5, next_retry_at=NOW)))
     c = contract_store.insert(
-        make_job("c", user_id="u1", priority=9, next_retry_at=NOW + timedelta(hours=1))
+        Queued(make_job("c", user_id="u1", priority=9, next_retry_at=NOW + timedelta(hours=1)))
     )
-    d = contract_store.insert(make_job("d", user_id="u1", state=JobState.SUCCEEDED))
+    d = contract_store.insert(Queued(make_job("d", user_id="u1", state=JobState.SUCCEEDED)))
     ids = [j.id for j in contract_store.list_jobs()]
     assert ids == [d.id, c.id, b.id, a.id]  # newest first
     assert [j.id for j in contract_store.list_jobs(limit=2)] == [d.id, c.id]
@@ -568,27 +591,33 @@ def test_list_jobs_filters(contract_store: Store) -> None:
 
 def test_stats(contract_store: Store) -> None:
     minute = timedelta(minutes=1)
-    contract_store.insert(make_job("due", amount_minor=1000, next_retry_at=NOW - 10 * minute))
-    retried = contract_store.insert(make_job("retried", amount_minor=2000))
+    contract_store.insert(
+        Queued(make_job("due", amount_minor=1000, next_retry_at=NOW - 10 * minute))
+    )
+    retried = contract_store.insert(Queued(make_job("retried", amount_minor=2000)))
     net = "network_error"
     later = NOW + 120 * minute
     contract_store.insert(
-        make_job("later", amount_minor=700, currency="EUR", next_retry_at=later, error_code=net)
+        Queued(
+            make_job("later", amount_minor=700, currency="EUR", next_retry_at=later, error_code=net)
+        )
     )
     contract_store.insert(
-        make_job(
-            "paid-before",
-            amount_minor=5000,
-            currency="JPY",
-            state=JobState.SUCCEEDED,
-            error_code=net,
+        Queued(
+            make_job(
+                "paid-before",
+                amount_minor=5000,
+                currency="JPY",
+                state=JobState.SUCCEEDED,
+                error_code=net,
+            )
         )
     )
     paid = contract_store.insert(
-        make_job("paid", amount_minor=300, error_code="insufficient_funds")
+        Queued(make_job("paid", amount_minor=300, error_code="insufficient_funds"))
     )
     running = contract_store.insert(
-        make_job("running", amount_minor=400, error_code="rate_limit_exceeded")
+        Queued(make_job("running", amount_minor=400, error_code="rate_limit_exceeded"))
     )
     [c_retried] = contract_store.claim(NOW, 1, LEASE, job_id=retried.id)
     [c_paid] = contract_store.claim(NOW, 1, LEASE, job_id=paid.id)
@@ -674,7 +703,9 @@ def _assert_indexed(plans: list[tuple[str, list[str]]]) -> None:
 def test_claim_and_due_preview_walk_the_due_index(
     sqlite_store: SqlStore, captured_selects: list[tuple[str, Any]]
 ) -> None:
-    sqlite_store.insert_many([make_job(f"txn-{i}", priority=i) for i in range(50)])
+    sqlite_store.insert_many(
+        [Queued(j) for j in [make_job(f"txn-{i}", priority=i) for i in range(50)]]
+    )
     with sqlite_store.engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     captured_selects.clear()
@@ -695,8 +726,10 @@ def test_transaction_lookups_search_by_transaction_id(
     sqlite_store: SqlStore, captured_selects: list[tuple[str, Any]], batch: int
 ) -> None:
     """Not by state: a search on `state = 'succeeded'` walks every paid job ever kept."""
-    sqlite_store.insert_many([make_job(f"txn-{i}") for i in range(600)])
-    sqlite_store.insert_many([make_job(f"paid-{i}", state=JobState.SUCCEEDED) for i in range(600)])
+    sqlite_store.insert_many([Queued(j) for j in [make_job(f"txn-{i}") for i in range(600)]])
+    sqlite_store.insert_many(
+        [Queued(j) for j in [make_job(f"paid-{i}", state=JobState.SUCCEEDED) for i in range(600)]]
+    )
     ids = [f"txn-{i}" for i in range(batch)]
     captured_selects.clear()
     assert sqlite_store.find("txn-0") is not None

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from payretry.config import load_settings
-from payretry.domain.models import Job, JobState
-from payretry.domain.ports import AttemptResult, Finish
-from payretry.service.pacing import RateLimiter, parse_rate
-from payretry.service.runner import Runner, decide
+from payretry.domain.changes import Finish
+from payretry.domain.models import JobState
+from payretry.domain.results import AttemptRequest, AttemptResult
+from payretry.pacing import RateLimiter, parse_rate
+from payretry.service.runner import Runner
 from payretry.store.sql import SqlStore
 from tests.daemon.helpers import queue_jobs
 
@@ -24,6 +25,8 @@ class Recorder:
     """A processor that records start times and the most attempts ever in flight."""
 
     name = "recorder"
+    needs_history = False
+    rate: float | None = None
 
     def __init__(self, latency: float = 0.0, on_start: threading.Event | None = None) -> None:
         self.latency = latency
@@ -34,10 +37,10 @@ class Recorder:
         self.lock = threading.Lock()
         self.on_start = on_start
 
-    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
         with self.lock:
             self.starts.append(time.monotonic())
-            self.keys.append(idempotency_key)
+            self.keys.append(request.idempotency_key)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if self.on_start is not None:
@@ -45,7 +48,7 @@ class Recorder:
         time.sleep(self.latency)
         with self.lock:
             self.in_flight -= 1
-        return AttemptResult.success(f"ref_{idempotency_key}")
+        return AttemptResult.success(f"ref_{request.idempotency_key}")
 
     def close(self) -> None:
         pass
@@ -123,7 +126,7 @@ def test_heartbeat_keeps_a_slow_attempt_leased(store: SqlStore) -> None:
     seen: list[datetime | None] = []
 
     class Slow(Recorder):
-        def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+        def attempt(self, request: AttemptRequest) -> AttemptResult:
             time.sleep(0.5)  # the lease is 0.3 s: the heartbeat must push it on
             seen.append(store.list_jobs(state=JobState.RUNNING)[0].lease_expires_at)
             return AttemptResult.success()
@@ -146,7 +149,13 @@ def test_rescue_boundaries(store: SqlStore) -> None:
     # The fourth is finished: rescue must not touch final jobs.
     last = store.claim(T0, 1, lease)
     result = AttemptResult.success()
-    store.finish([Finish(last[0], result, decide(POLICY, last[0], result, T0), T0)])
+    store.finish(
+        [
+            Finish(
+                last[0], result, POLICY.decide(last[0].job, last[0].attempt_number, result, T0), T0
+            )
+        ]
+    )
     assert store.rescue(T0) == 2
     states = {j.transaction_id: j for j in store.list_jobs()}
     assert states[long_ago[0].job.transaction_id].state is JobState.SCHEDULED
@@ -168,11 +177,11 @@ def test_a_stale_worker_cannot_overwrite_the_new_holders_result(store: SqlStore)
     lease = timedelta(minutes=5)
 
     class ProcessorB(Recorder):
-        def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+        def attempt(self, request: AttemptRequest) -> AttemptResult:
             return AttemptResult.failure("processing_error", message="B's answer")
 
     class ProcessorA(Recorder):
-        def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
+        def attempt(self, request: AttemptRequest) -> AttemptResult:
             # A stalls past its lease; meanwhile B takes over and finishes the job.
             clock.now = T0 + lease + timedelta(seconds=1)
             b = Runner(store, POLICY, ProcessorB(), clock=clock, lease_for=lease)

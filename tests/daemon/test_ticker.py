@@ -37,6 +37,7 @@ def make_daemon(store: SqlStore, clock: Clock, interval: float = 30) -> Daemon:
     return Daemon(
         store,
         runner,
+        stop=runner.stop,
         interval=timedelta(seconds=interval),
         retention=timedelta(days=30),
         clock=clock,

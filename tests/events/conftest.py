@@ -20,11 +20,12 @@ from payretry.config import Settings, load_settings
 from payretry.domain.events import Event
 from payretry.domain.models import Job
 from payretry.domain.outbox import Cursor
+from payretry.domain.outcomes import RunReport
 from payretry.domain.policy import RetryPolicy
 from payretry.processors.simulated import SimulatedProcessor
 from payretry.service.intake import new_job
 from payretry.service.operations import Operations
-from payretry.service.runner import Runner, RunReport
+from payretry.service.runner import Runner
 from payretry.store.sql import SqlStore
 from tests.cli.conftest import (  # noqa: F401  (fixtures)
     _build_the_command_once,

@@ -17,11 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from payretry.domain.outbox import Telemetry
 from payretry.service.delivery import Delivery
-from payretry.sinks import build_sinks
 from payretry.sinks.prometheus import serve_metrics, write_textfile
 from payretry.sinks.segment import SegmentSink
 from payretry.sinks.statsd import StatsdSink
 from payretry.store.sql import SqlStore
+from payretry.wiring.sinks import build_sinks
 from tests.events.conftest import T0, Clock, Receiver, all_events, queue, run_due, settings
 
 WRITE_KEY = "wk_test_segment_0123456789"
@@ -49,7 +49,7 @@ def busy_store(store: SqlStore) -> Clock:
 
 def test_segment_track_calls_reach_the_collector(store: SqlStore, receiver: Receiver) -> None:
     busy_store(store)
-    [sink] = build_sinks(settings(segment_write_key=WRITE_KEY, segment_host=receiver.url))
+    [sink] = build_sinks(settings(segment_write_key=WRITE_KEY, segment_host=receiver.url)).sinks
     assert isinstance(sink, SegmentSink)
     [result] = Delivery(store, [sink], clock=Clock()).deliver()
     assert result.error is None
@@ -122,12 +122,13 @@ def datagrams(sock: socket.socket) -> list[str]:
 def test_dogstatsd_counters_and_gauges(store: SqlStore, udp: socket.socket) -> None:
     clock = busy_store(store)
     port = udp.getsockname()[1]
-    [sink] = build_sinks(
+    built = build_sinks(
         settings(statsd_host="127.0.0.1", statsd_port=str(port), statsd_tags="env:test")
     )
-    assert isinstance(sink, StatsdSink)
+    [sink] = built.sinks
+    assert isinstance(sink, StatsdSink) and built.gauges == [sink]
     try:
-        [result] = Delivery(store, [sink], clock=clock).deliver()
+        [result] = Delivery(store, [sink], gauges=built.gauges, clock=clock).deliver()
         assert result.error is None
         lines = datagrams(udp)
     finally:

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from payretry.clock import utcnow
+from payretry.domain.changes import Finish
 from payretry.domain.models import CustomerAction
-from payretry.domain.ports import AttemptResult, Finish
-from payretry.service.runner import decide
+from payretry.domain.results import AttemptResult
 from payretry.store.sql import open_store
 from tests.cli.conftest import Clock, Invoke, assert_error, doc, ok, queued
 from tests.daemon.helpers import cli_env, payretry, queue_jobs, wait_for
@@ -65,7 +65,7 @@ def every_state(invoke: Invoke, frozen_clock: Clock, db_path: Path) -> None:
             [claimed] = store.claim(utcnow(), 1, timedelta(minutes=5), job_id=job.id)
         action = CustomerAction("cs_test_9", "https://checkout.example/c/cs_test_9", None)
         waiting = AttemptResult.awaiting_customer(action, "complete checkout")
-        decision = decide(POLICY, claimed, waiting, utcnow())
+        decision = POLICY.decide(claimed.job, claimed.attempt_number, waiting, utcnow())
         assert store.finish([Finish(claimed, waiting, decision, utcnow())]) == [True]
     finally:
         store.close()

@@ -18,17 +18,19 @@ import pytest
 from sqlalchemy import text
 
 import payretry.store.sql as sql_module
+from payretry.domain.changes import Cancelled, Finish, Queued, Settlement
 from payretry.domain.events import Event, EventType, OutboxEntry
 from payretry.domain.models import CustomerAction, JobState
 from payretry.domain.outbox import Cursor, SinkError
-from payretry.domain.ports import AttemptResult, DuplicateActive, Finish, Settlement
+from payretry.domain.ports import DuplicateActive
+from payretry.domain.results import AttemptResult
 from payretry.service.delivery import Delivery
-from payretry.service.runner import decide
 from payretry.sinks.jsonl import JsonLinesSink
 from payretry.store.outbox import write_entries
 from payretry.store.sql import SqlStore, open_store
 from tests.daemon.helpers import ledger_rows, queue_jobs, wait_for
 from tests.events.conftest import POLICY, T0, Clock, all_events, queue, run_due
+from tests.helpers import seen
 
 MINUTE = timedelta(minutes=1)
 
@@ -143,7 +145,9 @@ def test_each_outcome_writes_its_events(
 
 def test_cancel_and_a_closed_window(contract_store: SqlStore) -> None:
     kept = queue(contract_store, "t1")
-    contract_store.cancel(kept.id, T0 + MINUTE, "cancelled by an operator")
+    contract_store.cancel(
+        Cancelled(seen(contract_store, kept.id), T0 + MINUTE, "cancelled by an operator")
+    )
     lapsed = queue(contract_store, "t2", window="2m")  # attempt 1 at +1m fits; nobody runs it
     assert [j.id for j in contract_store.abandon_expired(T0 + 3 * MINUTE)] == [lapsed.id]
     events = all_events(contract_store)
@@ -159,12 +163,17 @@ def test_waiting_on_the_customer_then_paid(contract_store: SqlStore) -> None:
     [claimed] = contract_store.claim(T0, 1, timedelta(minutes=5))
     action = CustomerAction("cs_test_1", "https://checkout.example/c/cs_test_1", T0 + 60 * MINUTE)
     waiting = AttemptResult.awaiting_customer(action, "complete checkout")
-    decision = decide(POLICY, claimed, waiting, T0)
+    decision = POLICY.decide(claimed.job, claimed.attempt_number, waiting, T0)
     assert contract_store.finish([Finish(claimed, waiting, decision, T0)]) == [True]
     stored = contract_store.get(job.id)
     assert stored is not None and stored.state is JobState.AWAITING_PAYER
     paid = AttemptResult.success("pi_paid")
-    settle = Settlement(stored, paid, decide(POLICY, claimed, paid, T0 + MINUTE), T0 + MINUTE)
+    settle = Settlement(
+        stored,
+        paid,
+        POLICY.decide(claimed.job, claimed.attempt_number, paid, T0 + MINUTE),
+        T0 + MINUTE,
+    )
     assert contract_store.settle_awaiting([settle]) == [True]
     events = all_events(contract_store)
     assert kinds(events)[2:] == [
@@ -187,7 +196,7 @@ def test_a_customer_action_note_replaces_the_plain_one(contract_store: SqlStore)
     failed = AttemptResult.failure(
         "authentication_failed", notify="please confirm the payment in your bank's app"
     )
-    decision = decide(POLICY, claimed, failed, T0 + MINUTE)
+    decision = POLICY.decide(claimed.job, claimed.attempt_number, failed, T0 + MINUTE)
     contract_store.finish([Finish(claimed, failed, decision, T0 + MINUTE)])
     events = all_events(contract_store)
     assert kinds(events)[3:] == [
@@ -224,14 +233,18 @@ def test_a_failed_transaction_leaves_no_event(
 
     monkeypatch.setattr(sql_module, "write_entries", write_then_fail)
     with pytest.raises(RuntimeError):
-        contract_store.cancel(job.id, T0, "cancelled by an operator")
+        contract_store.cancel(
+            Cancelled(seen(contract_store, job.id), T0, "cancelled by an operator")
+        )
     monkeypatch.undo()
     still = contract_store.get(job.id)
     assert still is not None and still.state is JobState.SCHEDULED  # no change...
     assert all_events(contract_store) == before  # ...and no event
     # A bulk queue that fails on its last row writes no job and no event.
     with pytest.raises(DuplicateActive):
-        contract_store.insert_many([_renamed(job, "t3", "a" * 32), _renamed(job, "t1", "b" * 32)])
+        contract_store.insert_many(
+            [Queued(j) for j in [_renamed(job, "t3", "a" * 32), _renamed(job, "t1", "b" * 32)]]
+        )
     assert all_events(contract_store) == before
     # A finish whose lease was lost writes nothing.
     [claimed] = contract_store.claim(T0 + MINUTE, 1, timedelta(minutes=1))
@@ -240,7 +253,7 @@ def test_a_failed_transaction_leaves_no_event(
     before = all_events(contract_store)
     late = AttemptResult.success("pi_late")
     assert contract_store.finish(
-        [Finish(claimed, late, decide(POLICY, claimed, late, T0), T0)]
+        [Finish(claimed, late, POLICY.decide(claimed.job, claimed.attempt_number, late, T0), T0)]
     ) == [False]
     assert all_events(contract_store) == before
 

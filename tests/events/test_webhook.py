@@ -13,10 +13,10 @@ import pytest
 
 from payretry.errors import ConfigError
 from payretry.service.delivery import Delivery
-from payretry.sinks import build_sinks
 from payretry.sinks.jsonl import JsonLinesSink
 from payretry.sinks.webhook import WebhookSink, describe
 from payretry.store.sql import SqlStore
+from payretry.wiring.sinks import build_sinks
 from tests.events.conftest import T0, Clock, Receiver, all_events, queue, run_due, settings
 
 
@@ -110,7 +110,7 @@ def test_configuration(receiver: Receiver) -> None:
         build_sinks(settings(webhook_url="ftp://host/x", webhook_secret="s"))
     [sink] = build_sinks(
         settings(webhook_url=receiver.url, webhook_secret="s", webhook_retries="0")
-    )
+    ).sinks
     assert isinstance(sink, WebhookSink) and sink.retries == 0
     assert describe("https://user:pw@hooks.example:8443/p/x?token=abc#f") == (
         "https://hooks.example:8443/p/x"

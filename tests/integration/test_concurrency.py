@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from payretry.domain.changes import Queued
 from payretry.domain.models import Job, JobState
 from payretry.domain.money import Money
 from payretry.service.operations import new_job_id
@@ -70,7 +71,7 @@ def test_four_run_due_processes_attempt_each_job_exactly_once(tmp_path: Path) ->
     store = open_store(url)
     try:
         jobs = _due_jobs(datetime.now(UTC))
-        store.insert_many(jobs)
+        store.insert_many([Queued(j) for j in jobs])
         assert store.stats(datetime.now(UTC)).due_now == JOBS
     finally:
         store.close()

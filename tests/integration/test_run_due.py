@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from payretry.cli import app
 from payretry.clock import utcnow
+from payretry.domain.changes import Queued
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState
 from payretry.domain.policy import RetryPolicy
-from payretry.domain.ports import AttemptResult
+from payretry.domain.results import AttemptRequest, AttemptResult
 from payretry.processors.simulated import SimulatedProcessor
 from payretry.service.runner import Runner
 from payretry.store.sql import SqlStore, open_store
@@ -367,16 +368,21 @@ class CrashOnce:
     killed mid-call: nobody knows whether the charge went through)."""
 
     name = "crash-once"
+    needs_history = False
+    rate: float | None = None
 
     def __init__(self, inner: SimulatedProcessor, crash_key: str) -> None:
         self.inner = inner
         self.crash_key = crash_key
         self.seen: list[str] = []
 
-    def attempt(self, job: Job, idempotency_key: str) -> AttemptResult:
-        self.seen.append(idempotency_key)
-        result = self.inner.attempt(job, idempotency_key)
-        if idempotency_key == self.crash_key and self.seen.count(idempotency_key) == 1:
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
+        self.seen.append(request.idempotency_key)
+        result = self.inner.attempt(request)
+        if (
+            request.idempotency_key == self.crash_key
+            and self.seen.count(request.idempotency_key) == 1
+        ):
             raise ConnectionResetError("runner lost the processor mid-call")
         return result
 
@@ -392,7 +398,10 @@ def test_crash_mid_batch_resends_the_same_key_after_the_lease(
     policy = RetryPolicy.standard()
     try:
         store.insert_many(
-            [_job(f"txn-{n}", priority=10 - n, simulate="succeeded") for n in range(3)]
+            [
+                Queued(j)
+                for j in [_job(f"txn-{n}", priority=10 - n, simulate="succeeded") for n in range(3)]
+            ]
         )
         first, crashing, third = (store.find(f"txn-{n}") for n in range(3))
         assert first is not None and crashing is not None and third is not None

@@ -19,10 +19,9 @@ from payretry.config import Settings, load_settings
 from payretry.domain.models import Job, NewJob, ProcessorRefs
 from payretry.domain.money import Money
 from payretry.processors.stripe import StripeProcessor
-from payretry.processors.stripe_client import stripe_settings
 from payretry.service.operations import Operations
-from payretry.service.runner import Runner
 from payretry.store.sql import SqlStore
+from payretry.wiring import Wiring
 from tests.stripe.emulator import KEY, Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,12 +71,14 @@ class Harness:
     def __init__(self, store: SqlStore, base: str, clock: Clock, **env: str) -> None:
         self.store = store
         self.clock = clock
+        env = {"PAYRETRY_DATABASE_LOCK_TIMEOUT": "30s", **env}
         self.settings: Settings = load_settings(env=stripe_env(base, **env))
-        self.policy = self.settings.policy()
-        self.processor = StripeProcessor(stripe_settings(self.settings), clock=clock)
-        self.runner = Runner(
-            store, self.policy, self.processor, clock=clock, lease_for=timedelta(seconds=30)
-        )
+        self.wiring = Wiring(self.settings, clock=clock, store=store)
+        self.policy = self.wiring.policy
+        processor = self.wiring.processor("stripe")
+        assert isinstance(processor, StripeProcessor)
+        self.processor = processor
+        self.runner = self.wiring.runner("stripe")
 
     def queue(
         self,

@@ -7,13 +7,15 @@ import pytest
 from payretry.domain.policy import Outcome, RetryPolicy
 from payretry.processors.stripe_classify import advice_of, card_failure, redact
 from tests.conftest import NOW
+from tests.unit.decisions import after_failure
 
 POLICY = RetryPolicy.standard()
 
 
 def outcome(**fields: str | None) -> tuple[str | None, str | None, Outcome]:
     result = card_failure(**fields)
-    decision = POLICY.after_failure(
+    decision = after_failure(
+        POLICY,
         job_id="j",
         attempt_number=1,
         max_attempts=3,

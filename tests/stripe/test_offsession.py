@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from stripe.params import PaymentIntentCreateParams
@@ -208,7 +209,7 @@ def test_an_unrecorded_attempt_older_than_24h_is_reconciled_not_charged_again(
     job = harness.store.get(claimed.job.id)
     assert job is not None
     # The process sends the charge, then dies before writing the outcome.
-    harness.processor.attempt(job, claimed.idempotency_key)
+    harness.processor.attempt(replace(claimed, job=job).request())
     assert len(emulator.succeeded("t-old")) == 1
     clock.advance(hours=25)
     emulator.forget_keys()  # Stripe pruned the key: a re-send would charge again

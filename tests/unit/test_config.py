@@ -13,6 +13,7 @@ from payretry.config import DEFAULT_CONFIG_FILE, KEYS, Key, load_settings, mask
 from payretry.domain.policy import DEFAULT_ROW, Outcome
 from payretry.errors import ConfigError, InvalidInput
 from tests.conftest import NOW
+from tests.unit.decisions import first_retry
 
 M = timedelta(minutes=1)
 CANDIDATES = [
@@ -328,13 +329,13 @@ def test_policy_overrides_from_file(tmp_path: Path) -> None:
     assert rows["network_error"].max_attempts == 0
 
     policy = settings.policy()
-    first = policy.first_retry(
-        job_id="j", error_code="card_declined", decline_code=None, now=NOW, expires_at=None
+    first = first_retry(
+        policy, job_id="j", error_code="card_declined", decline_code=None, now=NOW, expires_at=None
     )
     assert first.outcome is Outcome.RETRY
     assert first.next_retry_at == NOW + 10 * M
-    refused = policy.first_retry(
-        job_id="j", error_code="network_error", decline_code=None, now=NOW, expires_at=None
+    refused = first_retry(
+        policy, job_id="j", error_code="network_error", decline_code=None, now=NOW, expires_at=None
     )
     assert refused.outcome is Outcome.FAILED
     assert policy.default.delays == (15 * M,)

@@ -22,6 +22,7 @@ from payretry.domain.policy import (
     default_rows,
 )
 from tests.conftest import NOW
+from tests.unit.decisions import after_failure, first_retry
 
 S, M, H = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
 
@@ -73,7 +74,8 @@ def schedule(
     expires_at: datetime | None = None,
 ) -> list[Decision]:
     """Walk a job through its whole schedule, every attempt failing with the same error."""
-    first = policy.first_retry(
+    first = first_retry(
+        policy,
         job_id=job_id,
         error_code=error_code,
         decline_code=decline_code,
@@ -87,7 +89,8 @@ def schedule(
         assert at is not None
         attempt += 1
         decisions.append(
-            policy.after_failure(
+            after_failure(
+                policy,
                 job_id=job_id,
                 attempt_number=attempt,
                 max_attempts=first.max_attempts,
@@ -192,7 +195,8 @@ def test_decline_code_wins_over_error_code() -> None:
 
 
 def test_card_declined_with_generic_decline_retries() -> None:
-    decision = RetryPolicy.standard().first_retry(
+    decision = first_retry(
+        RetryPolicy.standard(),
         job_id="j",
         error_code="card_declined",
         decline_code="generic_decline",
@@ -209,7 +213,8 @@ def test_unknown_decline_code_falls_back_to_error_code_then_default() -> None:
     assert (lookup.matched, lookup.row.code) == ("error_code", "processing_error")
     lookup = policy.lookup("no_such_error", "no_such_decline")
     assert (lookup.matched, lookup.row) == ("default", DEFAULT_ROW)
-    decision = policy.first_retry(
+    decision = first_retry(
+        policy,
         job_id="j",
         error_code="card_declined",
         decline_code="no_such_decline",
@@ -231,15 +236,21 @@ def test_hard_declines_are_never_retried(code: str, as_decline: bool) -> None:
     assert code in HARD_DECLINES and HARD_DECLINES[code]  # each with its citation
     policy = RetryPolicy.standard(cap=100)
     error_code, decline_code = ("card_declined", code) if as_decline else (code, None)
-    first = policy.first_retry(
-        job_id="j", error_code=error_code, decline_code=decline_code, now=NOW, expires_at=None
+    first = first_retry(
+        policy,
+        job_id="j",
+        error_code=error_code,
+        decline_code=decline_code,
+        now=NOW,
+        expires_at=None,
     )
     assert first.outcome is Outcome.FAILED
     assert first.state is JobState.FAILED
     assert first.next_retry_at is None
     assert "never retried" in first.reason
     # A job already queued whose next attempt fails with a hard decline stops there.
-    after = policy.after_failure(
+    after = after_failure(
+        policy,
         job_id="j",
         attempt_number=1,
         max_attempts=3,
@@ -252,7 +263,8 @@ def test_hard_declines_are_never_retried(code: str, as_decline: bool) -> None:
 
 
 def test_hard_decline_overrides_a_retryable_error_code() -> None:
-    decision = RetryPolicy.standard().first_retry(
+    decision = first_retry(
+        RetryPolicy.standard(),
         job_id="j",
         error_code="processing_error",
         decline_code="stolen_card",
@@ -306,15 +318,21 @@ def test_cap_bounds_every_row(cap: int, code: str) -> None:
 
 
 def test_cap_zero_refuses_everything() -> None:
-    decision = RetryPolicy.standard(cap=0).first_retry(
-        job_id="j", error_code="network_error", decline_code=None, now=NOW, expires_at=None
+    decision = first_retry(
+        RetryPolicy.standard(cap=0),
+        job_id="j",
+        error_code="network_error",
+        decline_code=None,
+        now=NOW,
+        expires_at=None,
     )
     assert decision.outcome is Outcome.FAILED
 
 
 def test_job_max_attempts_bounds_after_failure() -> None:
     """A job queued under a lower limit keeps it even if the row now allows more."""
-    decision = RetryPolicy.standard().after_failure(
+    decision = after_failure(
+        RetryPolicy.standard(),
         job_id="j",
         attempt_number=1,
         max_attempts=1,
@@ -327,7 +345,8 @@ def test_job_max_attempts_bounds_after_failure() -> None:
 
 
 def test_after_failure_switches_row_to_the_new_error() -> None:
-    decision = RetryPolicy.standard().after_failure(
+    decision = after_failure(
+        RetryPolicy.standard(),
         job_id="j",
         attempt_number=1,
         max_attempts=3,
@@ -345,7 +364,8 @@ def test_after_failure_switches_row_to_the_new_error() -> None:
 
 
 def test_first_retry_after_the_window_is_abandoned() -> None:
-    decision = RetryPolicy.standard().first_retry(
+    decision = first_retry(
+        RetryPolicy.standard(),
         job_id="j",
         error_code="insufficient_funds",
         decline_code=None,
@@ -359,7 +379,8 @@ def test_first_retry_after_the_window_is_abandoned() -> None:
 
 
 def test_retry_exactly_at_the_window_end_is_allowed() -> None:
-    decision = RetryPolicy.standard().first_retry(
+    decision = first_retry(
+        RetryPolicy.standard(),
         job_id="j",
         error_code="insufficient_funds",
         decline_code=None,
@@ -382,11 +403,21 @@ def test_window_abandons_mid_schedule() -> None:
 def test_no_jitter_by_default() -> None:
     policy = RetryPolicy.standard()
     assert policy.jitter == 0.0
-    a = policy.first_retry(
-        job_id="a", error_code="processing_error", decline_code=None, now=NOW, expires_at=None
+    a = first_retry(
+        policy,
+        job_id="a",
+        error_code="processing_error",
+        decline_code=None,
+        now=NOW,
+        expires_at=None,
     )
-    b = policy.first_retry(
-        job_id="b", error_code="processing_error", decline_code=None, now=NOW, expires_at=None
+    b = first_retry(
+        policy,
+        job_id="b",
+        error_code="processing_error",
+        decline_code=None,
+        now=NOW,
+        expires_at=None,
     )
     assert a.next_retry_at == b.next_retry_at == NOW + 1 * M
 
@@ -401,7 +432,8 @@ def test_jitter_is_deterministic_and_bounded(job_id: str, attempt: int, jitter: 
     policy = RetryPolicy.standard(jitter=jitter)
 
     def next_at() -> datetime:
-        decision = policy.after_failure(
+        decision = after_failure(
+            policy,
             job_id=job_id,
             attempt_number=attempt,
             max_attempts=3,
@@ -422,7 +454,8 @@ def test_jitter_is_deterministic_and_bounded(job_id: str, attempt: int, jitter: 
 def test_jitter_spreads_jobs_apart() -> None:
     policy = RetryPolicy.standard(jitter=0.1)
     times = {
-        policy.first_retry(
+        first_retry(
+            policy,
             job_id=f"job-{n}",
             error_code="processing_error",
             decline_code=None,
@@ -435,8 +468,13 @@ def test_jitter_spreads_jobs_apart() -> None:
 
 
 def test_jitter_leaves_a_zero_delay_alone() -> None:
-    decision = RetryPolicy.standard(jitter=0.5).first_retry(
-        job_id="j", error_code="network_error", decline_code=None, now=NOW, expires_at=None
+    decision = first_retry(
+        RetryPolicy.standard(jitter=0.5),
+        job_id="j",
+        error_code="network_error",
+        decline_code=None,
+        now=NOW,
+        expires_at=None,
     )
     assert decision.next_retry_at == NOW
 
@@ -504,7 +542,8 @@ def test_next_retry_is_never_before_now_nor_after_the_window(
     policy = RetryPolicy.standard(cap=cap, jitter=jitter)
     expires_at = None if window is None else NOW + timedelta(seconds=window)
     if attempt == 0:
-        decision = policy.first_retry(
+        decision = first_retry(
+            policy,
             job_id=job_id,
             error_code=error_code,
             decline_code=decline_code,
@@ -512,7 +551,8 @@ def test_next_retry_is_never_before_now_nor_after_the_window(
             expires_at=expires_at,
         )
     else:
-        decision = policy.after_failure(
+        decision = after_failure(
+            policy,
             job_id=job_id,
             attempt_number=attempt,
             max_attempts=max_attempts,

@@ -1,0 +1,152 @@
+"""Each state change of a job as a value, and the outbox entry it writes.
+
+The domain decides what every change tells the world (`entry`, built by domain/events.py); a
+store persists the change and that entry in one transaction, and chooses nothing. Changes a
+service makes (queued, finished, settled, cancelled) are built by the service; changes that pick
+their rows in the store's own transaction (a claim, a window that closed) are built there from
+the rows, and say themselves what they write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from payretry.domain.events import (
+    OutboxEntry,
+    on_cancel,
+    on_claim,
+    on_outcome,
+    on_queue,
+    on_queue_many,
+    on_window_closed,
+)
+from payretry.domain.models import AttemptOutcome, Job
+from payretry.domain.policy import Decision
+from payretry.domain.results import AttemptRequest, AttemptResult
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A new job, scheduled for its first retry."""
+
+    job: Job
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_queue(self.job)
+
+    @staticmethod
+    def entries(queued: Sequence[Queued]) -> list[OutboxEntry]:
+        """The entries of many new jobs at once (a bulk queue shares a few distinct times)."""
+        return on_queue_many([q.job for q in queued])
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job claimed under a lease, with the attempt row already written. The claim sets the
+    job's `updated_at` to the claim time."""
+
+    job: Job
+    attempt_number: int
+    idempotency_key: str
+    lease_token: str
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_claim(self.job, self.attempt_number, self.job.updated_at)
+
+    @property
+    def sent_before(self) -> datetime | None:
+        """When an earlier run first sent this attempt (its row was left pending: a crash, a
+        lost connection), or None for a new attempt. Known only when `job.attempts` is loaded:
+        a claim writes a new attempt row with `started_at` equal to the job's `updated_at`."""
+        for attempt in self.job.attempts:
+            if (
+                attempt.number == self.attempt_number
+                and attempt.outcome is AttemptOutcome.PENDING
+                and attempt.started_at < self.job.updated_at
+            ):
+                return attempt.started_at
+        return None
+
+    def request(self) -> AttemptRequest:
+        """What the processor is asked: this attempt, its key, when it was first sent."""
+        first = self.sent_before
+        return AttemptRequest(
+            self.job,
+            self.attempt_number,
+            self.idempotency_key,
+            first or self.job.updated_at,
+            resent=first is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """An attempt's outcome and the decision that follows, recorded fenced by the lease."""
+
+    claimed: Claimed
+    result: AttemptResult
+    decision: Decision
+    finished_at: datetime
+
+    @property
+    def entry(self) -> OutboxEntry:
+        c = self.claimed
+        return on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """An attempt whose outcome is not known (a connection error, a timeout): it keeps its
+    pending row and its lease, which lapses; the rescue returns the job and the same key is
+    sent again (the processor replays the first answer). Nothing is written."""
+
+    claimed: Claimed
+    error_code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of an attempt that waited on the customer (awaiting_payer)."""
+
+    job: Job
+    result: AttemptResult
+    decision: Decision
+    finished_at: datetime
+
+    @property
+    def number(self) -> int:
+        return self.job.attempt_count
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_outcome(self.job, self.number, self.result, self.decision, self.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """An operator stops a job that is not final (`job` as the operator saw it)."""
+
+    job: Job
+    at: datetime
+    reason: str
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_cancel(self.job, self.at, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClosed:
+    """A waiting job's payment window closed before its next attempt."""
+
+    job: Job
+    at: datetime
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_window_closed(self.job, self.at)

@@ -1,0 +1,56 @@
+"""What every pass over due jobs does first, whether it then attempts them here (the runner)
+or sends them to a queue (the SQS dispatch pass): rescue expired leases, settle customer
+actions, abandon jobs whose window closed. And the shape both passes share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from payretry.domain.outcomes import OnResult, RunReport
+from payretry.domain.ports import Store
+from payretry.service.customer_actions import CustomerActionSettler
+from payretry.service.reporting import Reporter
+
+
+class DuePass(Protocol):
+    """`run-due` and each `serve` tick: one pass over what is due."""
+
+    def run_due(
+        self,
+        *,
+        limit: int | None = None,
+        on_result: OnResult | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> RunReport: ...
+
+
+class DueSteps:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime],
+        settler: CustomerActionSettler | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settler = settler
+
+    def rescue(self, report: RunReport) -> None:
+        """Expired leases back to scheduled (the same key is sent again); no attempt counted."""
+        report.rescued += self.store.rescue(self.clock())
+
+    def settle(self, reporter: Reporter) -> None:
+        if self.settler is not None:
+            self.settler.settle(reporter)
+
+    def abandon(self, reporter: Reporter) -> None:
+        for job in self.store.abandon_expired(self.clock()):
+            reporter.window_closed(job)
+
+    def prepare(self, reporter: Reporter) -> None:
+        """All three, in that order: what a pass does before it takes due jobs."""
+        self.rescue(reporter.report)
+        self.settle(reporter)
+        self.abandon(reporter)
