@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv if missing, install payretry with its test extras, then run ruff, mypy and pytest.
+# Set up .venv if missing, install payretry with its test extras, then run ruff, mypy,
+# import-linter and pytest.
 # Idempotent: the install is skipped while pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +18,7 @@ echo "== ruff"
 .venv/bin/ruff check payretry tests scripts
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== import-linter (the layers of the house)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 .venv/bin/pytest "$@"
