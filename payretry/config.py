@@ -198,6 +198,13 @@ KEYS: tuple[Key, ...] = (
     Key("runner", "rate", None, _rate, "most attempts started per second, e.g. 25/s"),
     Key(
         "runner",
+        "max_rescues",
+        3,
+        _int(1, 100),
+        "rescues of one attempt without an outcome before the job is parked for review",
+    ),
+    Key(
+        "runner",
         "grace_period",
         timedelta(seconds=30),
         _duration,
@@ -407,6 +414,7 @@ class RunnerSettings:
     processing_interval: timedelta
     concurrency: int
     rate: float | None
+    max_rescues: int
     grace_period: timedelta
 
 

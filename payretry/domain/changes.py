@@ -18,6 +18,7 @@ from payretry.domain.events import (
     on_cancel,
     on_claim,
     on_outcome,
+    on_parked,
     on_queue,
     on_queue_many,
     on_window_closed,
@@ -150,3 +151,34 @@ class WindowClosed:
     @property
     def entry(self) -> OutboxEntry:
         return on_window_closed(self.job, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A running job whose lease lapsed after `max_rescues` rescues of the same attempt: no
+    runner ever recorded an outcome for it (a poison job). Held for an operator; the attempt's
+    row and key are kept, so an operator's retry cannot charge twice."""
+
+    job: Job
+    at: datetime
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_parked(self.job, self.at)
+
+    @staticmethod
+    def reason(number: int, rescues: int) -> str:
+        return (
+            f"attempt {number} was sent {rescues + 1} times without an outcome (its runner "
+            f"died each time): parked for review; `payretry retry` re-sends it under the same "
+            f"idempotency key, `payretry cancel` ends it"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rescue:
+    """What one rescue pass did: jobs back to scheduled (their attempt re-sent with the same
+    key), and jobs parked because their attempt was rescued too often."""
+
+    rescued: int = 0
+    parked: tuple[Job, ...] = ()

@@ -206,6 +206,12 @@ class DispatchStore(Protocol):
         waits for that attempt (re-marked at `now`); the rest are settled."""
         ...
 
+    def lost_dispatches(self, before: datetime, now: datetime, limit: int) -> list[Dispatch]:
+        """Scheduled jobs whose confirmed message has not been acted on: due and sent before
+        `before`, still waiting for that attempt. Re-marked at `now` (unconfirmed), so the
+        next sweep waits again before sending another."""
+        ...
+
     def undispatch(self, job_id: str, attempt_number: int) -> bool:
         """Forget a dispatch (its message was dropped early): the job is sent again when due."""
         ...

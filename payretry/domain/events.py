@@ -40,6 +40,7 @@ class EventType(StrEnum):
     EXHAUSTED = "retry_exhausted"  # no attempts left
     ABANDONED = "retry_abandoned"  # the payment window closed
     CANCELLED = "retry_cancelled"  # an operator cancelled the job
+    PARKED = "retry_parked"  # rescued too often without an outcome: held for an operator
     NOTIFICATION = "user_notification"  # a message for the customer
 
 
@@ -249,6 +250,10 @@ def _render_cancelled(entry: OutboxEntry) -> list[Event]:
     return [entry._event(EventType.CANCELLED, JobState.CANCELLED, ("reason",))]
 
 
+def _render_parked(entry: OutboxEntry) -> list[Event]:
+    return [entry._event(EventType.PARKED, JobState.PARKED, ("reason", "rescues"))]
+
+
 def _render_window_closed(entry: OutboxEntry) -> list[Event]:
     state = JobState.ABANDONED.value
     return [
@@ -264,6 +269,7 @@ _RENDER = {
     EventType.FAILED: _render_failed,
     EventType.NOTIFICATION: _render_checkout,
     EventType.CANCELLED: _render_cancelled,
+    EventType.PARKED: _render_parked,
     EventType.ABANDONED: _render_window_closed,
 }
 
@@ -353,6 +359,15 @@ def on_cancel(job: Job, at: datetime, reason: str) -> OutboxEntry:
     data = _common(job)
     data["reason"] = reason
     return OutboxEntry(job.id, job.attempt_count + 1, EventType.CANCELLED, at, data)
+
+
+def on_parked(job: Job, at: datetime) -> OutboxEntry:
+    """A running job's lease lapsed once more than it may be rescued: held for an operator.
+    `attempt` is the attempt that was sent and never answered."""
+    data = _common(job)
+    data["reason"] = job.reason
+    data["rescues"] = job.rescues
+    return OutboxEntry(job.id, job.attempt_count + 1, EventType.PARKED, at, data)
 
 
 def on_window_closed(job: Job, at: datetime) -> OutboxEntry:

@@ -22,6 +22,10 @@ class JobState(StrEnum):
     # A Checkout Session was sent to the customer, who must complete it; each run-due checks it.
     # (16 characters at most: the state column's width.)
     AWAITING_PAYER = "awaiting_payer"
+    # An attempt whose runner died again and again (a poison job): rescued `[runner]
+    # max_rescues` times without an outcome, it is held for an operator. Nothing automatic
+    # moves it; `payretry retry` re-sends the same attempt under its same key, `cancel` ends it.
+    PARKED = "parked"
 
     @property
     def final(self) -> bool:
@@ -37,7 +41,11 @@ FINAL_STATES = frozenset(
         JobState.CANCELLED,
     }
 )
-ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.AWAITING_PAYER})
+# Active: at most one per transaction. A parked job counts: its attempt may have charged, so
+# no new job for the transaction may start another.
+ACTIVE_STATES = frozenset(
+    {JobState.SCHEDULED, JobState.RUNNING, JobState.AWAITING_PAYER, JobState.PARKED}
+)
 
 # The one table of legal transitions. Final states have no way out.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -52,6 +60,13 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
             JobState.EXHAUSTED,
             JobState.ABANDONED,
             JobState.AWAITING_PAYER,  # a Checkout Session now waits for the customer
+            JobState.PARKED,  # rescued too often: held for an operator
+        }
+    ),
+    JobState.PARKED: frozenset(
+        {
+            JobState.RUNNING,  # an operator's retry: the same attempt, the same key
+            JobState.CANCELLED,
         }
     ),
     JobState.AWAITING_PAYER: frozenset(
@@ -193,6 +208,7 @@ class Job:
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
     seq: int = 0
+    rescues: int = 0  # times the current attempt was rescued without an outcome
     attempts: tuple[Attempt, ...] = ()
     action: CustomerAction | None = None  # set while awaiting_payer
 

@@ -17,6 +17,7 @@ from payretry.domain.models import Job, JobState
 LOST_LEASE = "lost_lease"
 IN_DOUBT = "in_doubt"
 DISPATCHED = "dispatched"
+PARKED = "parked"
 # Outcomes whose attempt was recorded: what followed is in the database.
 RECORDED = frozenset(
     {"succeeded", "rescheduled", "failed", "exhausted", "abandoned", "awaiting_payer"}
@@ -97,6 +98,18 @@ class JobResult:
         )
 
     @classmethod
+    def of_parked(cls, job: Job) -> JobResult:
+        """A job whose attempt was rescued too often, held for an operator."""
+        return cls(
+            job.transaction_id,
+            job.id,
+            job.attempt_count + 1,
+            PARKED,
+            job.state.value,
+            reason=job.reason,
+        )
+
+    @classmethod
     def of_window_closed(cls, job: Job) -> JobResult:
         """A waiting job abandoned because its window closed: the attempt never made."""
         return cls(
@@ -152,6 +165,7 @@ class RunReport:
                     "unfinished",
                     IN_DOUBT,
                     "awaiting_payer",
+                    PARKED,
                 )
             },
             "rescued": self.rescued,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Settlement
+from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Rescue, Settlement
 from payretry.domain.models import Job, JobState
 from payretry.domain.results import AttemptRequest, AttemptResult
 
@@ -92,8 +92,10 @@ class Store(Protocol):
         is running or final, NotFound when it is gone."""
         ...
 
-    def rescue(self, now: datetime) -> int:
-        """Return jobs whose lease expired to `scheduled`, counting no attempt."""
+    def rescue(self, now: datetime, *, max_rescues: int = 3) -> Rescue:
+        """Return jobs whose lease expired to `scheduled`, counting no attempt (the same
+        attempt is sent again under its key); a job whose attempt was already rescued
+        `max_rescues` times is parked instead, for an operator."""
         ...
 
     def abandon_expired(self, now: datetime) -> list[Job]:

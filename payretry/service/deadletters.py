@@ -127,9 +127,7 @@ def redrive(
         if wanted is not None:
             missing = wanted - {r.message_id for r in chosen}
             if missing:
-                raise NotFound(
-                    f"no message {', '.join(sorted(missing))} in {dlq.name}"
-                )
+                raise NotFound(f"no message {', '.join(sorted(missing))} in {dlq.name}")
         for index, letter in enumerate(chosen):
             try:
                 new_id = queue.send_body(letter.body)

@@ -23,6 +23,7 @@ from payretry.domain.dispatch import (
     RetryQueue,
     delay_seconds,
 )
+from payretry.domain.durations import format_duration
 from payretry.domain.models import JobState
 from payretry.domain.outcomes import DISPATCHED, JobResult, OnResult, RunReport
 from payretry.errors import QueueError, StoreError
@@ -43,12 +44,14 @@ class Dispatcher:
         clock: Clock,
         batch_size: int = 200,
         resend_after: timedelta = timedelta(minutes=1),
+        lost_after: timedelta = timedelta(minutes=2),
     ) -> None:
         self.store = store
         self.queue = queue
         self.clock = clock
         self.batch_size = batch_size
         self.resend_after = resend_after
+        self.lost_after = lost_after
 
     def dispatch(
         self,
@@ -60,7 +63,11 @@ class Dispatcher:
         counts: Counter[str] | None = None,
     ) -> Counter[str]:
         """Send every retry due within 15 minutes that has no message yet (only `job_ids`, when
-        given); first, unless `job_ids` is given, the rescue: intents never confirmed."""
+        given); first, unless `job_ids` is given, the two sweeps: intents never confirmed (a
+        crash between marking and sending), and messages lost outside payretry (a job still
+        waiting `lost_after` past its due time, its message never taken: a purged queue, say).
+        A duplicate of a message that was not lost is harmless: the worker acts only on the
+        job's current attempt."""
         counts = Counter() if counts is None else counts
         reporter = Reporter(RunReport(counts), on_result)
         if job_ids is None:
@@ -70,6 +77,18 @@ class Dispatcher:
                 if not lost:
                     break
                 log.warning("%d dispatch(es) never confirmed; sending them again", len(lost))
+                counts["resent"] += self._send(lost, reporter)
+            while True:
+                now = self.clock()
+                lost = self.store.lost_dispatches(now - self.lost_after, now, self.batch_size)
+                if not lost:
+                    break
+                log.warning(
+                    "%d dispatched job(s) still wait %s past due: their message was lost; "
+                    "sending it again",
+                    len(lost),
+                    format_duration(self.lost_after),
+                )
                 counts["resent"] += self._send(lost, reporter)
         elif not job_ids:
             return counts

@@ -32,14 +32,21 @@ class DueSteps:
         store: Store,
         clock: Callable[[], datetime],
         settler: CustomerActionSettler | None = None,
+        *,
+        max_rescues: int = 3,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settler = settler
+        self.max_rescues = max_rescues
 
-    def rescue(self, report: RunReport) -> None:
-        """Expired leases back to scheduled (the same key is sent again); no attempt counted."""
-        report.rescued += self.store.rescue(self.clock())
+    def rescue(self, reporter: Reporter) -> None:
+        """Expired leases back to scheduled (the same key is sent again); no attempt counted.
+        A job rescued `max_rescues` times for the same attempt is parked instead."""
+        rescue = self.store.rescue(self.clock(), max_rescues=self.max_rescues)
+        reporter.report.rescued += rescue.rescued
+        for job in rescue.parked:
+            reporter.parked(job)
 
     def settle(self, reporter: Reporter) -> None:
         if self.settler is not None:
@@ -51,6 +58,6 @@ class DueSteps:
 
     def prepare(self, reporter: Reporter) -> None:
         """All three, in that order: what a pass does before it takes due jobs."""
-        self.rescue(reporter.report)
+        self.rescue(reporter)
         self.settle(reporter)
         self.abandon(reporter)

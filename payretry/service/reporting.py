@@ -7,7 +7,7 @@ import logging
 
 from payretry.domain.changes import Finish, Settlement, Unsettled
 from payretry.domain.models import Job
-from payretry.domain.outcomes import IN_DOUBT, JobResult, OnResult, RunReport
+from payretry.domain.outcomes import IN_DOUBT, PARKED, JobResult, OnResult, RunReport
 
 log = logging.getLogger("payretry")
 
@@ -60,6 +60,10 @@ class Reporter:
         result = JobResult.of_settlement(settlement)
         self.report.counts[result.outcome] += 1
         self._emit(result, "checkout %s", result.outcome)
+
+    def parked(self, job: Job) -> None:
+        self.report.counts[PARKED] += 1
+        self._emit(JobResult.of_parked(job), "poison job: %s", job.reason, warn=True)
 
     def window_closed(self, job: Job) -> None:
         self.report.counts["abandoned"] += 1

@@ -45,6 +45,7 @@ class Runner:
         grace: timedelta = timedelta(seconds=30),
         max_outage: timedelta = timedelta(minutes=5),
         customer_actions: CustomerActions | None = None,
+        max_rescues: int = 3,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -70,7 +71,7 @@ class Runner:
             settler = CustomerActionSettler(
                 store, policy, customer_actions, clock=clock, stop=self.stop, batch_size=batch_size
             )
-        self.steps = DueSteps(store, clock, settler)
+        self.steps = DueSteps(store, clock, settler, max_rescues=max_rescues)
 
     @property
     def concurrency(self) -> int:
@@ -114,7 +115,7 @@ class Runner:
                 break  # paced (or asked to slow down): no claim before the limiter allows
             try:
                 if not prepared:
-                    self.steps.rescue(reporter.report)
+                    self.steps.rescue(reporter)
                     self.steps.settle(reporter)
                     prepared = True
                 self.steps.abandon(reporter)

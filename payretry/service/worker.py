@@ -272,7 +272,8 @@ class Worker:
                 log.info("job leased by another runner; message hidden %ds", wait_s, extra=extra)
                 self._later(message, wait_s)
                 return "leased"
-            self.store.rescue(now)  # its holder died: back to scheduled, same key re-sent
+            # Its holder died: back to scheduled (the same key re-sent), or parked if too often.
+            self.store.rescue(now, max_rescues=self.runner.steps.max_rescues)
             return self._look_again(message, retry, job, looked_again)
         assert job.next_retry_at is not None
         if job.next_retry_at > now:

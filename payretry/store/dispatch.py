@@ -17,7 +17,12 @@ from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from payretry.domain.dispatch import Dispatch
 from payretry.domain.models import JobState
-from payretry.store.tables import JOBS, UNDISPATCHED_PREDICATE, UNSENT_PREDICATE
+from payretry.store.tables import (
+    DISPATCHED_PREDICATE,
+    JOBS,
+    UNDISPATCHED_PREDICATE,
+    UNSENT_PREDICATE,
+)
 
 _SCHEDULED = JobState.SCHEDULED.value
 # The next attempt of a scheduled job has its message (the complement of UNDISPATCHED).
@@ -132,6 +137,35 @@ class DispatchMixin:
                     update(JOBS).where(JOBS.c.seq.in_(resend), _CURRENT).values(dispatched_at=now)
                 )
         return [_dispatch(r) for r in current]
+
+    def lost_dispatches(
+        self: _HasTx, before: datetime, now: datetime, limit: int
+    ) -> list[Dispatch]:
+        # The predicate as text, as the partial index says it (see mark_dispatch).
+        picked = (
+            select(JOBS.c.seq)
+            .where(
+                DISPATCHED_PREDICATE,
+                JOBS.c.next_retry_at <= before,
+                JOBS.c.dispatched_at <= before,
+                JOBS.c.dispatch_message_id.is_not(None),
+            )
+            .order_by(JOBS.c.next_retry_at)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            picked = picked.with_for_update(skip_locked=True)
+        with self._tx() as conn:
+            seqs = list(conn.execute(picked).scalars())
+            if not seqs:
+                return []
+            rows = conn.execute(
+                update(JOBS)
+                .where(JOBS.c.seq.in_(seqs), _CURRENT)
+                .values(dispatched_at=now, dispatch_message_id=None)
+                .returning(*_COLUMNS)
+            ).all()
+        return sorted((_dispatch(r) for r in rows), key=lambda d: (d.next_retry_at, d.seq))
 
     def undispatch(self: _HasTx, job_id: str, attempt_number: int) -> bool:
         with self._tx() as conn:

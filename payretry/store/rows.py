@@ -44,6 +44,7 @@ def job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
         lease_token=r["lease_token"],
         lease_expires_at=r["lease_expires_at"],
         seq=r["seq"],
+        rescues=r["rescues"],
         attempts=tuple(attempts),
         action=(
             CustomerAction(r["action_ref"], r["action_url"], r["action_expires_at"])

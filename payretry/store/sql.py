@@ -13,7 +13,16 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Settlement, WindowClosed
+from payretry.domain.changes import (
+    Cancelled,
+    Claimed,
+    Finish,
+    Parked,
+    Queued,
+    Rescue,
+    Settlement,
+    WindowClosed,
+)
 from payretry.domain.models import (
     ACTIVE_STATES,
     Attempt,
@@ -252,20 +261,48 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         assert job is not None
         return job
 
-    def rescue(self, now: datetime) -> int:
+    def rescue(self, now: datetime, *, max_rescues: int = 3) -> Rescue:
+        expired = (JOBS.c.state == _RUNNING, JOBS.c.lease_expires_at <= now)
         with self._tx() as conn:
+            poison = conn.execute(
+                select(JOBS.c.seq, JOBS.c.attempt_count, JOBS.c.rescues).where(
+                    *expired, JOBS.c.rescues >= max_rescues
+                )
+            ).all()
+            parked: list[Job] = []
+            if poison:
+                rows = conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.seq == bindparam("b_seq"), *expired)
+                    .values(
+                        state=JobState.PARKED.value,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        next_retry_at=None,
+                        reason=bindparam("b_reason"),
+                        updated_at=now,
+                    )
+                    .returning(*JOBS.c),
+                    [
+                        {"b_seq": r.seq, "b_reason": Parked.reason(r.attempt_count + 1, r.rescues)}
+                        for r in poison
+                    ],
+                ).all()
+                parked = [job_from_row(r) for r in rows]
+                write_entries(conn, [Parked(job, now).entry for job in parked])
             result = conn.execute(
                 update(JOBS)
-                .where(JOBS.c.state == JobState.RUNNING.value, JOBS.c.lease_expires_at <= now)
+                .where(*expired, JOBS.c.rescues < max_rescues)
                 .values(
                     state=JobState.SCHEDULED.value,
                     lease_token=None,
                     lease_expires_at=None,
+                    rescues=JOBS.c.rescues + 1,
                     reason="lease expired; rescued without counting an attempt",
                     updated_at=now,
                 )
             )
-            return int(result.rowcount or 0)
+            return Rescue(int(result.rowcount or 0), tuple(parked))
 
     def abandon_expired(self, now: datetime) -> list[Job]:
         with self._tx() as conn:
@@ -299,11 +336,13 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         attempt rows, in one short transaction."""
         token = uuid.uuid4().hex
         expires = now + lease_for
+        # An operator's retry (by job id) may also take a parked job, whatever its due time.
+        claimable = [JobState.SCHEDULED.value]
+        if job_id is not None:
+            claimable.append(JobState.PARKED.value)
         with self._tx() as conn:
             if job_id is not None:
-                picked = select(JOBS.c.seq).where(
-                    JOBS.c.id == job_id, JOBS.c.state == JobState.SCHEDULED.value
-                )
+                picked = select(JOBS.c.seq).where(JOBS.c.id == job_id, JOBS.c.state.in_(claimable))
             else:
                 picked = (
                     select(JOBS.c.seq)
@@ -330,7 +369,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                         .returning(*JOBS.c)
                     )
                 )
-                rows.sort(key=lambda r: (-r.priority, r.next_retry_at, r.seq))
+                rows.sort(key=lambda r: (-r.priority, r.next_retry_at or now, r.seq))
             else:
                 # SQLite: BEGIN IMMEDIATE already holds the write lock; select, then update.
                 seqs = list(conn.execute(picked).scalars())
@@ -344,7 +383,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                             # `state || ''`: the same test, but no index can serve it, so SQLite
                             # finds the rows by primary key instead of walking an index on state
                             # through every scheduled job (a scan per batch, quadratic overall).
-                            JOBS.c.state.concat("") == JobState.SCHEDULED.value,
+                            JOBS.c.state.concat("").in_(claimable),
                         )
                         .values(**lease)
                         .returning(*JOBS.c)
@@ -416,6 +455,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 policy_code=bindparam("b_policy"),
                 lease_token=None,
                 lease_expires_at=None,
+                rescues=0,
                 updated_at=bindparam("b_finished"),
                 action_ref=bindparam("b_action_ref"),
                 action_url=bindparam("b_action_url"),
@@ -486,7 +526,12 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         if not claimed:
             return 0
         params = [
-            {"b_seq": c.job.seq, "b_token": c.lease_token, "b_number": c.attempt_number}
+            {
+                "b_seq": c.job.seq,
+                "b_token": c.lease_token,
+                "b_number": c.attempt_number,
+                "b_claimed_at": c.job.updated_at,
+            }
             for c in claimed
         ]
         with self._tx() as conn:
@@ -495,6 +540,8 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                     ATTEMPTS.c.job_seq == bindparam("b_seq"),
                     ATTEMPTS.c.number == bindparam("b_number"),
                     ATTEMPTS.c.outcome == AttemptOutcome.PENDING.value,
+                    # Only a row this claim wrote: a re-sent attempt keeps its first send time.
+                    ATTEMPTS.c.started_at == bindparam("b_claimed_at"),
                     select(JOBS.c.seq).where(*_held()).exists(),
                 ),
                 params,

@@ -32,6 +32,9 @@ UNDISPATCHED_PREDICATE = text(
     "state = 'scheduled' AND (dispatch_attempt IS NULL OR dispatch_attempt <= attempt_count)"
 )
 UNSENT_PREDICATE = text("dispatched_at IS NOT NULL AND dispatch_message_id IS NULL")
+# Scheduled jobs whose next attempt has a message (migration 0005): the sweep for messages lost
+# outside payretry (a purged queue) reads them by due time.
+DISPATCHED_PREDICATE = text("state = 'scheduled' AND dispatch_attempt > attempt_count")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -103,6 +106,12 @@ class JobRow(SQLModel, table=True):
             sqlite_where=UNSENT_PREDICATE,
             postgresql_where=UNSENT_PREDICATE,
         ),
+        Index(
+            "ix_retry_jobs_dispatched",
+            "next_retry_at",
+            sqlite_where=DISPATCHED_PREDICATE,
+            postgresql_where=DISPATCHED_PREDICATE,
+        ),
     )
 
     seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -131,6 +140,11 @@ class JobRow(SQLModel, table=True):
     policy_code: str | None = Field(default=None, sa_column=Column(String(64)))
     lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
     lease_expires_at: datetime | None = _ts()
+    # Times the current attempt was rescued without an outcome (migration 0005); at
+    # `[runner] max_rescues` the next lapse parks the job.
+    rescues: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
     # While awaiting_payer: the Checkout Session the customer must complete (migration 0002).
     action_ref: str | None = Field(default=None, sa_column=Column(String(255)))
     action_url: str | None = Field(default=None, sa_column=Column(String(2048)))

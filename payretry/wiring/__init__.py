@@ -109,6 +109,7 @@ class Wiring:
             stop=stop,
             grace=runner.grace_period,
             customer_actions=built.customer_actions,
+            max_rescues=runner.max_rescues,
         )
 
     @property
@@ -135,7 +136,10 @@ class Wiring:
                 stop=stop,
                 batch_size=self.settings.runner.batch_size,
             )
-        return DispatchPass(DueSteps(self.store, self.clock, settler), self.dispatcher(), stop=stop)
+        steps = DueSteps(
+            self.store, self.clock, settler, max_rescues=self.settings.runner.max_rescues
+        )
+        return DispatchPass(steps, self.dispatcher(), stop=stop)
 
     def operations(self, *, processor: str | None = None, attempts: bool = False) -> Operations:
         """Queue, status, cancel; with `attempts`, also retry now (through `processor`)."""
@@ -170,12 +174,16 @@ class Wiring:
     def dispatcher(self, queue: SqsQueue | None = None) -> Dispatcher:
         from payretry.service.dispatcher import Dispatcher
 
+        sqs = self.settings.sqs
         return Dispatcher(
             self.store,
             queue or self.queue(),
             clock=self.clock,
             batch_size=self.settings.runner.batch_size,
-            resend_after=self.settings.sqs.resend_after,
+            resend_after=sqs.resend_after,
+            # A message not taken within its visibility timeout (plus the resend margin) of
+            # falling due was lost outside payretry (a purged queue): sent again.
+            lost_after=sqs.visibility_timeout + sqs.resend_after,
         )
 
     def dispatch_new(self, job_ids: Sequence[str] | None = None) -> int:
@@ -229,9 +237,7 @@ class Wiring:
     def sink_names(self) -> list[str]:
         return configured(self.settings)
 
-    def delivery(
-        self, *, only: str | None = None, stop: threading.Event | None = None
-    ) -> Delivery:
+    def delivery(self, *, only: str | None = None, stop: threading.Event | None = None) -> Delivery:
         from payretry.service.delivery import Delivery
 
         built = build_sinks(self.settings, only=only, stop=stop)

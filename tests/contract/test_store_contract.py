@@ -382,16 +382,16 @@ def test_finish_failure_reschedules_and_the_next_claim_uses_the_next_key(
 def test_rescue_returns_expired_leases_without_counting_an_attempt(contract_store: Store) -> None:
     job = contract_store.insert(Queued(make_job("txn-x")))
     [first] = contract_store.claim(NOW, 1, LEASE)
-    assert contract_store.rescue(NOW + LEASE - timedelta(seconds=1)) == 0
+    assert contract_store.rescue(NOW + LEASE - timedelta(seconds=1)).rescued == 0
     assert get(contract_store, job).state is JobState.RUNNING
     later = NOW + LEASE + timedelta(seconds=1)
-    assert contract_store.rescue(later) == 1
+    assert contract_store.rescue(later).rescued == 1
     rescued = get(contract_store, job)
     assert rescued.state is JobState.SCHEDULED
     assert rescued.attempt_count == 0
     assert rescued.lease_token is None and rescued.lease_expires_at is None
     assert [a.outcome for a in rescued.attempts] == [AttemptOutcome.PENDING]
-    assert contract_store.rescue(later) == 0
+    assert contract_store.rescue(later).rescued == 0
     [second] = contract_store.claim(later, 1, LEASE)
     assert second.attempt_number == first.attempt_number == 1
     assert second.idempotency_key == first.idempotency_key == f"payretry:{job.id}:1"
@@ -400,13 +400,53 @@ def test_rescue_returns_expired_leases_without_counting_an_attempt(contract_stor
     assert [a.idempotency_key for a in reclaimed.attempts] == [first.idempotency_key]
 
 
+def test_an_attempt_rescued_too_often_is_parked_with_its_key_kept(contract_store: Store) -> None:
+    """A poison job: its runner dies on every attempt. After `max_rescues` rescues of the same
+    attempt, the next lapse parks it; nothing automatic takes it again, its attempt keeps its
+    row and key, an operator's claim by id re-sends that same key, and it stays active."""
+    job = contract_store.insert(Queued(make_job("txn-poison")))
+    at = NOW
+    for n in range(1, 3):
+        contract_store.claim(at, 1, LEASE)
+        at += LEASE + timedelta(seconds=1)
+        rescue = contract_store.rescue(at, max_rescues=2)
+        assert rescue.rescued == 1 and rescue.parked == ()
+        assert get(contract_store, job).rescues == n
+    [last] = contract_store.claim(at, 1, LEASE)
+    at += LEASE + timedelta(seconds=1)
+    rescue = contract_store.rescue(at, max_rescues=2)
+    assert rescue.rescued == 0 and [p.id for p in rescue.parked] == [job.id]
+    parked = get(contract_store, job)
+    assert parked.state is JobState.PARKED and parked.next_retry_at is None
+    assert parked.lease_token is None and parked.attempt_count == 0
+    assert "sent 3 times without an outcome" in (parked.reason or "")
+    assert [(a.number, a.outcome) for a in parked.attempts] == [(1, AttemptOutcome.PENDING)]
+    assert contract_store.claim(at + timedelta(days=1), 10, LEASE) == []  # never automatic
+    with pytest.raises(DuplicateActive):  # its attempt may have charged: no second job
+        contract_store.insert(Queued(make_job("txn-poison")))
+    [again] = contract_store.claim(at, 1, LEASE, job_id=job.id)  # an operator's retry
+    assert again.idempotency_key == last.idempotency_key == f"payretry:{job.id}:1"
+    assert contract_store.finish([succeeded(again, at)]) == [True]
+    done = get(contract_store, job)
+    assert done.state is JobState.SUCCEEDED and done.rescues == 0
+
+
+def test_a_parked_job_can_be_cancelled(contract_store: Store) -> None:
+    job = contract_store.insert(Queued(make_job("txn-parked")))
+    contract_store.claim(NOW, 1, LEASE)
+    later = NOW + LEASE + timedelta(seconds=1)
+    assert contract_store.rescue(later, max_rescues=0).parked
+    cancelled = contract_store.cancel(Cancelled(seen(contract_store, job.id), later, "operator"))
+    assert cancelled.state is JobState.CANCELLED
+
+
 def test_rescue_leaves_unexpired_leases_and_other_states_alone(contract_store: Store) -> None:
     contract_store.insert(Queued(make_job("txn-short")))
     contract_store.insert(Queued(make_job("txn-long", priority=1)))
     contract_store.insert(Queued(make_job("txn-waiting", next_retry_at=NOW + timedelta(days=1))))
     contract_store.claim(NOW, 1, timedelta(minutes=1))
     contract_store.claim(NOW, 1, timedelta(hours=1))
-    assert contract_store.rescue(NOW + timedelta(minutes=2)) == 1
+    assert contract_store.rescue(NOW + timedelta(minutes=2)).rescued == 1
     states = {j.transaction_id: j.state for j in contract_store.list_jobs()}
     assert states == {
         "txn-short": JobState.SCHEDULED,
@@ -550,7 +590,7 @@ def test_final_states_never_change(contract_store: Store, state: JobState) -> No
     far = NOW + timedelta(days=30)
     assert contract_store.claim(far, 10, LEASE) == []
     assert contract_store.claim(far, 10, LEASE, job_id=job.id) == []
-    assert contract_store.rescue(far) == 0
+    assert contract_store.rescue(far).rescued == 0
     assert contract_store.abandon_expired(far) == []
     with pytest.raises(Refused):
         contract_store.cancel(Cancelled(seen(contract_store, job.id), far, "operator"))

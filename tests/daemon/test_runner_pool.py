@@ -156,7 +156,7 @@ def test_rescue_boundaries(store: SqlStore) -> None:
             )
         ]
     )
-    assert store.rescue(T0) == 2
+    assert store.rescue(T0).rescued == 2
     states = {j.transaction_id: j for j in store.list_jobs()}
     assert states[long_ago[0].job.transaction_id].state is JobState.SCHEDULED
     assert states[just_now[0].job.transaction_id].state is JobState.SCHEDULED

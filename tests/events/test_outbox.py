@@ -215,7 +215,7 @@ def test_a_rescued_attempt_is_announced_again_under_the_same_id(
 ) -> None:
     queue(contract_store, "t1", error_code="network_error")
     contract_store.claim(T0, 1, timedelta(minutes=1))
-    assert contract_store.rescue(T0 + 2 * MINUTE) == 1
+    assert contract_store.rescue(T0 + 2 * MINUTE).rescued == 1
     contract_store.claim(T0 + 2 * MINUTE, 1, timedelta(minutes=1))
     initiated = [e.id for e in all_events(contract_store) if e.type is EventType.INITIATED]
     assert len(initiated) == 2 and len(set(initiated)) == 1

@@ -436,6 +436,75 @@ def test_crash_mid_batch_resends_the_same_key_after_the_lease(
     assert sorted(keys) == sorted(f"payretry:{job.id}:1" for job in (first, crashing, third))
 
 
+class CrashAlways(CrashOnce):
+    """A poison job's processor: every attempt of `crash_key` reaches the processor (the
+    ledger records the key), and then the runner dies."""
+
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
+        self.seen.append(request.idempotency_key)
+        result = self.inner.attempt(request)
+        if request.idempotency_key == self.crash_key:
+            raise ConnectionResetError("runner lost the processor mid-call, again")
+        return result
+
+
+def test_a_poison_job_is_parked_after_its_rescues_and_an_operator_retry_charges_once(
+    db_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    """Its runner dies on every attempt: rescued `max_rescues` times, the job is parked on the
+    next lapse (an event and the reason say so) instead of being re-sent forever; an operator's
+    `retry` re-sends the same key, so the processor replays and charges nothing new."""
+    from payretry.service.explain import explain
+    from payretry.service.operations import Operations
+    from payretry.service.views import job_events
+
+    store = open_store(db_url)
+    ledger = str(tmp_path / "ledger.db")
+    policy = RetryPolicy.standard()
+    try:
+        store.insert_many([Queued(_job("txn-poison", priority=1, simulate="succeeded"))])
+        poison = store.find("txn-poison")
+        assert poison is not None
+        key = f"payretry:{poison.id}:1"
+        processor = CrashAlways(SimulatedProcessor(ledger=ledger), key)
+        runner = Runner(store, policy, processor, clock=utcnow, lease_for=5 * MINUTE, max_rescues=2)
+        reports = []
+        for n in range(3):  # the first send, then two rescues: each run dies mid-call
+            clock.at(n * (5 * MINUTE + SECOND))
+            with pytest.raises(ConnectionResetError):
+                runner.run_due()
+        clock.at(3 * (5 * MINUTE + SECOND))
+        reports.append(runner.run_due())  # the third lapse: parked, nothing sent
+        assert reports[0].rescued == 0 and reports[0].counts["parked"] == 1
+        assert reports[0].as_dict()["parked"] == 1 and reports[0].processed == 0
+        parked = store.find("txn-poison")
+        assert parked is not None and parked.state is JobState.PARKED
+        assert processor.seen.count(key) == 3
+        assert runner.run_due().processed == 0  # stays parked: never sent again by itself
+        story = [step.text for step in explain(parked, policy)]
+        assert "sent 3 times without an outcome" in story[-1]
+        events = [e["type"] for e in job_events(store, parked.id, [])]
+        assert events[-1] == "retry_parked"
+
+        operator = Operations(
+            store,
+            policy,
+            execution=Runner(
+                store, policy, processor.inner, clock=utcnow, lease_for=5 * MINUTE
+            ).execution,
+        )
+        result = operator.retry_now("txn-poison", utcnow())
+        assert result.outcome == "succeeded" and result.attempt == 1
+        assert _keys(store, "txn-poison") == [key]
+        processor.close()
+    finally:
+        store.close()
+    with sqlite3.connect(ledger) as conn:
+        rows = conn.execute("SELECT idempotency_key, sends FROM charges").fetchall()
+    conn.close()
+    assert rows == [(key, 4)]  # one charge, sent four times: three replays
+
+
 def _job(transaction_id: str, *, priority: int, simulate: str) -> Job:
     from payretry.domain.money import Money
     from payretry.service.operations import new_job_id

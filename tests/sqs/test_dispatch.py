@@ -133,6 +133,35 @@ def test_a_crash_between_marking_and_sending_is_repaired_by_the_rescue(
     assert later.dispatch() == {}
 
 
+def test_a_message_lost_outside_payretry_is_sent_again_once_overdue(
+    store: SqlStore, sqs: Sqs
+) -> None:
+    """A purged queue loses a message payretry confirmed: the job waits, dispatched, for ever,
+    unless the sweep notices it is still waiting well past due and sends it again."""
+    now = utcnow()
+    job_id = queue_one(store, "network_error", now)  # due at once
+    lost_after = timedelta(minutes=2)
+
+    def dispatcher(at: datetime) -> Dispatcher:
+        return Dispatcher(store, sqs.queue(), clock=lambda: at, lost_after=lost_after)
+
+    assert dispatcher(now).dispatch()["dispatched"] == 1
+    sqs.client.purge_queue(QueueUrl=sqs.queue_url)  # lost outside payretry
+    assert sqs.bodies(wait=1) == []
+    # Within the allowance a worker may simply not have taken it yet: nothing is sent.
+    assert dispatcher(now + timedelta(seconds=90)).dispatch() == {}
+    later = now + timedelta(minutes=3)
+    assert dispatcher(later).dispatch()["resent"] == 1
+    assert [b["jobId"] for b in sqs.bodies(wait=1)] == [job_id]
+    attempt, message_id = dispatch_columns(store, job_id)
+    assert attempt == 1 and message_id  # the re-send is confirmed
+    # The next sweep waits a whole allowance again before another duplicate.
+    assert dispatcher(later + timedelta(minutes=1)).dispatch() == {}
+    # A job a worker has taken (running) is not lost, however late.
+    assert store.claim(later, 1, timedelta(minutes=5), job_id=job_id)
+    assert dispatcher(later + timedelta(hours=1)).dispatch() == {}
+
+
 def test_only_the_given_jobs_are_dispatched_when_named(store: SqlStore, sqs: Sqs) -> None:
     now = utcnow()
     first = queue_one(store, "network_error", now, "txn_a")

@@ -42,6 +42,9 @@ LEGAL = {
     (JobState.AWAITING_PAYER, JobState.EXHAUSTED),
     (JobState.AWAITING_PAYER, JobState.ABANDONED),
     (JobState.AWAITING_PAYER, JobState.CANCELLED),
+    (JobState.RUNNING, JobState.PARKED),
+    (JobState.PARKED, JobState.RUNNING),
+    (JobState.PARKED, JobState.CANCELLED),
 }
 ALL_PAIRS = list(product(JobState, JobState))
 
@@ -93,6 +96,7 @@ def test_states_and_their_values() -> None:
         "abandoned",
         "cancelled",
         "awaiting_payer",
+        "parked",
     }
     assert FINAL_STATES | ACTIVE_STATES == set(JobState)
     assert not FINAL_STATES & ACTIVE_STATES
