@@ -437,7 +437,7 @@ def caps(
     return caps
 
 
-def _wait_words(wait: timedelta) -> str:
+def wait_words(wait: timedelta) -> str:
     if wait in _WAIT_WORDS:
         return _WAIT_WORDS[wait]
     if wait >= 2 * DAY and wait % DAY == timedelta(0):
@@ -461,7 +461,7 @@ def mac_waits_in_force(
             wait = rules.mac_waits[mac]
             yield Hit(
                 f"mastercard_mac_{mac}",
-                f"Mastercard MAC {mac}: retry no sooner than {_wait_words(wait)} after the decline",
+                f"Mastercard MAC {mac}: retry no sooner than {wait_words(wait)} after the decline",
                 f"{MAC_SOURCE}: MAC {mac}, {MAC_MEANING.get(mac, ('', 'a wait'))[1]}",
                 entry.at + wait,
             )
