@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from payretry.domain.validation import looks_like_card, validate_id
 from payretry.errors import InvalidInput
 
 
@@ -72,20 +73,19 @@ class KeyKind(StrEnum):
     CUSTOMER = "customer"
 
 
-_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,100}$")
-_PAN = re.compile(r"^\d{12,19}$")
-
-
-def _identifier(value: str, field: str) -> str:
-    text = value.strip()
-    if _PAN.match(re.sub(r"[\s\-]", "", text)):
+def _refuse_card_number(value: str, field: str) -> None:
+    """Refused without echoing it: a card number never reaches a log or a message."""
+    if looks_like_card(value):
         raise InvalidInput(
             "looks like a card number; give the processor's id or fingerprint, never card data",
             field=field,
         )
-    if not _ID.match(text):
-        raise InvalidInput(f"{value!r} is not an id (letters, digits, _ - .)", field=field)
-    return text
+
+
+def _identifier(value: str, field: str) -> str:
+    """An opaque id, as every id payretry keeps (validate_id): no card number, no e-mail."""
+    _refuse_card_number(value, field)
+    return validate_id(value.strip(), field) or ""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -102,6 +102,7 @@ class CardKey:
     @classmethod
     def parse(cls, text: str, *, field: str = "KEY") -> CardKey:
         raw = text.strip()
+        _refuse_card_number(raw, field)
         kind_text, sep, rest = raw.partition(":")
         if not sep:
             prefix = {"pm": KeyKind.PAYMENT_METHOD, "card": KeyKind.PAYMENT_METHOD}
