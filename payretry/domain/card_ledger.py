@@ -105,11 +105,11 @@ class CardKey:
         _refuse_card_number(raw, field)
         kind_text, sep, rest = raw.partition(":")
         if not sep:
-            prefix = {"pm": KeyKind.PAYMENT_METHOD, "card": KeyKind.PAYMENT_METHOD}
-            kind = prefix.get(raw.split("_", 1)[0]) or (
-                KeyKind.CUSTOMER if raw.startswith("cus_") else None
-            )
-            if kind is None:
+            if raw.startswith(("pm_", "card_", "src_")):  # Stripe's payment method ids
+                kind = KeyKind.PAYMENT_METHOD
+            elif raw.startswith("cus_"):
+                kind = KeyKind.CUSTOMER
+            else:
                 raise InvalidInput(
                     f"{text!r} is not a card key (card:NETWORK:FINGERPRINT, "
                     "payment_method:ID, customer:ID, pm_..., cus_...)",
