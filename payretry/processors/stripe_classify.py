@@ -9,13 +9,30 @@ The order, as issue #3 fixes it:
    the decline code up first, so `card_declined` + `insufficient_funds` follows its own row.
 3. `authentication_required` (as a code or a decline code) is never retried off-session: the
    customer must authenticate (or, with checkout_fallback, complete a Checkout Session).
+
+Each network code keeps its meaning: `classify_card_failure` returns, beside the AttemptResult,
+the network's own codes and the card's identity (`CardDecline`), which the card ledger records
+and the network rules read. Mastercard MAC 24-30 are `try_again_later` for the policy (the row
+decides how many attempts), and their waits (1 h, 24 h, 2, 4, 6, 8, 10 days) are the network
+rules' (payretry/domain/network_rules.py): a retry is never sent before the MAC allows.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
+from payretry.domain.card_ledger import (
+    CardKey,
+    EntryKind,
+    Initiator,
+    LedgerEntry,
+    Network,
+    network_code,
+)
+from payretry.domain.network_rules import MAC_MEANING
 from payretry.domain.results import AttemptResult
 from payretry.domain.validation import sanitize_message
 
@@ -32,23 +49,10 @@ ADVICE: Mapping[str, str] = {
 }
 
 # The networks' merchant advice codes, as Stripe passes them in `network_advice_code`
-# (Mastercard Merchant Advice Codes; Visa's category-1 "never retry" decline responses).
-NETWORK_ADVICE: Mapping[str, str] = {
-    "01": CONFIRM_CARD_DATA,  # new account information available
-    "02": TRY_AGAIN_LATER,  # cannot approve at this time, try again later
-    "03": DO_NOT_TRY_AGAIN,  # do not try again
-    "04": TRY_AGAIN_LATER,  # token requirements not fulfilled for this token type
-    "21": DO_NOT_TRY_AGAIN,  # payment cancellation (the cardholder stopped recurring payments)
-    "24": TRY_AGAIN_LATER,  # retry after 1 hour
-    "25": TRY_AGAIN_LATER,  # retry after 24 hours
-    "26": TRY_AGAIN_LATER,  # retry after 2 days
-    "27": TRY_AGAIN_LATER,  # retry after 4 days
-    "28": TRY_AGAIN_LATER,  # retry after 6 days
-    "29": TRY_AGAIN_LATER,  # retry after 8 days
-    "30": TRY_AGAIN_LATER,  # retry after 10 days
-    "40": DO_NOT_TRY_AGAIN,  # consumer non-reloadable prepaid card
-    "41": DO_NOT_TRY_AGAIN,  # consumer single-use virtual card number
-}
+# (Mastercard Merchant Advice Codes): what each means as Stripe's advice, from the one table in
+# the network rules. MAC 24-30 all mean "try again later"; their waits differ, and the network
+# rules hold them.
+NETWORK_ADVICE: Mapping[str, str] = {code: advice for code, (advice, _) in MAC_MEANING.items()}
 _STRICTNESS = (DO_NOT_TRY_AGAIN, CONFIRM_CARD_DATA, TRY_AGAIN_LATER)
 
 NOTIFY_UPDATE_CARD = "your card was declined; please update or confirm your card details"
@@ -69,7 +73,10 @@ def redact(text: str | None) -> str | None:
 
 def advice_of(advice_code: str | None, network_advice_code: str | None) -> str | None:
     """The advice that wins: the stricter of Stripe's and the network's, or None."""
-    found = {ADVICE.get(advice_code or ""), NETWORK_ADVICE.get((network_advice_code or "").strip())}
+    found = {
+        ADVICE.get(advice_code or ""),
+        NETWORK_ADVICE.get(network_code(network_advice_code) or ""),
+    }
     for advice in _STRICTNESS:
         if advice in found:
             return advice
@@ -78,6 +85,81 @@ def advice_of(advice_code: str | None, network_advice_code: str | None) -> str |
 
 def needs_authentication(code: str | None, decline_code: str | None) -> bool:
     return AUTHENTICATION_REQUIRED in (code, decline_code)
+
+
+@dataclass(frozen=True, slots=True)
+class CardDecline:
+    """A classified card failure with what the card network said and which card it was: what
+    the card ledger records. No card data: the brand and Stripe's fingerprint only."""
+
+    result: AttemptResult
+    advice_code: str | None = None  # Stripe's: try_again_later, do_not_try_again, ...
+    network_advice_code: str | None = None  # Mastercard's MAC: "01", "03", "24" ...
+    network_decline_code: str | None = None  # the issuer's response code: "51", "R0" ...
+    card_network: Network = Network.UNKNOWN
+    card_fingerprint: str | None = None
+
+    @property
+    def mac_meaning(self) -> str | None:
+        """The MAC in words ("retry after 4 days"), or None."""
+        meaning = MAC_MEANING.get(self.network_advice_code or "")
+        return meaning[1] if meaning else None
+
+    def ledger_entry(
+        self,
+        card: CardKey,
+        at: datetime,
+        *,
+        job_id: str | None,
+        attempt_number: int | None,
+        initiated_by: Initiator = Initiator.MERCHANT,
+    ) -> LedgerEntry:
+        """This decline as the card ledger records it."""
+        return LedgerEntry(
+            at,
+            card,
+            self.card_network,
+            EntryKind.DECLINE,
+            initiated_by,
+            self.network_advice_code,
+            self.network_decline_code,
+            job_id,
+            attempt_number,
+        )
+
+
+def classify_card_failure(
+    *,
+    code: str | None,
+    decline_code: str | None,
+    advice_code: str | None = None,
+    network_advice_code: str | None = None,
+    network_decline_code: str | None = None,
+    card_network: str | None = None,
+    card_fingerprint: str | None = None,
+    message: str | None = None,
+    reference: str | None = None,
+) -> CardDecline:
+    """A declined or failed card payment, as the policy reads it (`.result`) and as the card
+    network said it (the codes, kept as the network spells them)."""
+    mac, issuer = network_code(network_advice_code), network_code(network_decline_code)
+    result = _result(
+        code=code,
+        decline_code=decline_code,
+        advice_code=advice_code,
+        network_advice_code=mac,
+        network_decline_code=issuer,
+        message=message,
+        reference=reference,
+    )
+    return CardDecline(
+        result,
+        (advice_code or "").strip() or None,
+        mac,
+        issuer,
+        Network.of(card_network),
+        (card_fingerprint or "").strip() or None,
+    )
 
 
 def card_failure(
@@ -90,13 +172,38 @@ def card_failure(
     reference: str | None = None,
 ) -> AttemptResult:
     """A declined or failed card payment, as the policy reads it."""
+    return classify_card_failure(
+        code=code,
+        decline_code=decline_code,
+        advice_code=advice_code,
+        network_advice_code=network_advice_code,
+        message=message,
+        reference=reference,
+    ).result
+
+
+def _result(
+    *,
+    code: str | None,
+    decline_code: str | None,
+    advice_code: str | None,
+    network_advice_code: str | None,
+    network_decline_code: str | None,
+    message: str | None,
+    reference: str | None,
+) -> AttemptResult:
     error_code = code or "card_declined"
+    meaning = MAC_MEANING.get(network_advice_code or "")
     said = ", ".join(
         f"{name} {value}"
         for name, value in (
             ("decline code", decline_code),
             ("advice", advice_code),
-            ("network advice", network_advice_code),
+            (
+                "network advice",
+                f"{network_advice_code}: {meaning[1]}" if meaning else network_advice_code,
+            ),
+            ("network decline code", network_decline_code),
         )
         if value
     )
