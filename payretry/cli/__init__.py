@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 from payretry import __version__
 from payretry.cli import (
     cancel,
+    card_cmd,
     config_cmd,
     db,
     events,
@@ -131,6 +132,7 @@ for module in (
     health,
     purge,
     policy_cmd,
+    card_cmd,
     config_cmd,
     db,
     stripe_cmd,

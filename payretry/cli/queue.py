@@ -42,6 +42,17 @@ def queue(
     customer: Annotated[str | None, typer.Option("--customer")] = None,
     payment_method: Annotated[str | None, typer.Option("--payment-method")] = None,
     checkout_session: Annotated[str | None, typer.Option("--checkout-session")] = None,
+    card_network: Annotated[
+        str | None,
+        typer.Option("--card-network", help="The card's network: visa, mastercard, amex, ..."),
+    ] = None,
+    card_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--card-fingerprint",
+            help="The processor's card fingerprint (an opaque id; never card data).",
+        ),
+    ] = None,
     window: Annotated[
         str | None, typer.Option("--window", help="Payment window from now, e.g. 24h.")
     ] = None,
@@ -86,13 +97,15 @@ def queue(
         "customer": customer,
         "payment_method": payment_method,
         "checkout_session": checkout_session,
+        "card_network": card_network,
+        "card_fingerprint": card_fingerprint,
         "window": window,
         "expires_at": expires_at,
         "priority": priority,
         "metadata": parse_metadata_pairs(metadata or []),
     }
     request = new_job(fields, now=now, default_window=settings.retry.window)
-    job, created = app.wiring.operations().queue(request, now)
+    job, created = app.wiring.operations(queueing=True).queue(request, now)
     app.wiring.dispatch_new([job.id])  # sqs mode: a retry due within 15 minutes is sent now
     if json_output:
         print_json({**job_dict(job), "created": created})
@@ -124,7 +137,7 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
             invalid.append((line, str(exc)))
     out = console(stderr=True)
     with out.status(f"queueing {len(rows)} rows", spinner="dots") if out.is_terminal else _null():
-        result = app.wiring.operations().queue_many(rows, now, invalid=invalid)
+        result = app.wiring.operations(queueing=True).queue_many(rows, now, invalid=invalid)
     app.wiring.dispatch_new()  # sqs mode: retries due within 15 minutes are sent now
     if json_output:
         print_json({"rows": len(rows), "created": result.created, "existing": result.existing})

@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from payretry.domain.card_checks import after_outcome, settle
 from payretry.domain.changes import Claimed, Finish, Unsettled
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.ports import Processor, Store
@@ -101,7 +102,11 @@ class Execution:
         if result.retry_after:
             self.pace(result.retry_after)
         now = self.clock()
-        decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now)
+        card = claimed.card
+        if card is not None:  # the card's ledger as claimed, this attempt's outcome in it
+            job, number = claimed.job, claimed.attempt_number
+            card = after_outcome(card, settle(job, number, card, result, now))
+        decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now, card)
         return Finish(claimed, result, decision, now)
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from payretry.domain.card_checks import is_fingerprint
+from payretry.domain.card_ledger import Network
 from payretry.domain.durations import parse_duration, parse_time
 from payretry.domain.models import NewJob, ProcessorRefs
 from payretry.domain.money import Money
@@ -36,6 +38,8 @@ FIELDS = (
     "expires_at",
     "priority",
     "metadata",
+    "card_network",
+    "card_fingerprint",
 )
 _KNOWN = frozenset(FIELDS) | {"amount_minor"}
 _PRIORITY_LIMIT = 2**62
@@ -122,6 +126,7 @@ def new_job(
             raise InvalidInput("must be a JSON object", field="metadata") from None
     if not isinstance(metadata, Mapping):
         raise InvalidInput("must be an object of KEY: VALUE", field="metadata")
+    card_network, card_fingerprint = _card(fields)
     assert transaction_id is not None and user_id is not None and error_code is not None
     return NewJob(
         transaction_id=transaction_id,
@@ -135,7 +140,31 @@ def new_job(
         expires_at=expires_at,
         priority=priority,
         window=window_text,
+        card_network=card_network,
+        card_fingerprint=card_fingerprint,
     )
+
+
+def _card(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The card's network (one of the known networks) and the processor's fingerprint (an
+    opaque id). Never card data: a fingerprint that looks like a card number is refused
+    without being echoed."""
+    network_text = _text(fields, "card_network")
+    network = Network.parse(network_text) if network_text is not None else None
+    known = network.value if network is not None and network is not Network.UNKNOWN else None
+    fingerprint = _text(fields, "card_fingerprint")
+    if fingerprint is None:
+        return known, None
+    validate_id(fingerprint, "card_fingerprint")  # no card number, no e-mail address
+    if not is_fingerprint(fingerprint):
+        raise InvalidInput(
+            "is not a card fingerprint (the processor's opaque id: 1 to 64 letters, digits, "
+            "'_', '-', '.', ':', not digits alone); never card data",
+            field="card_fingerprint",
+        )
+    if known is None:
+        raise InvalidInput("a card fingerprint needs its card network", field="card_network")
+    return known, fingerprint
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

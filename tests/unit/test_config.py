@@ -28,6 +28,7 @@ CANDIDATES = [
     "true",
     "sqs",
     "2d",
+    "40d",
 ]
 
 

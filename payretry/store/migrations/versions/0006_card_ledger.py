@@ -1,0 +1,52 @@
+"""The card ledger and the card-network rules (issue 13): one row per authorization sent on a
+card (and per decline a job was queued after), keyed by the card; each job's card network and
+fingerprint, and the rule that last moved or stopped it (the new final state `blocked`).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Plain ALTER TABLE ADD COLUMN on both databases: a batch operation would rebuild the table
+    # on SQLite and, reflecting it, lose the DESC of the due index's expression.
+    op.add_column("retry_jobs", sa.Column("card_network", sa.String(16)))
+    op.add_column("retry_jobs", sa.Column("card_fingerprint", sa.String(64)))
+    op.add_column("retry_jobs", sa.Column("network_rule", sa.String(64)))
+    op.create_table(
+        "card_ledger",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("card_key", sa.String(300), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("network", sa.String(16), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("initiated_by", sa.String(16), nullable=False),
+        sa.Column("network_advice_code", sa.String(8)),
+        sa.Column("network_decline_code", sa.String(8)),
+        sa.Column("job_id", sa.String(32), nullable=False),
+        sa.Column("attempt_number", sa.Integer(), nullable=False),
+    )
+    op.create_index("ix_card_ledger_card", "card_ledger", ["card_key", "at"])
+    op.create_index(
+        "ux_card_ledger_attempt", "card_ledger", ["job_id", "attempt_number"], unique=True
+    )
+    op.create_index("ix_card_ledger_at", "card_ledger", ["at"])
+
+
+def downgrade() -> None:
+    op.drop_table("card_ledger")
+    with op.batch_alter_table("retry_jobs") as batch:
+        batch.drop_column("network_rule")
+        batch.drop_column("card_fingerprint")
+        batch.drop_column("card_network")
