@@ -17,6 +17,7 @@ from payretry.domain.card_ledger import (
     CardKey,
     EntryKind,
     Initiator,
+    KeyKind,
     LedgerEntry,
     Network,
     card_key,
@@ -40,8 +41,28 @@ def is_fingerprint(text: str) -> bool:
     return bool(_FINGERPRINT.match(text)) and not text.isdigit()
 
 
-def job_card(job: Job) -> tuple[CardKey, Network] | None:
-    """The card a job's authorizations count on, and its network (UNKNOWN when not known).
+@dataclass(frozen=True, slots=True)
+class CardIdentity:
+    """Who a job's card is. `key` is the best identity known (card_key(): network and
+    fingerprint, else payment method, else customer): the key its entries are written under.
+    A payment method is one card, so entries carrying the job's `payment_method` count for it
+    whatever key they were written under (a job that learnt its fingerprint, another that has
+    only the payment method): a job's history is the entries of its key and of its method."""
+
+    key: CardKey
+    network: Network
+    payment_method: str | None = None
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        """What a claim serialises on: the key, and the payment method's own key."""
+        method = f"{KeyKind.PAYMENT_METHOD.value}:{self.payment_method}"
+        own = str(self.key)
+        return (own,) if not self.payment_method or method == own else (own, method)
+
+
+def job_card(job: Job) -> CardIdentity | None:
+    """The card a job's authorizations count on.
 
     None for a job with no card identity (no fingerprint, payment method or customer): the
     claim's fast path, no ledger read. None too for a Checkout Session job: the customer pays
@@ -55,7 +76,9 @@ def job_card(job: Job) -> tuple[CardKey, Network] | None:
         payment_method=refs.payment_method,
         customer=refs.customer,
     )
-    return None if key is None else (key, Network.of(job.card_network))
+    if key is None:
+        return None
+    return CardIdentity(key, Network.of(job.card_network), refs.payment_method or None)
 
 
 def _same(a: LedgerEntry, b: LedgerEntry) -> bool:
@@ -106,11 +129,35 @@ class CardHistory:
         )
 
 
-def queue_entry(job: Job, card: tuple[CardKey, Network], at: datetime) -> LedgerEntry:
+def queue_entry(job: Job, card: CardIdentity, at: datetime) -> LedgerEntry:
     """The decline a job was queued after, as attempt 0: a decline for Mastercard's counts,
     not a Visa reattempt."""
-    key, network = card
-    return LedgerEntry(at, key, network, EntryKind.DECLINE, job_id=job.id, attempt_number=0)
+    return LedgerEntry(
+        at, card.key, card.network, EntryKind.DECLINE, job_id=job.id, attempt_number=0
+    )
+
+
+class CardPool:
+    """Ledger entries gathered for several jobs at once (a claim's batch, a queue file), each
+    found by its key and by its payment method. A job's history is the entries of its key and
+    of its payment method, and what the jobs before it in the batch added."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, dict[tuple[str | None, int | None], LedgerEntry]] = {}
+        self._by_method: dict[str, dict[tuple[str | None, int | None], LedgerEntry]] = {}
+
+    def add(self, entry: LedgerEntry, payment_method: str | None) -> None:
+        ident = (entry.job_id, entry.attempt_number)
+        self._by_key.setdefault(str(entry.card), {})[ident] = entry
+        if payment_method:
+            self._by_method.setdefault(payment_method, {})[ident] = entry
+
+    def history(self, card: CardIdentity) -> CardHistory:
+        found = dict(self._by_key.get(str(card.key), {}))
+        if card.payment_method:
+            found.update(self._by_method.get(card.payment_method, {}))
+        entries = tuple(sorted(found.values(), key=lambda e: e.at))
+        return CardHistory(card.key, card.network, entries)
 
 
 def attempt_entry(job: Job, number: int, card: CardHistory, at: datetime) -> LedgerEntry:

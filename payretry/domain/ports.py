@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from payretry.domain.card_checks import CardIdentity, CardPool
 from payretry.domain.card_ledger import CardKey, LedgerEntry
 from payretry.domain.changes import (
     Cancelled,
@@ -66,13 +67,12 @@ class CardLedger(Protocol):
     retention, apart from the jobs'."""
 
     def card_history(self, key: CardKey, since: datetime) -> list[LedgerEntry]:
-        """The card's entries newer than `since`, oldest first."""
+        """The card's entries newer than `since`, oldest first (for a payment method's key,
+        also the entries written for it under its card's key)."""
         ...
 
-    def card_histories(
-        self, keys: Sequence[CardKey], since: datetime
-    ) -> dict[CardKey, list[LedgerEntry]]:
-        """`card_history` for many cards at once (every key given is in the answer)."""
+    def card_pool(self, cards: Sequence[CardIdentity], since: datetime) -> CardPool:
+        """The entries newer than `since` of many jobs' cards at once (a queue file)."""
         ...
 
     def purge_card_ledger(self, before: datetime, *, dry_run: bool = False) -> int:

@@ -8,8 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from payretry.domain.card_checks import CardHistory, job_card, queue_entry
-from payretry.domain.card_ledger import CardKey, LedgerEntry
+from payretry.domain.card_checks import (
+    CardHistory,
+    CardIdentity,
+    CardPool,
+    job_card,
+    queue_entry,
+)
+from payretry.domain.card_ledger import LedgerEntry
 from payretry.domain.changes import Cancelled, Queued
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, NewJob
@@ -83,20 +89,20 @@ class _Cards:
     """The card ledgers a queue reads (one read for a whole file), each new job's queueing
     decline added as it is decided, so the next job on the same card counts it."""
 
-    def __init__(self, ledger: CardLedger | None, keys: Sequence[CardKey], since: datetime) -> None:
-        found = ledger.card_histories(keys, since) if ledger is not None and keys else {}
-        self.entries: dict[CardKey, list[LedgerEntry]] = {k: list(found.get(k, [])) for k in keys}
+    def __init__(
+        self, ledger: CardLedger | None, cards: Sequence[CardIdentity], since: datetime
+    ) -> None:
+        self.pool = ledger.card_pool(cards, since) if ledger is not None and cards else CardPool()
 
     def history(self, job: Job, now: datetime) -> tuple[CardHistory, LedgerEntry] | None:
         card = job_card(job)
         if card is None:
             return None
         entry = queue_entry(job, card, now)
-        entries = self.entries.setdefault(card[0], [])
-        return CardHistory(card[0], card[1], (*entries, entry)), entry
+        return self.pool.history(card).with_entry(entry), entry
 
-    def add(self, entry: LedgerEntry) -> None:
-        self.entries.setdefault(entry.card, []).append(entry)
+    def add(self, entry: LedgerEntry, job: Job) -> None:
+        self.pool.add(entry, job.refs.payment_method)
 
 
 def _conflict(existing: Job) -> Refused:
@@ -142,9 +148,8 @@ class Operations:
             )
 
     def _cards(self, jobs: Sequence[Job], now: datetime) -> _Cards:
-        cards = [job_card(job) for job in jobs]
-        keys = list(dict.fromkeys(card[0] for card in cards if card is not None))
-        return _Cards(self.ledger, keys, now - self.policy.network.lookback)
+        cards = [card for card in (job_card(job) for job in jobs) if card is not None]
+        return _Cards(self.ledger, cards, now - self.policy.network.lookback)
 
     def queue(self, request: NewJob, now: datetime) -> tuple[Job, bool]:
         """Queue a retry; (job, created). Idempotent for the same request while active."""
@@ -249,7 +254,7 @@ class Operations:
             if shared:
                 decisions[key] = decision
             if entry is not None:
-                cards.add(entry)
+                cards.add(entry, draft)
             jobs.append(Queued(_scheduled(draft, decision), entry, decision.verdict))
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)

@@ -82,7 +82,7 @@ def job_dict(job: Job) -> dict[str, Any]:
 def card_key_text(job: Job) -> str | None:
     """The key of the card ledger the job's attempts count in (`payretry card KEY`)."""
     card = job_card(job)
-    return str(card[0]) if card is not None else None
+    return str(card.key) if card is not None else None
 
 
 def stats_document(stats: Stats) -> dict[str, Any]:

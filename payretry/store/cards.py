@@ -18,16 +18,18 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, or_, select, text, update
 
 from payretry.domain.card_checks import (
     CardHistory,
+    CardIdentity,
+    CardPool,
     LedgerSettle,
     attempt_entry,
     claim_verdict,
     job_card,
 )
-from payretry.domain.card_ledger import CardKey, EntryKind, Initiator, LedgerEntry, Network
+from payretry.domain.card_ledger import CardKey, EntryKind, Initiator, KeyKind, LedgerEntry, Network
 from payretry.domain.changes import Held
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
@@ -50,9 +52,10 @@ def _code(value: str | None) -> str | None:
     return value[:_CODE] if value else None
 
 
-def entry_values(entry: LedgerEntry) -> dict[str, Any]:
+def entry_values(entry: LedgerEntry, payment_method: str | None) -> dict[str, Any]:
     return {
         "card_key": str(entry.card),
+        "payment_method": payment_method,
         "at": entry.at,
         "network": entry.network.value,
         "kind": entry.kind.value,
@@ -64,11 +67,24 @@ def entry_values(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _entry(row: Any, card: CardKey) -> LedgerEntry:
+class _Keys:
+    """Card keys as read back: each distinct text parsed once."""
+
+    def __init__(self, known: Iterable[CardKey] = ()) -> None:
+        self.known = {str(key): key for key in known}
+
+    def __call__(self, text_key: str) -> CardKey:
+        found = self.known.get(text_key)
+        if found is None:
+            found = self.known[text_key] = CardKey.parse(text_key)
+        return found
+
+
+def _entry(row: Any, keys: _Keys) -> LedgerEntry:
     r = row._mapping
     return LedgerEntry(
         r["at"],
-        card,
+        keys(r["card_key"]),
         Network(r["network"]),
         EntryKind(r["kind"]),
         Initiator(r["initiated_by"]),
@@ -95,36 +111,46 @@ def _hash(key: str) -> int:
     return value - 2**32 if value >= 2**31 else value
 
 
-def read_histories(
-    conn: Connection, keys: Sequence[CardKey], since: datetime
-) -> dict[CardKey, list[LedgerEntry]]:
-    """Each card's entries newer than `since`, oldest first (every key given is answered)."""
-    found: dict[CardKey, list[LedgerEntry]] = {key: [] for key in keys}
-    by_text = {str(key): key for key in keys}
-    texts = list(by_text)
-    for start in range(0, len(texts), _CHUNK):
-        rows = conn.execute(
-            select(CARD_LEDGER)
-            .where(
-                CARD_LEDGER.c.card_key.in_(texts[start : start + _CHUNK]),
-                CARD_LEDGER.c.at > since,
+def _rows(conn: Connection, column: Any, values: Sequence[str], since: datetime) -> list[Any]:
+    rows: list[Any] = []
+    for start in range(0, len(values), _CHUNK):
+        rows += conn.execute(
+            select(CARD_LEDGER).where(
+                column.in_(values[start : start + _CHUNK]), CARD_LEDGER.c.at > since
             )
-            .order_by(CARD_LEDGER.c.card_key, CARD_LEDGER.c.at, CARD_LEDGER.c.id)
-        )
-        for row in rows:
-            card = by_text[row.card_key]
-            found[card].append(_entry(row, card))
-    return found
+        ).all()
+    return rows
+
+
+def read_pool(conn: Connection, cards: Sequence[CardIdentity], since: datetime) -> CardPool:
+    """The entries newer than `since` of these cards: by their keys, and by their payment
+    methods (entries written for a method under its card's key)."""
+    pool = CardPool()
+    keys = list(dict.fromkeys(str(card.key) for card in cards))
+    methods = list(dict.fromkeys(c.payment_method for c in cards if c.payment_method))
+    seen: set[int] = set()
+    parse = _Keys(card.key for card in cards)
+    for row in [
+        *_rows(conn, CARD_LEDGER.c.card_key, keys, since),
+        *_rows(conn, CARD_LEDGER.c.payment_method, methods, since),
+    ]:
+        if row.id not in seen:
+            seen.add(row.id)
+            pool.add(_entry(row, parse), row.payment_method)
+    return pool
 
 
 def insert_entries(
-    conn: Connection, insert: Callable[..., Any], entries: Sequence[LedgerEntry]
+    conn: Connection,
+    insert: Callable[..., Any],
+    entries: Sequence[tuple[LedgerEntry, str | None]],
 ) -> None:
-    """New entries; one already there for the same job and attempt is kept (a re-send)."""
+    """New entries (each with the payment method it was sent with); one already there for
+    the same job and attempt is kept (a re-send)."""
     if entries:
         conn.execute(
             insert(CARD_LEDGER).on_conflict_do_nothing(index_elements=["job_id", "attempt_number"]),
-            [entry_values(e) for e in entries],
+            [entry_values(e, method) for e, method in entries],
         )
 
 
@@ -133,7 +159,7 @@ CardCheck = CardHistory | Held | None
 
 def check_claims(
     conn: Connection, jobs: Sequence[Job], now: datetime, rules: NetworkRules
-) -> tuple[list[CardCheck], list[LedgerEntry]]:
+) -> tuple[list[CardCheck], list[tuple[LedgerEntry, str | None]]]:
     """The claim's check, in the claim's transaction: for each claimed job, None (no card:
     attempted as it is), its card's history with this attempt's entry in it (attempted), or a
     Held (postponed or blocked instead); and the attempt entries to write. Jobs are checked
@@ -141,17 +167,16 @@ def check_claims(
     cards = [job_card(job) for job in jobs]
     if not any(cards):
         return [None] * len(jobs), []  # the fast path: no card identity, no ledger read
-    keys = sorted({card[0] for card in cards if card is not None}, key=str)
-    lock_cards(conn, (str(key) for key in keys))
-    ledgers = read_histories(conn, keys, now - rules.lookback)
+    known = [card for card in cards if card is not None]
+    lock_cards(conn, (lock for card in known for lock in card.locks))
+    pool = read_pool(conn, known, now - rules.lookback)
     checks: list[CardCheck] = []
-    new: list[LedgerEntry] = []
+    new: list[tuple[LedgerEntry, str | None]] = []
     for job, card in zip(jobs, cards, strict=True):
         if card is None:
             checks.append(None)
             continue
-        key, network = card
-        history = CardHistory(key, network, tuple(ledgers[key]))
+        history = pool.history(card)
         number = job.attempt_count + 1
         verdict = claim_verdict(rules, job, number, history, now)
         if verdict is None:  # a re-send: its entry is there already
@@ -160,8 +185,8 @@ def check_claims(
             checks.append(Held.of(job, number, verdict, now))
         else:
             entry = attempt_entry(job, number, history, now)
-            ledgers[key].append(entry)
-            new.append(entry)
+            pool.add(entry, card.payment_method)
+            new.append((entry, card.payment_method))
             checks.append(history.with_entry(entry))
     return checks, new
 
@@ -196,21 +221,32 @@ def hold(conn: Connection, held: Sequence[Held], token: str) -> None:
 
 
 def apply_settles(
-    conn: Connection, insert: Callable[..., Any], settles: Sequence[LedgerSettle]
+    conn: Connection, insert: Callable[..., Any], settles: Sequence[tuple[LedgerSettle, Job]]
 ) -> None:
     """Attempts' outcomes in the card ledger, in the outcomes' transaction: each attempt's
-    entry settled (or written, if the claim left none), or removed when nothing was sent; a
-    card the processor named moves the job and its earlier entries to that card's key."""
-    learnt = [s for s in settles if s.learnt is not None]
+    entry settled (or written, if the claim left none), or removed when nothing was sent. A
+    card the processor named moves the job to that card's key, with its entries and every
+    entry of its payment method (a payment method is one card)."""
+    learnt = [(s, job) for s, job in settles if s.learnt is not None]
     if learnt:
-        lock_cards(conn, (str(s.learnt[0]) for s in learnt if s.learnt is not None))
+        lock_cards(conn, (str(s.learnt[0]) for s, _ in learnt if s.learnt is not None))
         conn.execute(
             update(CARD_LEDGER)
-            .where(CARD_LEDGER.c.job_id == bindparam("b_job"))
+            .where(
+                or_(
+                    CARD_LEDGER.c.job_id == bindparam("b_job"),
+                    CARD_LEDGER.c.payment_method == bindparam("b_method"),
+                )
+            )
             .values(card_key=bindparam("b_key"), network=bindparam("b_network")),
             [
-                {"b_job": s.job_id, "b_key": str(s.learnt[0]), "b_network": s.learnt[1].value}
-                for s in learnt
+                {
+                    "b_job": s.job_id,
+                    "b_method": job.refs.payment_method,
+                    "b_key": str(s.learnt[0]),
+                    "b_network": s.learnt[1].value,
+                }
+                for s, job in learnt
                 if s.learnt is not None
             ],
         )
@@ -220,11 +256,11 @@ def apply_settles(
             .values(card_network=bindparam("b_network"), card_fingerprint=bindparam("b_fp")),
             [
                 {"b_job": s.job_id, "b_network": s.learnt[1].value, "b_fp": s.learnt[2]}
-                for s in learnt
+                for s, _ in learnt
                 if s.learnt is not None
             ],
         )
-    gone = [s for s in settles if s.entry is None]
+    gone = [s for s, _ in settles if s.entry is None]
     if gone:
         conn.execute(
             CARD_LEDGER.delete().where(
@@ -233,7 +269,7 @@ def apply_settles(
             ),
             [{"b_job": s.job_id, "b_number": s.number} for s in gone],
         )
-    settled = [s.entry for s in settles if s.entry is not None]
+    settled = [(s.entry, job.refs.payment_method) for s, job in settles if s.entry is not None]
     if settled:
         stmt = insert(CARD_LEDGER)
         conn.execute(
@@ -251,7 +287,7 @@ def apply_settles(
                     )
                 },
             ),
-            [entry_values(e) for e in settled],
+            [entry_values(e, method) for e, method in settled],
         )
 
 
@@ -274,14 +310,14 @@ class CardLedgerMixin:
     """The CardLedger port (payretry/domain/ports.py)."""
 
     def card_history(self: _HasTx, key: CardKey, since: datetime) -> list[LedgerEntry]:
+        method = key.value if key.kind is KeyKind.PAYMENT_METHOD else None
+        card = CardIdentity(key, Network.UNKNOWN, method)
         with self._tx(readonly=True) as conn:
-            return read_histories(conn, [key], since)[key]
+            return list(read_pool(conn, [card], since).history(card).entries)
 
-    def card_histories(
-        self: _HasTx, keys: Sequence[CardKey], since: datetime
-    ) -> dict[CardKey, list[LedgerEntry]]:
+    def card_pool(self: _HasTx, cards: Sequence[CardIdentity], since: datetime) -> CardPool:
         with self._tx(readonly=True) as conn:
-            return read_histories(conn, list(dict.fromkeys(keys)), since)
+            return read_pool(conn, cards, since)
 
     def purge_card_ledger(self: _HasTx, before: datetime, *, dry_run: bool = False) -> int:
         old = CARD_LEDGER.c.at < before

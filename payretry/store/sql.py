@@ -218,7 +218,8 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
             with self._tx() as conn:
                 conn.execute(JOBS.insert().values(**job_values(job)))
                 if queued.card_entry is not None:
-                    insert_entries(conn, self._insert, [queued.card_entry])
+                    method = job.refs.payment_method
+                    insert_entries(conn, self._insert, [(queued.card_entry, method)])
                 write_entries(conn, [queued.entry])
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
@@ -240,7 +241,11 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                 for start in range(0, len(queued), 5000):
                     chunk = queued[start : start + 5000]
                     insert.run(conn, [job_values(q.job) for q in chunk])
-                    cards = [q.card_entry for q in chunk if q.card_entry is not None]
+                    cards = [
+                        (q.card_entry, q.job.refs.payment_method)
+                        for q in chunk
+                        if q.card_entry is not None
+                    ]
                     insert_entries(conn, self._insert, cards)
                     write_entries(conn, Queued.entries(chunk))
         except IntegrityError:
@@ -528,11 +533,11 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
                 settles = [
-                    f.ledger
+                    (settled, f.claimed.job)
                     for f, ok in zip(finishes, applied, strict=True)
-                    if ok and f.claimed.card is not None
+                    if ok and (settled := f.ledger) is not None
                 ]
-                apply_settles(conn, self._insert, [s for s in settles if s is not None])
+                apply_settles(conn, self._insert, settles)
                 write_entries(
                     conn, [f.entry for f, ok in zip(finishes, applied, strict=True) if ok]
                 )

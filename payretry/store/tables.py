@@ -247,12 +247,16 @@ class CardLedgerRow(SQLModel, table=True):
     __tablename__ = "card_ledger"
     __table_args__ = (
         Index("ix_card_ledger_card", "card_key", "at"),
+        Index("ix_card_ledger_method", "payment_method", "at"),
         Index("ux_card_ledger_attempt", "job_id", "attempt_number", unique=True),
         Index("ix_card_ledger_at", "at"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     card_key: str = Field(sa_column=Column(String(300), nullable=False))
+    # The payment method it was sent with: a payment method is one card, so its entries count
+    # for every job on it, whichever key (the card's, once known) they were written under.
+    payment_method: str | None = Field(default=None, sa_column=Column(String(255)))
     at: datetime = _ts(nullable=False)
     network: str = Field(sa_column=Column(String(16), nullable=False))
     kind: str = Field(sa_column=Column(String(16), nullable=False))

@@ -28,6 +28,7 @@ def upgrade() -> None:
         "card_ledger",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("card_key", sa.String(300), nullable=False),
+        sa.Column("payment_method", sa.String(255)),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("network", sa.String(16), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -38,6 +39,7 @@ def upgrade() -> None:
         sa.Column("attempt_number", sa.Integer(), nullable=False),
     )
     op.create_index("ix_card_ledger_card", "card_ledger", ["card_key", "at"])
+    op.create_index("ix_card_ledger_method", "card_ledger", ["payment_method", "at"])
     op.create_index(
         "ux_card_ledger_attempt", "card_ledger", ["job_id", "attempt_number"], unique=True
     )
