@@ -114,4 +114,4 @@ def check(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(policy_app)
+    app.add_typer(policy_app, name="policy")

@@ -10,7 +10,8 @@ the transaction of the change that makes them (a queue, a claim, an outcome).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from payretry.domain.card_ledger import (
@@ -23,7 +24,7 @@ from payretry.domain.card_ledger import (
     card_key,
 )
 from payretry.domain.models import Job
-from payretry.domain.network_rules import NetworkRules, Verdict, check
+from payretry.domain.network_rules import NetworkRules, Verdict, VerdictKind, check
 from payretry.domain.results import AttemptResult
 from payretry.errors import InvalidInput
 
@@ -43,22 +44,51 @@ def is_fingerprint(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CardIdentity:
-    """Who a job's card is. `key` is the best identity known (card_key(): network and
-    fingerprint, else payment method, else customer): the key its entries are written under.
-    A payment method is one card, so entries carrying the job's `payment_method` count for it
-    whatever key they were written under (a job that learnt its fingerprint, another that has
-    only the payment method): a job's history is the entries of its key and of its method."""
+    """Who a job's card is.
+
+    `key` is the best identity known (card_key(): network and fingerprint, else payment method,
+    else customer). Entries are written under `ledger_key`: the payment method's key when the
+    job has one (a payment method is one card, and many jobs share it before any of them learns
+    the card's fingerprint), else `key`. A payment method linked to its card (the processor
+    named the card, or the queue gave both) joins the card's entries: a job's history is the
+    entries of every key in `CardPool.keys_of`. A job with a customer and no payment method
+    also keeps reading its customer's key, where it wrote before it learnt its card."""
 
     key: CardKey
     network: Network
     payment_method: str | None = None
+    customer: str | None = None
+    # Worked out once (a claim asks them for every job of its batch):
+    method_key: str | None = field(init=False, compare=False, repr=False)
+    ledger_key: str = field(init=False, compare=False, repr=False)
+    own_keys: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        method = (
+            f"{KeyKind.PAYMENT_METHOD.value}:{self.payment_method}" if self.payment_method else None
+        )
+        ledger = method or str(self.key)
+        own = {str(self.key), ledger}
+        if self.customer and not self.payment_method:
+            # Its customer's key too, where it wrote before it learnt its card.
+            own.add(f"{KeyKind.CUSTOMER.value}:{self.customer}")
+        object.__setattr__(self, "method_key", method)
+        object.__setattr__(self, "ledger_key", ledger)
+        object.__setattr__(self, "own_keys", frozenset(own))
 
     @property
-    def locks(self) -> tuple[str, ...]:
-        """What a claim serialises on: the key, and the payment method's own key."""
-        method = f"{KeyKind.PAYMENT_METHOD.value}:{self.payment_method}"
-        own = str(self.key)
-        return (own,) if not self.payment_method or method == own else (own, method)
+    def written_under(self) -> CardKey:
+        """`ledger_key` as a CardKey: the key of the entries this job writes."""
+        if self.payment_method:
+            return CardKey(KeyKind.PAYMENT_METHOD, self.payment_method)
+        return self.key
+
+    @property
+    def link(self) -> tuple[str, str] | None:
+        """(payment method's key, card's key) when the job knows both."""
+        if self.method_key is None or self.key.kind is not KeyKind.CARD:
+            return None
+        return self.method_key, str(self.key)
 
 
 def job_card(job: Job) -> CardIdentity | None:
@@ -70,42 +100,73 @@ def job_card(job: Job) -> CardIdentity | None:
     refs = job.refs
     if refs.checkout_session or not (job.card_fingerprint or refs.payment_method or refs.customer):
         return None
-    key = card_key(
-        network=job.card_network,
-        fingerprint=job.card_fingerprint,
-        payment_method=refs.payment_method,
-        customer=refs.customer,
-    )
-    if key is None:
-        return None
-    return CardIdentity(key, Network.of(job.card_network), refs.payment_method or None)
+    network = Network.of(job.card_network)
+    # card_key()'s key, built without checking the values again on the claim's hot path: they
+    # were checked on their way in (the queue's validation; learnt_card for the processor's).
+    if job.card_fingerprint and network is not Network.UNKNOWN:
+        key = CardKey(KeyKind.CARD, f"{network.value}:{job.card_fingerprint}")
+    elif refs.payment_method:
+        key = CardKey(KeyKind.PAYMENT_METHOD, refs.payment_method)
+    else:
+        assert refs.customer is not None
+        key = CardKey(KeyKind.CUSTOMER, refs.customer)
+    return CardIdentity(key, network, refs.payment_method or None, refs.customer or None)
 
 
-def _same(a: LedgerEntry, b: LedgerEntry) -> bool:
-    return a.job_id == b.job_id and a.attempt_number == b.attempt_number
+def _plainly_allowed(rules: NetworkRules, entries: tuple[LedgerEntry, ...]) -> bool:
+    """True when no rule can stand in the way, whatever the time asked: fewer entries than any
+    cap allows (each cap counts a subset of them, the new attempt included), and none with a
+    network code (no MAC wait, no never-retry decline). The common case of a card with a few
+    plain declines skips the full check."""
+    n = len(entries) + 1
+    if n > rules.mc_declines_per_24h or n > rules.mc_declines_per_30d:
+        return False
+    if n > rules.visa_reattempts_per_30d:
+        return False
+    for _, limit in rules.visa_earlier_limits:
+        if n > limit:
+            return False
+    if rules.other_attempts_per_30d is not None and n > rules.other_attempts_per_30d:
+        return False
+    for e in entries:
+        if e.network_advice_code is not None or e.network_decline_code is not None:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
 class CardHistory:
     """One card's ledger as the decision reads it: every entry newer than the time asked minus
-    `NetworkRules.lookback`, from any job, in time order."""
+    `NetworkRules.lookback`, from any job (in no particular order: the check orders them)."""
 
     key: CardKey
     network: Network
     entries: tuple[LedgerEntry, ...] = ()
 
-    def with_entry(self, entry: LedgerEntry) -> CardHistory:
+    def with_entry(self, entry: LedgerEntry, network: Network | None = None) -> CardHistory:
         """The history with `entry`, in place of the entry of the same job and attempt."""
-        kept = tuple(e for e in self.entries if not _same(e, entry))
-        return replace(self, entries=(*kept, entry))
+        job, number = entry.job_id, entry.attempt_number
+        kept = [e for e in self.entries if e.attempt_number != number or e.job_id != job]
+        kept.append(entry)
+        return CardHistory(self.key, network or self.network, tuple(kept))
+
+    def plus(self, entry: LedgerEntry) -> CardHistory:
+        """The history with a new entry (one of no attempt it holds already)."""
+        return CardHistory(self.key, self.network, (*self.entries, entry))
 
     def without(self, job_id: str, number: int) -> CardHistory:
         kept = tuple(e for e in self.entries if (e.job_id, e.attempt_number) != (job_id, number))
-        return replace(self, entries=kept)
+        return CardHistory(self.key, self.network, kept)
 
     def sent(self, job_id: str, number: int) -> bool:
         """True when the job's attempt `number` is in the ledger already (sent before)."""
-        return any(e.job_id == job_id and e.attempt_number == number for e in self.entries)
+        return self.entry_of(job_id, number) is not None
+
+    def entry_of(self, job_id: str, number: int) -> LedgerEntry | None:
+        for e in self.entries:
+            if e.job_id == job_id and e.attempt_number == number:
+                return e
+        return None
 
     def last_decline(self, job_id: str) -> LedgerEntry | None:
         """The job's own latest decline: what its next attempt would retry."""
@@ -118,6 +179,8 @@ class CardHistory:
 
     def verdict(self, rules: NetworkRules, job: Job, at: datetime) -> Verdict:
         """May the job's next (merchant-initiated) attempt be sent at `at`, within its window?"""
+        if _plainly_allowed(rules, self.entries):
+            return Verdict(VerdictKind.ALLOWED, at)
         return check(
             rules,
             self.entries,
@@ -133,31 +196,65 @@ def queue_entry(job: Job, card: CardIdentity, at: datetime) -> LedgerEntry:
     """The decline a job was queued after, as attempt 0: a decline for Mastercard's counts,
     not a Visa reattempt."""
     return LedgerEntry(
-        at, card.key, card.network, EntryKind.DECLINE, job_id=job.id, attempt_number=0
+        at, card.written_under, card.network, EntryKind.DECLINE, job_id=job.id, attempt_number=0
     )
 
 
 class CardPool:
-    """Ledger entries gathered for several jobs at once (a claim's batch, a queue file), each
-    found by its key and by its payment method. A job's history is the entries of its key and
-    of its payment method, and what the jobs before it in the batch added."""
+    """Ledger entries gathered for several jobs at once (a claim's batch, a queue file), by the
+    key each was written under, and the links between payment methods and their cards. A job's
+    history is the entries of all its keys, and what the jobs before it in the batch added."""
 
-    def __init__(self) -> None:
+    def __init__(self, links: Mapping[str, str] | None = None) -> None:
+        self.links: dict[str, str] = {}  # payment method key -> card key
+        self._methods: dict[str, set[str]] = {}  # card key -> its payment methods' keys
         self._by_key: dict[str, dict[tuple[str | None, int | None], LedgerEntry]] = {}
-        self._by_method: dict[str, dict[tuple[str | None, int | None], LedgerEntry]] = {}
+        for method, card in (links or {}).items():
+            self.link(method, card)
 
-    def add(self, entry: LedgerEntry, payment_method: str | None) -> None:
-        ident = (entry.job_id, entry.attempt_number)
-        self._by_key.setdefault(str(entry.card), {})[ident] = entry
-        if payment_method:
-            self._by_method.setdefault(payment_method, {})[ident] = entry
+    def add(self, entry: LedgerEntry, key: str | None = None) -> None:
+        """`key`: the entry's key as text, when the caller has it (the claim's hot path)."""
+        found = self._by_key.get(key or str(entry.card))
+        if found is None:
+            found = self._by_key[key or str(entry.card)] = {}
+        found[(entry.job_id, entry.attempt_number)] = entry
+
+    def link(self, method_key: str, card_key: str) -> None:
+        old = self.links.get(method_key)
+        if old == card_key:
+            return
+        if old is not None:
+            self._methods[old].discard(method_key)
+        self.links[method_key] = card_key
+        self._methods.setdefault(card_key, set()).add(method_key)
+
+    def keys_of(self, card: CardIdentity) -> frozenset[str]:
+        """Every key the card's entries may be under: its own, its card's (through its payment
+        method's link), and every payment method linked to that card."""
+        own = card.own_keys
+        cards = {self.links[k] for k in own if k in self.links}
+        if card.key.kind is KeyKind.CARD:
+            cards.add(str(card.key))
+        if not cards:
+            return own
+        keys = set(own)
+        for each in cards:
+            keys.add(each)
+            keys |= self._methods.get(each, set())
+        return frozenset(keys)
 
     def history(self, card: CardIdentity) -> CardHistory:
-        found = dict(self._by_key.get(str(card.key), {}))
-        if card.payment_method:
-            found.update(self._by_method.get(card.payment_method, {}))
-        entries = tuple(sorted(found.values(), key=lambda e: e.at))
-        return CardHistory(card.key, card.network, entries)
+        """The card's entries, in no particular order (the check orders them itself)."""
+        keys = self.keys_of(card)
+        if len(keys) == 1:
+            (key,) = keys
+            entries = tuple(self._by_key.get(key, {}).values())
+        else:
+            found: dict[tuple[str | None, int | None], LedgerEntry] = {}
+            for key in keys:
+                found.update(self._by_key.get(key, {}))
+            entries = tuple(found.values())
+        return CardHistory(card.written_under, card.network, entries)
 
 
 def attempt_entry(job: Job, number: int, card: CardHistory, at: datetime) -> LedgerEntry:
@@ -207,27 +304,41 @@ def learnt_card(job: Job, result: AttemptResult) -> tuple[CardKey, Network, str]
 
 @dataclass(frozen=True, slots=True)
 class LedgerSettle:
-    """What an attempt's outcome writes to the card ledger, in the outcome's transaction:
-    its entry settled to a decline or an approval (`entry`), or removed (None: nothing was
-    sent), and the card the processor named (`learnt`), which the job and its earlier entries
-    move to."""
+    """What an attempt's outcome writes to the card ledger, in the outcome's transaction: the
+    attempt's entry as its claim wrote it (`sent`; None when the claim wrote none), settled to
+    `entry` (None: nothing was sent, the entry goes), and the card the processor named
+    (`learnt`), which the job takes and its payment method is linked to."""
 
     job_id: str
     number: int
+    sent: LedgerEntry | None
     entry: LedgerEntry | None
     learnt: tuple[CardKey, Network, str] | None = None
 
 
 def settle(
-    job: Job, number: int, card: CardHistory, result: AttemptResult, at: datetime
-) -> LedgerSettle:
+    job: Job, number: int, card: CardHistory | None, result: AttemptResult, at: datetime
+) -> LedgerSettle | None:
+    """None when there is nothing to write: a job with no card identity whose processor named
+    no card either (the fast path)."""
     learnt = learnt_card(job, result)
+    if card is None and learnt is None:
+        return None
+    sent = card.entry_of(job.id, number) if card is not None else None
     kind = ledger_kind(result)
     if kind is None:
-        return LedgerSettle(job.id, number, None, learnt)
+        return LedgerSettle(job.id, number, sent, None, learnt)
     reported = Network.of(result.card_network)
-    network = reported if reported is not Network.UNKNOWN else card.network
-    key = learnt[0] if learnt is not None else card.key
+    network = reported if reported is not Network.UNKNOWN else Network.UNKNOWN
+    if card is not None and network is Network.UNKNOWN:
+        network = card.network
+    if sent is not None:
+        key = sent.card  # settled where it was written: entries never move
+    elif card is not None:
+        key = card.key
+    else:
+        assert learnt is not None
+        key = learnt[0]
     declined = kind is EntryKind.DECLINE
     entry = LedgerEntry(
         at,
@@ -240,14 +351,14 @@ def settle(
         job.id,
         number,
     )
-    return LedgerSettle(job.id, number, entry, learnt)
+    return LedgerSettle(job.id, number, sent, entry, learnt)
 
 
 def after_outcome(card: CardHistory, settled: LedgerSettle) -> CardHistory:
     """The history the next retry is decided on: the attempt's entry as settled."""
     if settled.entry is None:
         return card.without(settled.job_id, settled.number)
-    return replace(card.with_entry(settled.entry), network=settled.entry.network)
+    return card.with_entry(settled.entry, settled.entry.network)
 
 
 def hold_reason(number: int, verdict: Verdict) -> str:

@@ -105,6 +105,7 @@ class Finish:
     result: AttemptResult
     decision: Decision
     finished_at: datetime
+    settled: LedgerSettle | None = None  # `ledger`, when the decision already worked it out
 
     @property
     def entry(self) -> OutboxEntry:
@@ -113,10 +114,10 @@ class Finish:
 
     @property
     def ledger(self) -> LedgerSettle | None:
-        """What the outcome writes to the card ledger (None: the job has no card identity)."""
+        """What the outcome writes to the card ledger (None: nothing; no card identity)."""
+        if self.settled is not None:
+            return self.settled
         c = self.claimed
-        if c.card is None:
-            return None
         return settle(c.job, c.attempt_number, c.card, self.result, self.finished_at)
 
 

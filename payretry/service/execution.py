@@ -102,12 +102,15 @@ class Execution:
         if result.retry_after:
             self.pace(result.retry_after)
         now = self.clock()
-        card = claimed.card
-        if card is not None:  # the card's ledger as claimed, this attempt's outcome in it
-            job, number = claimed.job, claimed.attempt_number
-            card = after_outcome(card, settle(job, number, card, result, now))
+        card, settled = claimed.card, None
+        if card is not None:  # what the outcome writes to the card's ledger
+            settled = settle(claimed.job, claimed.attempt_number, card, result, now)
+            assert settled is not None
+            # A failure's next retry is checked on the card's ledger as claimed, this
+            # attempt's outcome in it; nothing else asks the card.
+            card = after_outcome(card, settled) if not result.succeeded else None
         decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now, card)
-        return Finish(claimed, result, decision, now)
+        return Finish(claimed, result, decision, now, settled)
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
         """In a pool thread: wait for the limiter right before the request, so the pace the

@@ -98,11 +98,13 @@ class _Cards:
         card = job_card(job)
         if card is None:
             return None
+        if card.link is not None:  # it came with both: its method is its card's from now on
+            self.pool.link(*card.link)
         entry = queue_entry(job, card, now)
         return self.pool.history(card).with_entry(entry), entry
 
-    def add(self, entry: LedgerEntry, job: Job) -> None:
-        self.pool.add(entry, job.refs.payment_method)
+    def add(self, entry: LedgerEntry) -> None:
+        self.pool.add(entry)
 
 
 def _conflict(existing: Job) -> Refused:
@@ -254,7 +256,7 @@ class Operations:
             if shared:
                 decisions[key] = decision
             if entry is not None:
-                cards.add(entry, draft)
+                cards.add(entry)
             jobs.append(Queued(_scheduled(draft, decision), entry, decision.verdict))
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)

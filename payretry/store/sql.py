@@ -13,6 +13,8 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from payretry.domain.card_checks import job_card
+from payretry.domain.card_ledger import EntryKind
 from payretry.domain.changes import (
     Cancelled,
     ClaimBatch,
@@ -45,6 +47,7 @@ from payretry.store.cards import (
     hold,
     insert_entries,
     unclaim,
+    write_links,
 )
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
@@ -217,9 +220,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
         try:
             with self._tx() as conn:
                 conn.execute(JOBS.insert().values(**job_values(job)))
-                if queued.card_entry is not None:
-                    method = job.refs.payment_method
-                    insert_entries(conn, self._insert, [(queued.card_entry, method)])
+                self._write_cards(conn, [queued])
                 write_entries(conn, [queued.entry])
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
@@ -241,15 +242,23 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                 for start in range(0, len(queued), 5000):
                     chunk = queued[start : start + 5000]
                     insert.run(conn, [job_values(q.job) for q in chunk])
-                    cards = [
-                        (q.card_entry, q.job.refs.payment_method)
-                        for q in chunk
-                        if q.card_entry is not None
-                    ]
-                    insert_entries(conn, self._insert, cards)
+                    self._write_cards(conn, chunk)
                     write_entries(conn, Queued.entries(chunk))
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
+
+    def _write_cards(self, conn: Connection, queued: Sequence[Queued]) -> None:
+        """The queueing declines, and the links of jobs that came with both a payment method
+        and their card."""
+        insert_entries(conn, [q.card_entry for q in queued if q.card_entry is not None])
+        links = [
+            link
+            for q in queued
+            if q.card_entry is not None
+            and (card := job_card(q.job)) is not None
+            and (link := card.link) is not None
+        ]
+        write_links(conn, self._insert, links)
 
     def cancel(self, cancelled: Cancelled) -> Job:
         seen = cancelled.job
@@ -444,7 +453,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                     }
                 )
             hold(conn, held, token)
-            insert_entries(conn, self._insert, entries)
+            insert_entries(conn, entries)
             if attempt_rows:
                 # A rescued attempt keeps its row (and so its key): insert only what is missing.
                 Bulk.of(
@@ -584,17 +593,17 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
         ]
         with self._tx() as conn:
             # Their card-ledger entries first, while the lease fence still holds.
-            carded = [c for c in claimed if c.card is not None]
-            if carded:
-                held = self._still_leased_claims(conn, carded)
-                unclaim(
-                    conn,
-                    [
-                        (c.job.id, c.attempt_number, c.job.updated_at)
-                        for c, ok in zip(carded, held, strict=True)
-                        if ok
-                    ],
-                )
+            sent = [
+                (c, entry)
+                for c in claimed
+                if c.card is not None
+                and (entry := c.card.entry_of(c.job.id, c.attempt_number)) is not None
+                and entry.kind is EntryKind.ATTEMPT
+                and entry.at == c.job.updated_at  # this claim's: a re-send keeps the first
+            ]
+            if sent:
+                held = self._still_leased_claims(conn, [c for c, _ in sent])
+                unclaim(conn, [e for (_, e), ok in zip(sent, held, strict=True) if ok])
             conn.execute(
                 ATTEMPTS.delete().where(
                     ATTEMPTS.c.job_seq == bindparam("b_seq"),

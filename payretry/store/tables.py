@@ -240,24 +240,21 @@ class OutboxSinkRow(SQLModel, table=True):
 
 class CardLedgerRow(SQLModel, table=True):
     """The card ledger (migration 0006): one row per authorization payretry sent on a card, and
-    per decline a job was queued after (attempt 0), whichever job it belongs to. Written in the
-    transaction of the change that sends or settles it; kept for its own retention, apart from
-    the jobs' (`purge` of jobs leaves it). No foreign key: a purged job's entries still count."""
+    per decline a job was queued after (attempt 0), whichever job it belongs to, under the key
+    it was written with (store/cards.py). Written in the transaction of the change that makes
+    it; kept for its own retention, apart from the jobs' (`purge` of jobs leaves it). No
+    foreign key: a purged job's entries still count. One index: each entry costs one."""
 
     __tablename__ = "card_ledger"
-    __table_args__ = (
-        Index("ix_card_ledger_card", "card_key", "at"),
-        Index("ix_card_ledger_method", "payment_method", "at"),
-        Index("ux_card_ledger_attempt", "job_id", "attempt_number", unique=True),
-        Index("ix_card_ledger_at", "at"),
-    )
+    __table_args__ = (Index("ix_card_ledger_card", "card_key", "at"),)
 
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
     card_key: str = Field(sa_column=Column(String(300), nullable=False))
-    # The payment method it was sent with: a payment method is one card, so its entries count
-    # for every job on it, whichever key (the card's, once known) they were written under.
-    payment_method: str | None = Field(default=None, sa_column=Column(String(255)))
-    at: datetime = _ts(nullable=False)
+    at: datetime = _ts(nullable=False)  # when it was sent (or queued): indexed, never changed
+    settled_at: datetime | None = _ts()  # when its outcome came back: a decline's own time
     network: str = Field(sa_column=Column(String(16), nullable=False))
     kind: str = Field(sa_column=Column(String(16), nullable=False))
     initiated_by: str = Field(sa_column=Column(String(16), nullable=False))
@@ -267,9 +264,21 @@ class CardLedgerRow(SQLModel, table=True):
     attempt_number: int = Field(sa_column=Column(Integer, nullable=False))
 
 
+class CardLinkRow(SQLModel, table=True):
+    """A payment method whose card is known (migration 0006): its entries count with the
+    card's, and with every other payment method of that card."""
+
+    __tablename__ = "card_links"
+    __table_args__ = (Index("ix_card_links_card", "card_key"),)
+
+    method_key: str = Field(sa_column=Column(String(300), primary_key=True))
+    card_key: str = Field(sa_column=Column(String(300), nullable=False))
+
+
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 OUTBOX_SINKS = OutboxSinkRow.__table__  # type: ignore[attr-defined]
 CARD_LEDGER = CardLedgerRow.__table__  # type: ignore[attr-defined]
+CARD_LINKS = CardLinkRow.__table__  # type: ignore[attr-defined]

@@ -83,20 +83,26 @@ def queue_all(url: str, config: Path, now: datetime) -> int:
 
 
 def read_ledger(url: str) -> dict[str, list[LedgerEntry]]:
-    """The card ledger, straight from the table."""
+    """The card ledger, straight from the tables: each entry under its card (a payment
+    method linked to a card counts as that card), by the time it counts from."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
+            links = {
+                str(m): str(c)
+                for m, c in conn.execute(text("SELECT method_key, card_key FROM card_links"))
+            }
             rows = conn.execute(
                 text(
-                    "SELECT card_key, at, network, kind, initiated_by, network_advice_code, "
-                    "network_decline_code, job_id, attempt_number FROM card_ledger ORDER BY at, id"
+                    "SELECT card_key, coalesce(settled_at, at) AS at, network, kind, "
+                    "initiated_by, network_advice_code, network_decline_code, job_id, "
+                    "attempt_number FROM card_ledger"
                 )
             ).all()
     finally:
         engine.dispose()
     cards: dict[str, list[LedgerEntry]] = defaultdict(list)
-    for r in rows:
+    for r in sorted(rows, key=lambda r: str(r.at)):
         at = r.at if isinstance(r.at, datetime) else datetime.fromisoformat(str(r.at))
         entry = LedgerEntry(
             at.replace(tzinfo=UTC) if at.tzinfo is None else at,
@@ -109,7 +115,7 @@ def read_ledger(url: str) -> dict[str, list[LedgerEntry]]:
             r.job_id,
             r.attempt_number,
         )
-        cards[r.card_key].append(entry)
+        cards[links.get(r.card_key, r.card_key)].append(entry)
     return cards
 
 

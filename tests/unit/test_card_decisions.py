@@ -21,7 +21,14 @@ from payretry.domain.card_checks import (
     queue_entry,
     settle,
 )
-from payretry.domain.card_ledger import CardKey, EntryKind, KeyKind, LedgerEntry, Network
+from payretry.domain.card_ledger import (
+    CardKey,
+    EntryKind,
+    KeyKind,
+    LedgerEntry,
+    Network,
+    card_key,
+)
 from payretry.domain.changes import Held
 from payretry.domain.events import EventType, on_outcome
 from payretry.domain.models import Job, JobState, ProcessorRefs
@@ -221,21 +228,34 @@ def test_a_hold_moves_the_job_never_earlier_than_it_was_due_and_a_block_ends_it(
 # -- the entries a job writes, and the events of a rule-driven outcome -----------------------
 
 
-def test_an_outcome_settles_the_attempts_entry_or_removes_it() -> None:
+def test_an_outcome_settles_the_attempts_entry_in_place_or_removes_it() -> None:
     job = a_job(network=None, fingerprint=None)
-    card = CardHistory(CardKey(KeyKind.PAYMENT_METHOD, "pm_1"), Network.UNKNOWN, ())
+    method = CardKey(KeyKind.PAYMENT_METHOD, "pm_1")
+    empty = CardHistory(method, Network.UNKNOWN, ())
+    sent = attempt_entry(job, 1, empty, T - timedelta(seconds=2))
+    card = empty.with_entry(sent)
     approval = settle(job, 1, card, AttemptResult.success("pi_1"), T)
+    assert approval is not None and approval.sent == sent
     assert approval.entry is not None and approval.entry.kind is EntryKind.APPROVAL
-    assert settle(job, 1, card, AttemptResult.failure("rate_limit_exceeded"), T).entry is None
+    assert approval.entry.at == T  # when the answer came back
+    nothing = settle(job, 1, card, AttemptResult.failure("rate_limit_exceeded"), T)
+    assert nothing is not None and nothing.entry is None and nothing.sent == sent
     named = replace(failed(mac="24"), card_network="mastercard", card_fingerprint="Xt5EWLL")
     settled = settle(job, 1, card, named, T)
-    assert settled.entry is not None and settled.entry.network_advice_code == "24"
+    assert settled is not None and settled.entry is not None
+    assert settled.entry.network_advice_code == "24"
     assert settled.learnt == (CardKey(KeyKind.CARD, "mastercard:Xt5EWLL"), Network.MASTERCARD,
                               "Xt5EWLL")  # fmt: skip
-    assert settled.entry.card == settled.learnt[0]
+    assert settled.entry.card == method  # entries never move; the method is linked instead
     assert after_outcome(card, settled).network is Network.MASTERCARD
     card_data = replace(named, card_fingerprint="4242424242424242")
-    assert settle(job, 1, card, card_data, T).learnt is None  # never kept
+    kept = settle(job, 1, card, card_data, T)
+    assert kept is not None and kept.learnt is None  # never kept
+    bare = replace(job, refs=ProcessorRefs(payment_intent="pi_1"))
+    assert settle(bare, 1, None, failed(), T) is None  # the fast path: nothing to write
+    first = settle(bare, 1, None, named, T)  # a card-less job learns its card
+    assert first is not None and first.sent is None and first.entry is not None
+    assert first.entry.card == CardKey(KeyKind.CARD, "mastercard:Xt5EWLL")
 
 
 def test_a_fingerprint_is_an_opaque_id_never_digits_alone() -> None:
@@ -247,27 +267,54 @@ def test_a_fingerprint_is_an_opaque_id_never_digits_alone() -> None:
 def test_the_card_is_the_fingerprint_then_the_payment_method_then_the_customer() -> None:
     job = a_job()
     found = job_card(job)
-    assert found == CardIdentity(MC, Network.MASTERCARD, "pm_1")
-    assert found.locks == ("card:mastercard:fp_m", "payment_method:pm_1")
+    assert found == CardIdentity(MC, Network.MASTERCARD, "pm_1", "cus_1")
+    for fields in (
+        {"network": "visa", "fingerprint": "fp_v"},
+        {"network": "unknown", "fingerprint": "fp_v"},
+        {"network": None, "fingerprint": None},
+    ):
+        each = a_job(**fields)
+        for refs in (each.refs, ProcessorRefs(customer="cus_9")):
+            got = job_card(replace(each, refs=refs))
+            assert got is not None and got.key == card_key(
+                network=each.card_network,
+                fingerprint=each.card_fingerprint,
+                payment_method=refs.payment_method,
+                customer=refs.customer,
+            )
+    assert found.own_keys == {"card:mastercard:fp_m", "payment_method:pm_1"}
+    assert found.ledger_key == "payment_method:pm_1"  # written under the method
+    assert found.link == ("payment_method:pm_1", "card:mastercard:fp_m")
     by_method = job_card(a_job(fingerprint=None, network=None))
     assert by_method is not None and str(by_method.key) == "payment_method:pm_1"
-    assert by_method.locks == ("payment_method:pm_1",)
+    assert by_method.own_keys == {"payment_method:pm_1"} and by_method.link is None
+    learnt = job_card(replace(job, refs=ProcessorRefs(customer="cus_1")))
+    assert learnt is not None and learnt.ledger_key == "card:mastercard:fp_m"
+    assert learnt.own_keys == {"card:mastercard:fp_m", "customer:cus_1"}  # where it wrote
     bare = replace(a_job(fingerprint=None), refs=ProcessorRefs(payment_intent="pi_1"))
     assert job_card(bare) is None  # the claim's fast path
     checkout = replace(job, refs=ProcessorRefs(customer="cus_1", checkout_session="cs_1"))
     assert job_card(checkout) is None
 
 
-def test_a_payment_methods_entries_count_for_every_job_on_it_whatever_their_key() -> None:
+def test_a_payment_method_linked_to_its_card_shares_the_cards_entries() -> None:
+    pm1, pm2 = (CardKey(KeyKind.PAYMENT_METHOD, m) for m in ("pm_1", "pm_2"))
     pool = CardPool()
-    learnt = decline(T - H, job="a")  # written under the card's key once Stripe named it
-    pool.add(learnt, "pm_1")
-    pool.add(decline(T - 2 * H, card=CardKey(KeyKind.PAYMENT_METHOD, "pm_1"), job="b"), "pm_1")
-    pool.add(decline(T - 3 * H, job="c"), "pm_2")  # the same card, saved twice
-    only_method = CardIdentity(CardKey(KeyKind.PAYMENT_METHOD, "pm_1"), Network.UNKNOWN, "pm_1")
-    assert [e.job_id for e in pool.history(only_method).entries] == ["b", "a"]
-    both = CardIdentity(MC, Network.MASTERCARD, "pm_1")
-    assert [e.job_id for e in pool.history(both).entries] == ["c", "b", "a"]
+    pool.add(decline(T - H, card=pm1, job="a"))
+    pool.add(decline(T - 2 * H, card=pm2, job="b"))  # the same card, saved twice
+    pool.add(decline(T - 3 * H, job="c"))  # a job that knew only the card
+    only_method = CardIdentity(pm1, Network.UNKNOWN, "pm_1")
+    assert {e.job_id for e in pool.history(only_method).entries} == {"a"}  # no link yet
+    pool.link("payment_method:pm_1", str(MC))
+    pool.link("payment_method:pm_2", str(MC))
+    assert {e.job_id for e in pool.history(only_method).entries} == {"a", "b", "c"}
+    assert pool.keys_of(CardIdentity(MC, Network.MASTERCARD)) == {
+        str(MC),
+        "payment_method:pm_1",
+        "payment_method:pm_2",
+    }
+    history = pool.history(CardIdentity(MC, Network.MASTERCARD, "pm_1"))
+    assert history.key == pm1 and len(history.entries) == 3  # it writes under its method
 
 
 def test_a_finish_moved_by_a_rule_emits_the_postponement_and_a_block_its_own_event() -> None:

@@ -1,6 +1,7 @@
 """The card ledger and the card-network rules (issue 13): one row per authorization sent on a
-card (and per decline a job was queued after), keyed by the card; each job's card network and
-fingerprint, and the rule that last moved or stopped it (the new final state `blocked`).
+card (and per decline a job was queued after), keyed by the card; the links from payment
+methods to their cards; each job's card network and fingerprint, and the rule that last moved
+or stopped it (the new final state `blocked`).
 
 Revision ID: 0006
 Revises: 0005
@@ -26,10 +27,10 @@ def upgrade() -> None:
     op.add_column("retry_jobs", sa.Column("network_rule", sa.String(64)))
     op.create_table(
         "card_ledger",
-        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("card_key", sa.String(300), nullable=False),
-        sa.Column("payment_method", sa.String(255)),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("settled_at", sa.DateTime(timezone=True)),
         sa.Column("network", sa.String(16), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("initiated_by", sa.String(16), nullable=False),
@@ -39,14 +40,16 @@ def upgrade() -> None:
         sa.Column("attempt_number", sa.Integer(), nullable=False),
     )
     op.create_index("ix_card_ledger_card", "card_ledger", ["card_key", "at"])
-    op.create_index("ix_card_ledger_method", "card_ledger", ["payment_method", "at"])
-    op.create_index(
-        "ux_card_ledger_attempt", "card_ledger", ["job_id", "attempt_number"], unique=True
+    op.create_table(
+        "card_links",
+        sa.Column("method_key", sa.String(300), primary_key=True),
+        sa.Column("card_key", sa.String(300), nullable=False),
     )
-    op.create_index("ix_card_ledger_at", "card_ledger", ["at"])
+    op.create_index("ix_card_links_card", "card_links", ["card_key"])
 
 
 def downgrade() -> None:
+    op.drop_table("card_links")
     op.drop_table("card_ledger")
     with op.batch_alter_table("retry_jobs") as batch:
         batch.drop_column("network_rule")
