@@ -209,6 +209,7 @@ class CardPool:
         self.links: dict[str, str] = {}  # payment method key -> card key
         self._methods: dict[str, set[str]] = {}  # card key -> its payment methods' keys
         self._by_key: dict[str, dict[tuple[str | None, int | None], LedgerEntry]] = {}
+        self._known: dict[CardIdentity, frozenset[str]] = {}
         for method, card in (links or {}).items():
             self.link(method, card)
 
@@ -227,10 +228,19 @@ class CardPool:
             self._methods[old].discard(method_key)
         self.links[method_key] = card_key
         self._methods.setdefault(card_key, set()).add(method_key)
+        self._known.clear()
+
+    def remember(self, keys: Mapping[CardIdentity, frozenset[str]]) -> None:
+        """`keys_of` worked out already for these cards (a claim's batch); forgotten as soon
+        as a link changes."""
+        self._known = dict(keys)
 
     def keys_of(self, card: CardIdentity) -> frozenset[str]:
         """Every key the card's entries may be under: its own, its card's (through its payment
         method's link), and every payment method linked to that card."""
+        known = self._known.get(card)
+        if known is not None:
+            return known
         own = card.own_keys
         cards = {self.links[k] for k in own if k in self.links}
         if card.key.kind is KeyKind.CARD:
@@ -243,9 +253,10 @@ class CardPool:
             keys |= self._methods.get(each, set())
         return frozenset(keys)
 
-    def history(self, card: CardIdentity) -> CardHistory:
-        """The card's entries, in no particular order (the check orders them itself)."""
-        keys = self.keys_of(card)
+    def history(self, card: CardIdentity, keys: frozenset[str] | None = None) -> CardHistory:
+        """The card's entries, in no particular order (the check orders them itself); `keys`:
+        `keys_of(card)`, when the caller has it."""
+        keys = self.keys_of(card) if keys is None else keys
         if len(keys) == 1:
             (key,) = keys
             entries = tuple(self._by_key.get(key, {}).values())

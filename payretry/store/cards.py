@@ -76,10 +76,11 @@ class _Keys:
         found = self.known.get(text_key)
         if found is None:
             kind, _, value = text_key.partition(":")
-            found = self.known[text_key] = CardKey(KeyKind(kind), value)
+            found = self.known[text_key] = CardKey(_KEY_KINDS[kind], value)
         return found
 
 
+_KEY_KINDS = {k.value: k for k in KeyKind}
 _NETWORKS = {n.value: n for n in Network}
 _KINDS = {k.value: k for k in EntryKind}
 _INITIATORS = {i.value: i for i in Initiator}
@@ -199,8 +200,13 @@ def _read_links(conn: Connection, pool: CardPool, cards: Sequence[CardIdentity])
             pool.link(method_key, card_key)
 
 
-def _keys(pool: CardPool, cards: Sequence[CardIdentity]) -> set[str]:
-    return {key for card in cards for key in pool.keys_of(card)}
+def _keys(pool: CardPool, cards: Sequence[CardIdentity]) -> dict[CardIdentity, frozenset[str]]:
+    """Each card's keys (what a claim locks and reads)."""
+    return {card: pool.keys_of(card) for card in cards}
+
+
+def _union(keys: dict[CardIdentity, frozenset[str]]) -> set[str]:
+    return {key for each in keys.values() for key in each}
 
 
 def read_pool(
@@ -211,16 +217,19 @@ def read_pool(
     meanwhile widens the set, whose new keys are locked and read too."""
     pool = CardPool()
     _read_links(conn, pool, cards)
-    keys = _keys(pool, cards)
+    each = _keys(pool, cards)
+    keys = _union(each)
     if lock and conn.dialect.name == "postgresql":
         locked: set[str] = set()
         while keys - locked:
             lock_keys(conn, keys - locked)
             locked |= keys
             _read_links(conn, pool, cards)
-            keys = _keys(pool, cards)
+            each = _keys(pool, cards)
+            keys = _union(each)
     for key, entry in _read_entries(conn, sorted(keys), since - _SETTLE_MARGIN, _Keys()):
         pool.add(entry, key)
+    pool.remember(each)
     return pool
 
 
@@ -259,9 +268,9 @@ def insert_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
                 (
                     str(e.card),
                     when(e.at),
-                    e.network.value,
-                    e.kind.value,
-                    e.initiated_by.value,
+                    str(e.network),  # a StrEnum: its value
+                    str(e.kind),
+                    str(e.initiated_by),
                     _code(e.network_advice_code),
                     _code(e.network_decline_code),
                     e.job_id or "",
@@ -405,9 +414,9 @@ def apply_settles(
     when = _time(conn)
     settled = [
         (
-            s.entry.kind.value,
+            str(s.entry.kind),
             when(s.entry.at),
-            s.entry.network.value,
+            str(s.entry.network),
             _code(s.entry.network_advice_code),
             _code(s.entry.network_decline_code),
             str(s.sent.card),
