@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from payretry.api.errors import ApiError
+from payretry.api.services import services_of
 from payretry.domain.access import ApiToken, Role
 from payretry.domain.models import Job
 
@@ -47,8 +48,6 @@ def check_customer_job(token: ApiToken, job: Job | None, asked: str) -> None:
 
 
 def authenticated(request: HTTPConnection) -> ApiToken:
-    from payretry.api.deps import services_of
-
     text = bearer(request.headers.get("authorization"))
     token = services_of(request.app).tokens.authenticate(text)
     if token is None:

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from payretry.api.auth import authenticated, check_role
 from payretry.api.idempotency import KeyContext, claim
-from payretry.api.services import Services
+from payretry.api.services import Services, services_of
 from payretry.domain.access import ApiToken, Role
-
-
-def services_of(app: Any) -> Services:
-    services: Services = app.state.services
-    return services
 
 
 def get_services(request: Request) -> Services:
@@ -49,7 +44,3 @@ async def _idempotency(request: Request, token: Annotated[ApiToken, Depends(get_
 
 
 Idempotent = Annotated[KeyContext, Depends(_idempotency)]
-
-
-def app_services(app: FastAPI) -> Services:
-    return services_of(app)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from payretry.domain.outbox import EventStore
 from payretry.domain.policy import RetryPolicy
@@ -70,3 +71,9 @@ class Services:
         """Build everything now (at startup), not in the first request's thread."""
         for name in ("operations", "retries", "process", "tokens", "idempotency", "lookups"):
             getattr(self, name)
+
+
+def services_of(app: Any) -> Services:
+    """The services of the application `app` (set by create_app)."""
+    services: Services = app.state.services
+    return services

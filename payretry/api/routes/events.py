@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from payretry.api.auth import authenticated, check_role
 from payretry.api.errors import ApiError
 from payretry.api.routes.common import READ, errors
-from payretry.api.services import Services
+from payretry.api.services import Services, services_of
 from payretry.domain.access import ApiToken, Role
 from payretry.domain.events import Event
 from payretry.domain.outbox import Cursor
@@ -109,11 +109,6 @@ def _filter(token: ApiToken, user_id: str | None, transaction_id: str | None) ->
     return Filter(user_id, transaction_id)
 
 
-def _services(app: Any) -> Services:
-    found: Services = app.state.services
-    return found
-
-
 async def _events(
     reader: Reader, stopping: Callable[[], bool], poll: float
 ) -> AsyncIterator[list[tuple[Position, Event]]]:
@@ -145,7 +140,7 @@ async def events_sse(
 ) -> StreamingResponse:
     token = await run_in_threadpool(authenticated, request)
     check_role(token, Role.VIEWER, customer=True)
-    services = _services(request.app)
+    services = services_of(request.app)
     start = last_event_id or since
     field = "Last-Event-ID" if last_event_id else "since"
     reader = Reader(
@@ -192,7 +187,7 @@ async def events_ws(
     closed with 4401 (no or bad token), 4403 (role) or 4422 (bad query) after an error
     message."""
     await websocket.accept()
-    services = _services(websocket.app)
+    services = services_of(websocket.app)
     try:
         token = await run_in_threadpool(authenticated, websocket)
         check_role(token, Role.VIEWER, customer=True)
