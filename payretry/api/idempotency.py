@@ -25,7 +25,7 @@ Answer = tuple[int, BaseModel]
 
 
 def render(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> Response:
-    return Response(model.model_dump_json().encode(), status, headers, JSON)
+    return Response(model.model_dump_json(exclude_unset=True).encode(), status, headers, JSON)
 
 
 @dataclass
