@@ -57,12 +57,13 @@ class SqlIdempotency:
         }
         at = (IDEMPOTENCY.c.scope == scope, IDEMPOTENCY.c.key == key)
         with self.store._tx() as conn:
-            inserted = conn.execute(
+            inserted = conn.execute(  # RETURNING: rowcount is not reliable for ON CONFLICT
                 self._insert(IDEMPOTENCY)
                 .values(scope=scope, key=key, **fresh)
                 .on_conflict_do_nothing(index_elements=["scope", "key"])
-            ).rowcount
-            if inserted:
+                .returning(IDEMPOTENCY.c.key)
+            ).first()
+            if inserted is not None:
                 return KeyClaim(ClaimState.CLAIMED, token)
             query = select(IDEMPOTENCY).where(*at)
             if self.store.dialect == "postgresql":
@@ -165,8 +166,9 @@ class SqlFirstAttempts:
                     queued=False,
                 )
                 .on_conflict_do_nothing(index_elements=["transaction_id"])
-            ).rowcount
-        return attempt if inserted else None
+                .returning(FIRST_ATTEMPTS.c.transaction_id)
+            ).first()
+        return attempt if inserted is not None else None
 
     def first_attempt(self, transaction_id: str) -> FirstAttempt | None:
         with self.store._tx(readonly=True) as conn:

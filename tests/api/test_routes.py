@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from typer.testing import CliRunner
+
 from payretry.cli import app as cli
 from tests.api.conftest import SEED_BODY, Api, MakeApi
-from typer.testing import CliRunner
 
 
 def cli_json(api: Api, *args: str) -> Any:
