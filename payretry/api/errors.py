@@ -116,6 +116,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not decode the body
+            return Response(body("invalid_input", "the body is not valid JSON"), 422, None, JSON)
         kinds = {404: "not_found", 405: "method_not_allowed"}
         kind = kinds.get(exc.status_code, "http_error")
         return Response(body(kind, str(exc.detail)), exc.status_code, dict(exc.headers or {}), JSON)
