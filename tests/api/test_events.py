@@ -101,7 +101,7 @@ def ws_url(api: Api, **params: str) -> str:
 
 def ws_read(api: Api, count: int, **params: str) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {api.tokens['viewer']}"}
-    got = []
+    got: list[dict[str, Any]] = []
     with connect(ws_url(api, **params), additional_headers=headers, open_timeout=10) as ws:
         while len(got) < count:
             got.append(json.loads(ws.recv(timeout=10)))
