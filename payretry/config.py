@@ -380,6 +380,61 @@ KEYS: tuple[Key, ...] = (
     Key("metrics", "port", None, _int(1, 65535), "serve: Prometheus /metrics on this port"),
     Key("metrics", "addr", "127.0.0.1", _str, "serve: address /metrics listens on"),
     Key("metrics", "textfile", None, _str, "run-due: Prometheus textfile written here (.prom)"),
+    Key("http", "port", None, _int(1, 65535), "serve: also serve the HTTP API on this port"),
+    Key("http", "addr", "127.0.0.1", _str, "address the HTTP API listens on"),
+    Key(
+        "http",
+        "token_secret",
+        None,
+        _str,
+        "key of the keyed SHA-256 under which API tokens are stored (set it; keep it secret)",
+        secret=True,
+    ),
+    Key("http", "max_body", 65536, _int(1, 16 * 2**20), "largest request body, in bytes"),
+    Key("http", "cors_origins", "", _str, "origins allowed by CORS, comma-separated (off: empty)"),
+    Key(
+        "http",
+        "idempotency_ttl",
+        timedelta(hours=24),
+        _duration_within(timedelta(minutes=1), timedelta(days=30)),
+        "how long a response is replayed for its Idempotency-Key",
+    ),
+    Key(
+        "http",
+        "customer_token_ttl",
+        timedelta(hours=24),
+        _duration_within(timedelta(minutes=1), timedelta(days=30)),
+        "default lifetime of a customer token",
+    ),
+    Key(
+        "http",
+        "events_poll",
+        timedelta(milliseconds=500),
+        _duration_within(timedelta(milliseconds=50), timedelta(seconds=30)),
+        "how often a live event stream looks for new outbox entries",
+    ),
+    Key(
+        "throttle",
+        "per_transaction",
+        1,
+        _int(0, 1_000_000),
+        "retries now (API and `payretry retry`) per transaction per window; 0: no limit",
+    ),
+    Key(
+        "throttle",
+        "transaction_window",
+        timedelta(seconds=60),
+        _duration_within(timedelta(seconds=1), timedelta(days=30)),
+        "the per-transaction window",
+    ),
+    Key("throttle", "per_user", 10, _int(0, 1_000_000), "retries now per user per window; 0: off"),
+    Key(
+        "throttle",
+        "user_window",
+        timedelta(hours=1),
+        _duration_within(timedelta(seconds=1), timedelta(days=30)),
+        "the per-user window",
+    ),
     Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
     Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
 )
@@ -513,6 +568,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    port: int | None
+    addr: str
+    token_secret: str | None
+    max_body: int
+    cors_origins: str
+    idempotency_ttl: timedelta
+    customer_token_ttl: timedelta
+    events_poll: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    per_transaction: int
+    transaction_window: timedelta
+    per_user: int
+    user_window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     format: str
     level: str
@@ -534,6 +609,8 @@ VIEWS: dict[str, type] = {
     "segment": SegmentSettings,
     "statsd": StatsdSettings,
     "metrics": MetricsSettings,
+    "http": HttpSettings,
+    "throttle": ThrottleSettings,
     "log": LogSettings,
 }
 _View = TypeVar("_View")
@@ -612,6 +689,14 @@ class Settings:
     @property
     def metrics(self) -> MetricsSettings:
         return self.view("metrics", MetricsSettings)
+
+    @property
+    def http(self) -> HttpSettings:
+        return self.view("http", HttpSettings)
+
+    @property
+    def throttle(self) -> ThrottleSettings:
+        return self.view("throttle", ThrottleSettings)
 
     @property
     def log(self) -> LogSettings:

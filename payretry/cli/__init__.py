@@ -10,6 +10,7 @@ from typer.core import TyperGroup
 
 from payretry import __version__
 from payretry.cli import (
+    api_cmd,
     cancel,
     config_cmd,
     db,
@@ -27,6 +28,7 @@ from payretry.cli import (
     stats,
     status,
     stripe_cmd,
+    token_cmd,
     top,
     worker,
 )
@@ -137,6 +139,8 @@ for module in (
     worker,
     sqs_cmd,
     events,
+    api_cmd,
+    token_cmd,
 ):
     module.register(app)
 

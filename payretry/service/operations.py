@@ -94,8 +94,11 @@ class Operations:
         self.policy = policy
         self.execution = execution
 
-    def queue(self, request: NewJob, now: datetime) -> tuple[Job, bool]:
-        """Queue a retry; (job, created). Idempotent for the same request while active."""
+    def queue(
+        self, request: NewJob, now: datetime, *, job_id: str | None = None
+    ) -> tuple[Job, bool]:
+        """Queue a retry; (job, created). Idempotent for the same request while active.
+        `job_id`: the id the new job must have (a first attempt already fixed it)."""
         existing = self.store.active_for([request.transaction_id]).get(request.transaction_id)
         if existing is not None:
             if request.same_request(existing):
@@ -108,7 +111,7 @@ class Operations:
                 f"transaction {request.transaction_id} was already paid by an earlier retry; "
                 "queueing it again could charge the customer twice"
             )
-        draft = _new_job(request, new_job_id(), now)
+        draft = _new_job(request, job_id or new_job_id(), now)
         queued = Queued(_scheduled(draft, _first_decision(self.policy, draft, now)))
         try:
             job = self.store.insert(queued)
