@@ -1,8 +1,8 @@
 """The HTTP API: bearer tokens (a keyed hash each), stored responses of idempotency keys, the
 retry-request throttle's counters, and the first attempts of payments processed through it.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
