@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -180,3 +181,35 @@ def receiver() -> Iterator[Receiver]:
         yield server
     finally:
         server.stop()
+
+
+# -- a DogStatsD peer: a UDP socket on loopback ---------------------------------------------
+
+
+@pytest.fixture
+def udp() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def datagrams(sock: socket.socket) -> list[str]:
+    found = []
+    sock.settimeout(0.3)
+    try:
+        while True:
+            found.extend(sock.recv(65535).decode().splitlines())
+    except TimeoutError:
+        return found
+
+
+def parse_datagram(line: str) -> tuple[str, str, str, frozenset[str]]:
+    """`name:value|type|#tag,tag` (DogStatsD's format)."""
+    head, kind, *rest = line.split("|")
+    name, value = head.split(":", 1)
+    tags = next((part[1:].split(",") for part in rest if part.startswith("#")), [])
+    return name, value, kind, frozenset(tags)
