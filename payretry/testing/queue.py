@@ -10,7 +10,8 @@ same suite on it and on SQS through the moto server):
 
 Time is the `clock` passed in (a ManualClock in tests): nothing waits for a delay or a timeout
 to pass, the test moves the clock. A receive that finds nothing waits up to `wait_seconds` in
-real time (a long poll) for a message to become receivable, looking again every 20 ms.
+real time (a long poll) for a message to become receivable, looking again every 20 ms; `close()`
+ends it at once.
 `down = True` makes every call raise QueueError; `refusing = True` makes sends fail one by one.
 """
 
@@ -74,6 +75,7 @@ class MemoryQueue:
         self._deleted: set[str] = set()  # receipts of deleted messages
         self._lock = threading.Condition()
         self._receipts = itertools.count(1)
+        self._closed = False
 
     def _check(self) -> None:
         if self.down:
@@ -121,7 +123,7 @@ class MemoryQueue:
                 self._check()
                 found = self._take(max(1, min(_BATCH, max_messages)), visibility)
                 left = deadline - time.monotonic()
-                if found or left <= 0:
+                if found or left <= 0 or self._closed:
                     return found
                 self._lock.wait(min(_POLL, left))
 
@@ -234,4 +236,7 @@ class MemoryQueue:
             return [m.body for m in self._messages.values()]
 
     def close(self) -> None:
-        """Nothing to let go of."""
+        """End any long poll now (it returns what it has); later receives do not wait."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()

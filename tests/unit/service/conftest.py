@@ -1,5 +1,5 @@
 """The service on its in-memory twins: MemoryStore, MemoryQueue and a ManualClock from
-payretry.testing, and processors written here, so each test runs in milliseconds."""
+payretry.testing, and a processor written here, so each test runs in milliseconds."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from payretry.domain.policy import RetryPolicy
 from payretry.domain.results import AttemptRequest, AttemptResult
 from payretry.service.intake import new_job
 from payretry.service.operations import Operations
-from payretry.testing import ManualClock, MemoryQueue, MemoryStore
+from payretry.testing import ManualClock, MemoryStore
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 POLICY = RetryPolicy.standard()
@@ -102,8 +102,3 @@ def store() -> MemoryStore:
     """The in-memory store (this directory's `store`: the SQLite one of tests/conftest.py is
     for the suites that test SQL)."""
     return MemoryStore()
-
-
-@pytest.fixture
-def queue_(clock: ManualClock) -> MemoryQueue:
-    return MemoryQueue("payments-retry-unit", clock=clock, max_receive_count=5)

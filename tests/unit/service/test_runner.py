@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+import payretry.service.runner as runner_module
+from payretry.backoff import Backoff
 from payretry.domain.models import AttemptOutcome, JobState
 from payretry.domain.outcomes import JobResult
 from payretry.domain.results import AttemptInDoubt, AttemptRequest, AttemptResult
@@ -175,14 +177,14 @@ def test_the_pool_runs_at_most_concurrency_attempts_at_once(
 def test_a_429_paces_the_run_at_the_processors_rate(store: MemoryStore, clock: ManualClock) -> None:
     queue(store, "first", amount="20.00")
     queue(store, "second", amount="10.00")
-    slow_down = AttemptResult.failure("rate_limit_exceeded", retry_after=0.25)
+    slow_down = AttemptResult.failure("rate_limit_exceeded", retry_after=0.1)
     processor = Scripted({"first": [slow_down]}, rate=40.0)
     run = runner(store, processor, clock)
     assert run.limiter is None  # no --rate: unpaced until asked to slow down
     report = run.run_due()
     assert report.counts["rescheduled"] == 1 and report.counts["succeeded"] == 1
     assert run.limiter is not None and run.limiter.rate == 40.0
-    assert processor.started[1] - processor.started[0] >= 0.24
+    assert processor.started[1] - processor.started[0] >= 0.09
 
 
 def test_a_refused_key_gives_the_batch_back_and_ends_the_run(
@@ -215,10 +217,11 @@ def test_outcomes_that_cannot_be_written_are_left_to_the_rescue(
 
 
 def test_the_run_waits_for_the_database_to_come_back(
-    store: MemoryStore, clock: ManualClock
+    store: MemoryStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runner_module, "RECONNECT", Backoff(first=0.01))  # 0.5 s in production
     queue(store, "t1")
-    store.fail("claim")  # a restart: one claim fails, the next 0.5 s later works
+    store.fail("claim", times=2)  # a restart: two claims fail, the third works
     report = runner(store, Scripted(), clock).run_due()
     assert report.counts["succeeded"] == 1
     queue(store, "t2")

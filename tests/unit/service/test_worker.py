@@ -271,6 +271,7 @@ def running(setup: Setup) -> Iterator[Setup]:
     thread.start()
     yield setup
     setup.worker.stop.set()
+    setup.queue.close()  # ends the worker's long poll, so it sees the stop at once
     thread.join(5)
     assert not thread.is_alive(), "the worker did not stop"
 
