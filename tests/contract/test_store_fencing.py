@@ -4,6 +4,7 @@ operator saw it."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -140,3 +141,25 @@ def test_a_job_awaiting_the_customer_can_be_cancelled(contract_store: ContractSt
     assert store.awaiting() == []
     late = settlement(store, claimed.job.id, AttemptResult.success("pi_late"))
     assert store.settle_awaiting([late]) == [False]
+
+
+def test_claims_from_many_threads_never_share_a_job(contract_store: ContractStore) -> None:
+    store = contract_store
+    store.insert_many([Queued(make_job(f"txn-{i:03d}", priority=i)) for i in range(120)])
+    taken: list[list[Claimed]] = [[] for _ in range(4)]
+
+    def claim_until_empty(into: list[Claimed]) -> None:
+        while batch := store.claim(NOW, 7, LEASE):
+            into.extend(batch)
+
+    threads = [threading.Thread(target=claim_until_empty, args=(t,)) for t in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = [c.job.id for found in taken for c in found]
+    assert len(ids) == len(set(ids)) == 120
+    for found in taken:  # each claim took the best of what was left
+        priorities = [c.job.priority for c in found]
+        assert priorities == sorted(priorities, reverse=True)
+    assert store.stats(NOW).by_state == {"running": 120}
