@@ -11,8 +11,9 @@ same suite on it and on SQS through the moto server):
 Time is the `clock` passed in (a ManualClock in tests): nothing waits for a delay or a timeout
 to pass, the test moves the clock. A receive that finds nothing waits up to `wait_seconds` in
 real time (a long poll) for a message to become receivable, looking again every 20 ms; `close()`
-ends it at once.
-`down = True` makes every call raise QueueError; `refusing = True` makes sends fail one by one.
+ends it at once. `down = True` makes every call raise QueueError (a queue that does not
+answer); `refusing = True` refuses every message sent (its id comes back None, as a batch send
+reports the entries SQS refused).
 """
 
 from __future__ import annotations

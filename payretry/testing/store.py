@@ -111,15 +111,14 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
                 )
             }
 
-    def _due(self, now: datetime, limit: int, *, until: datetime | None = None) -> list[JobRow]:
-        """Scheduled jobs due by `until` (else `now`), in claim order, at most `limit`."""
-        until = now if until is None else until
+    def _due(self, now: datetime, limit: int) -> list[JobRow]:
+        """Scheduled jobs due at `now`, in claim order, at most `limit`."""
         due = (
             r
             for r in self._rows.values()
             if r.job.state is JobState.SCHEDULED
             and r.job.next_retry_at is not None
-            and r.job.next_retry_at <= until
+            and r.job.next_retry_at <= now
         )
         return heapq.nsmallest(max(0, limit), due, key=lambda r: _claim_order(r.job))
 
