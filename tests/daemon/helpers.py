@@ -13,13 +13,13 @@ from datetime import datetime
 from pathlib import Path
 
 from payretry.config import load_settings
+from payretry.domain.ports import Store
 from payretry.service.intake import new_job
 from payretry.service.operations import Operations
-from payretry.store.sql import SqlStore
 
 
 def queue_jobs(
-    store: SqlStore,
+    store: Store,
     count: int,
     now: datetime,
     *,
