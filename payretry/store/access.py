@@ -5,7 +5,7 @@ database sees the same tokens and the same counts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -106,10 +106,15 @@ class SqlThrottle:
             for limit in ordered:
                 row = rows[limit.bucket]
                 start, count = row["window_start"], int(row["count"])
-                if now >= start + limit.window or now < start:
-                    start, count = now, 0  # a new window (or a clock that went back)
+                if now >= start + limit.window:
+                    start, count = now, 0  # a new window
+                # A `now` before the window's start (a request timed a moment before another
+                # that committed first, or a clock that went back) counts in the current
+                # window: resetting it there would let concurrent requests through.
                 if count >= limit.count:
-                    return Verdict(False, start + limit.window - now, limit.bucket)
+                    return Verdict(
+                        False, max(start + limit.window - now, timedelta(0)), limit.bucket
+                    )
                 counts.append((limit.bucket, start, count + 1))
             for bucket, start, count in counts:
                 conn.execute(

@@ -116,3 +116,27 @@ def test_payretry_retry_shares_the_throttle(make_api: MakeApi) -> None:
     )
     assert result.exit_code == 3, result.stdout
     assert '"kind": "throttled"' in result.stdout
+
+
+def test_a_request_timed_earlier_but_counted_later_stays_in_the_window(db_url: str) -> None:
+    """Two concurrent retries read the clock, then take the counter in the other order: the
+    second to commit has the earlier `now`. It must count in the window the first opened, not
+    reset it (which let both through)."""
+    from datetime import UTC, datetime, timedelta
+
+    from payretry.domain.requests import Limit
+    from payretry.store.access import SqlThrottle
+    from payretry.store.sql import open_store
+
+    store = open_store(db_url)
+    try:
+        throttle = SqlThrottle(store)
+        limit = [Limit("txn:t1", 1, timedelta(seconds=60))]
+        at = datetime(2026, 12, 1, 12, 0, 0, 5000, tzinfo=UTC)
+        assert throttle.take(limit, at).allowed
+        earlier = throttle.take(limit, at - timedelta(milliseconds=3))
+        assert not earlier.allowed and earlier.bucket == "txn:t1"
+        assert earlier.retry_after == timedelta(seconds=60, milliseconds=3)
+        assert throttle.take(limit, at + timedelta(seconds=60)).allowed  # a new window
+    finally:
+        store.close()
