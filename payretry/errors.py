@@ -83,3 +83,12 @@ class QueueError(PayretryError):
 
     exit_code = 1
     kind = "queue_error"
+
+
+class UsageError(InvalidInput):
+    """Invalid usage of the command line (an unknown option, a missing argument)."""
+
+    kind = "usage"
+
+    def __str__(self) -> str:
+        return self.message  # the parser's message already names the option

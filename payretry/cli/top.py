@@ -15,6 +15,7 @@ from payretry.cli._output import console
 from payretry.cli.stats import stats_document
 from payretry.clock import utcnow
 from payretry.domain.durations import iso, parse_duration
+from payretry.errors import InvalidInput
 
 
 def render(document: dict[str, Any]) -> Group:
@@ -53,6 +54,8 @@ def top(
     from rich.live import Live
 
     every = parse_duration(interval, field="--interval").total_seconds()
+    if not 0.1 <= every <= 3600:  # 0 would redraw in a busy loop
+        raise InvalidInput("expected 100ms to 1h", field="--interval")
     store = get_context(ctx).store
     out = console()
     shown = 0
