@@ -85,15 +85,31 @@ def _field_of(exc: ClickException) -> str | None:
     return str(param.name) if param.name else None
 
 
-def _usage(exc: ClickException) -> NoReturn:
+def _command_path(root: Context, argv: tuple[str, ...]) -> str:
+    """The command the arguments name (`payretry events list`), for an error that does not
+    carry its context (the parser's "requires an argument")."""
+    path, command = [root.command_path], root.command
+    for token in argv:
+        commands = getattr(command, "commands", None)
+        if not commands:
+            break
+        if token in commands:
+            path.append(token)
+            command = commands[token]
+    return " ".join(path)
+
+
+def _usage(exc: ClickException, root: Context | None = None) -> NoReturn:
     """A parser error as payretry reports errors: one line (and the usual hint) on stderr;
     with --json, the error document on stdout and the line on stderr."""
     as_json = JSON_MODE.get() or _wants_json(_ARGV.get())
     ctx = getattr(exc, "ctx", None)
     hint = None
-    if ctx is not None and not as_json:
-        help_option = ctx.help_option_names[0] if ctx.help_option_names else "--help"
-        hint = f"Try '{ctx.command_path} {help_option}' for help."
+    if not as_json:
+        if ctx is not None:
+            hint = f"Try '{ctx.command_path} --help' for help."
+        elif root is not None:
+            hint = f"Try '{_command_path(root, _ARGV.get())} --help' for help."
     render_error(UsageError(exc.format_message(), field=_field_of(exc)), as_json=as_json, hint=hint)
     raise typer.Exit(exc.exit_code)
 
@@ -155,7 +171,7 @@ class PayretryGroup(TyperGroup):
         except NoArgsIsHelpError:
             raise  # a group given no command: its help, as click shows it
         except ParserError as exc:
-            _usage(exc)
+            _usage(exc, ctx)
         except Exception as exc:
             app_ctx = ctx.find_object(AppContext)
             if app_ctx is not None and app_ctx.debug:
