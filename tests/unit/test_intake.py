@@ -210,3 +210,12 @@ def test_a_megabyte_field_is_refused_at_once() -> None:
         started = time.perf_counter()
         assert field_of(**{name: "4" * 1_000_000}) == name
         assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_an_endless_file_is_refused_not_read_forever() -> None:
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput, match="stopped reading") as caught:
+        rows(Path("/dev/zero"))
+    assert caught.value.field == "--from-file"
+    assert time.perf_counter() - started < 10
