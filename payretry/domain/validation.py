@@ -113,6 +113,19 @@ def _mail_char(char: str) -> str:
 _FOLD = _LazyTable(_fold_char)
 _CLEAN = _LazyTable(_clean_char)
 _MAIL = _LazyTable(_mail_char)
+# ASCII text (the usual case) takes plain tables: str.translate's fast path.
+_FOLD_ASCII = {code: _fold_char(chr(code)) for code in range(128)}
+_MAIL_ASCII = {code: _mail_char(chr(code)) for code in range(128)}
+
+
+def _fold(text: str) -> str:
+    return text.translate(_FOLD_ASCII if text.isascii() else _FOLD)
+
+
+def _clean(text: str) -> str:
+    return text if text.isascii() else text.translate(_CLEAN)
+
+
 # A run of digits and separators starting with a digit, at least 12 characters long (a run
 # of 12 digits is): shorter ones are passed over by the regular expression itself.
 _RUN = re.compile(r"[0-9][0-9 ]{11,}")
@@ -145,7 +158,7 @@ def luhn_valid(digits: str) -> bool:
 def _digit_runs(text: str, digits: int) -> Iterator[tuple[int, int, str]]:
     """(start, end, run) of each run of at least `digits` digits joined by separators; the run
     is folded: ASCII digits, a space for each separator."""
-    for match in _RUN.finditer(text.translate(_FOLD)):
+    for match in _RUN.finditer(_fold(text)):
         run = match.group().rstrip(" ")
         if len(run) - run.count(" ") >= digits:
             yield match.start(), match.start() + len(run), run
@@ -223,14 +236,14 @@ def looks_like_card(text: str) -> bool:
 
 def _addresses(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each e-mail address in `text` (format characters already removed)."""
-    for match in _ADDRESS.finditer(text.translate(_MAIL)):
+    for match in _ADDRESS.finditer(text.translate(_MAIL_ASCII if text.isascii() else _MAIL)):
         yield match.span()
 
 
 def looks_like_email(text: str) -> bool:
     if not any(at in text for at in _MAIL_AT):
         return False
-    return next(_addresses(text.translate(_CLEAN)), None) is not None
+    return next(_addresses(_clean(text)), None) is not None
 
 
 def _replace(text: str, spans: Iterator[tuple[int, int]], token: str) -> str:
@@ -260,7 +273,7 @@ def _long_runs(text: str) -> Iterator[tuple[int, int]]:
 def redact(text: str) -> str:
     """Every e-mail address and every run of 12 or more digits (separators allowed) replaced;
     format characters dropped, lone surrogates replaced. Line breaks are kept."""
-    cleaned = text.translate(_CLEAN)
+    cleaned = _clean(text)
     if any(at in cleaned for at in _MAIL_AT):
         cleaned = _replace(cleaned, _addresses(cleaned), "[redacted-email]")
     return _replace(cleaned, _long_runs(cleaned), "[redacted-number]")
@@ -280,7 +293,7 @@ def sanitize_message(text: str | None) -> str | None:
 
 def unsafe_to_show(text: str) -> bool:
     """True when `text` must not be echoed: it holds an address or a run of 12+ digits."""
-    return redact(text) != text.translate(_CLEAN)
+    return redact(text) != _clean(text)
 
 
 def shown(value: object, *, limit: int = MAX_SHOWN) -> str:
