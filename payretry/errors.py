@@ -93,3 +93,12 @@ class Throttled(Refused):
     def __init__(self, message: str | None = None, *, retry_after: float, field: str | None = None):
         super().__init__(message, field=field)
         self.retry_after = retry_after
+
+
+class UsageError(InvalidInput):
+    """Invalid usage of the command line (an unknown option, a missing argument)."""
+
+    kind = "usage"
+
+    def __str__(self) -> str:
+        return self.message  # the parser's message already names the option
