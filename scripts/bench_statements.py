@@ -1,39 +1,27 @@
-#!/usr/bin/env python3
-"""Benchmark payretry against plain `sqlite3` doing the same SQL work, in one run.
+"""The `statements` section of scripts/bench.py (in-process): payretry beside a plain sqlite3
+program running payretry's own statements (same table, same indexes, same columns, same SQL per
+batch), which tells what the Python around the SQL costs, apart from what the SQL design costs
+(for that, read payretry against the lean limit in the `sqlite` section).
 
 (a) bulk queue: N row dicts validated by `payretry.service.intake.new_job` and queued with
     `Operations.queue_many` into a fresh SQLite file, beside a plain `sqlite3` program inserting
-    the same rows (same table, same indexes, same columns) with `executemany` in one transaction.
+    the same rows with `executemany` in one transaction.
 (b) run-due: `Runner.run_due()` over N due jobs with the simulated processor (success rate 1,
     zero latency), beside a plain `sqlite3` program doing the same SQL work per batch of the
     same size: close lapsed windows; claim (BEGIN IMMEDIATE, the due ids in priority order with
     a limit, mark them running under a lease token and expiry, insert the attempt rows, COMMIT);
     then finish (attempt outcome and job state, both fenced by the lease token, COMMIT).
-Peak memory of run-due is measured at N/10 and N jobs (10,000 and 100,000 by default), each in
-a fresh subprocess that does nothing but open the store and run run-due.
-
-The machine may be shared and noisy, so each payretry figure sits beside a baseline measured in
-the same run, the two sides taking turns; the ratio is what to read. With --repeat each side
-runs that many times and its best run counts. Beside the wall-clock ratio is the same ratio by
-process CPU time, which the neighbours' load disturbs less. Usage:
-
-    .venv/bin/python scripts/bench.py                # 100,000 jobs (about 3 minutes)
-    .venv/bin/python scripts/bench.py --repeat 3     # best of 3 each (about 7 minutes)
-    .venv/bin/python scripts/bench.py --jobs 5000    # quick
-    .venv/bin/python scripts/bench.py --json         # one JSON document on stdout
+The two sides take turns; with --repeat each runs that many times and its best run counts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,10 +31,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-GOAL_RATIO = 1 / 3
-# Peak RSS counts as flat when the larger backlog needs at most this much more (MiB).
-FLAT_SLACK_MIB = 16.0
 
 # The queue mix: (error code, decline code, weight). All retryable, so every row is queued.
 _CODES: tuple[tuple[str, str | None, int], ...] = (
@@ -164,32 +148,6 @@ def timer() -> Iterator[Took]:
     finally:
         took.wall = time.perf_counter() - wall
         took.cpu = time.process_time() - cpu
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident set since exec (VmHWM), in KiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak
-
-
-def current_rss_kib() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 # -- (a) bulk queue -----------------------------------------------------------------------------
@@ -406,40 +364,6 @@ def run_due_baseline(path: Path, batch_size: int) -> tuple[Took, int]:
     return took, processed
 
 
-# -- peak memory, in a fresh process per size ---------------------------------------------------
-
-
-def rss_child(path: Path) -> None:
-    """Entry point of the measuring subprocess: run-due over `path`, print what it cost."""
-    from payretry.store.sql import open_store
-
-    open_store(sqlite_url(path)).close()  # imports and engine set-up, before the run
-    start_kib = current_rss_kib()
-    took, processed, _ = run_due_payretry(path)
-    print(
-        json.dumps(
-            {
-                "processed": processed,
-                "seconds": took.wall,
-                "start_rss_kib": start_kib,
-                "peak_rss_kib": peak_rss_kib(),
-            }
-        )
-    )
-
-
-def measure_rss(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"the run-due subprocess failed ({out.returncode}):\n{out.stderr}")
-    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return data
-
-
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -530,29 +454,6 @@ def run(jobs: int, repeat: int, workdir: Path, say: Callable[[str], None]) -> di
     run_figures = pair(mine, base, jobs)
     run_figures["batch_size"] = batch_size
 
-    # Peak memory of run-due at N/10 and N jobs, each in a fresh process.
-    memory = []
-    for size in sorted({max(1, jobs // 10), jobs}):
-        source = queued
-        if size != jobs:
-            source = workdir / f"queued-{size}.db"
-            create_schema(source)
-            queue_payretry(source, make_rows(size), now)
-        target = workdir / f"rss-{size}.db"
-        checkpoint_copy(source, target)
-        data = measure_rss(target)
-        if data["processed"] != size:
-            raise SystemExit(f"run-due in the subprocess processed {data['processed']} of {size}")
-        memory.append(
-            {
-                "jobs": size,
-                "peak_rss_mib": round(data["peak_rss_kib"] / 1024, 1),
-                "start_rss_mib": round(data["start_rss_kib"] / 1024, 1),
-            }
-        )
-        say(f"run-due peak RSS at {size:,} jobs: {memory[-1]['peak_rss_mib']} MiB")
-
-    growth = memory[-1]["peak_rss_mib"] - memory[0]["peak_rss_mib"]
     return {
         "jobs": jobs,
         "repeat": repeat,
@@ -561,13 +462,6 @@ def run(jobs: int, repeat: int, workdir: Path, say: Callable[[str], None]) -> di
         "sqlite": sqlite3.sqlite_version,
         "queue": queue_figures,
         "run_due": run_figures,
-        "peak_rss": memory,
-        "goals": {
-            "queue_ratio_ok": queue_figures["ratio"] >= GOAL_RATIO,
-            "run_due_ratio_ok": run_figures["ratio"] >= GOAL_RATIO,
-            "peak_rss_growth_mib": round(growth, 1),
-            "peak_rss_flat": growth <= FLAT_SLACK_MIB,
-        },
     }
 
 
@@ -580,7 +474,8 @@ def render(result: dict[str, Any]) -> str:
         (f"run-due (batch {r['batch_size']})", r),
     ]
     lines = [
-        f"payretry benchmark: {result['jobs']:,} jobs, best of {result['repeat']} run(s) each; "
+        "payretry beside its own statements in plain sqlite3 (in-process): "
+        f"{result['jobs']:,} jobs, best of {result['repeat']} run(s) each; "
         f"{c['usable']} usable cores ({c['cpu_count']} on the machine); "
         f"Python {result['python']}, SQLite {result['sqlite']}",
         "",
@@ -592,87 +487,4 @@ def render(result: dict[str, Any]) -> str:
             f"| {name:<20} | {f['payretry_jobs_per_s']:>15,.0f} "
             f"| {f['baseline_jobs_per_s']:>14,.0f} | {f['ratio']:>5.2f} | {f['cpu_ratio']:>14.2f} |"
         )
-    lines.append("")
-    for m in result["peak_rss"]:
-        lines.append(
-            f"run-due peak RSS at {m['jobs']:>7,} jobs: {m['peak_rss_mib']:>6.1f} MiB "
-            f"(after imports and store open: {m['start_rss_mib']:.1f} MiB)"
-        )
-    g = result["goals"]
-    lines += [
-        "",
-        f"goals: queue ratio >= 1/3: {'met' if g['queue_ratio_ok'] else 'NOT met'}; "
-        f"run-due ratio >= 1/3: {'met' if g['run_due_ratio_ok'] else 'NOT met'}; "
-        f"peak RSS flat ({g['peak_rss_growth_mib']:+.1f} MiB from the smaller backlog): "
-        f"{'met' if g['peak_rss_flat'] else 'NOT met'}",
-    ]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--jobs", type=int, default=100_000, help="backlog size (100,000)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each side; best is kept")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    parser.add_argument("--workdir", type=Path, help="keep the database files here")
-    parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--sections",
-        default="sqlite,rate,postgres",
-        help="which to run, comma-separated: sqlite, rate, postgres (all)",
-    )
-    parser.add_argument("--pg-jobs", type=int, help="PostgreSQL backlog (default: --jobs)")
-    parser.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
-    parser.add_argument("--rate-jobs", type=int, default=1000, help="rate section jobs (1,000)")
-    args = parser.parse_args(argv)
-    if args.rss_child is not None:
-        rss_child(args.rss_child)
-        return 0
-    if args.jobs < 1 or args.repeat < 1:
-        parser.error("--jobs and --repeat must be at least 1")
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    sections = {name.strip() for name in args.sections.split(",") if name.strip()}
-    unknown = sections - {"sqlite", "rate", "postgres"}
-    if unknown:
-        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    result: dict[str, Any] = {"cores": cores()}
-    texts: list[str] = []
-    if "sqlite" in sections:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            for old in args.workdir.glob("*.db*"):
-                old.unlink()
-            result["sqlite"] = run(args.jobs, args.repeat, args.workdir, say)
-        else:
-            with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
-                result["sqlite"] = run(args.jobs, args.repeat, Path(tmp), say)
-        texts.append(render(result["sqlite"]))
-    if "rate" in sections:
-        import bench_rate
-
-        say(f"rate: {args.rate_jobs:,} jobs at 25/s with a 200 ms processor")
-        result["rate"] = bench_rate.run(jobs=args.rate_jobs)
-        texts.append(bench_rate.render(result["rate"]))
-    if "postgres" in sections:
-        import bench_postgres
-
-        pg_jobs = args.pg_jobs or args.jobs
-        say(f"postgres: {pg_jobs:,} jobs, 1, 2 and 4 workers")
-        now = datetime.now(UTC) - QUEUE_BACKDATE
-        result["postgres"] = bench_postgres.run(
-            make_rows(pg_jobs), now, runner_batch_size(), url=args.pg_url
-        )
-        texts.append(bench_postgres.render(result["postgres"], cores()["usable"]))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print("\n\n".join(texts))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
