@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import (
+    PeakRss,
+    Run,
     Series,
     checkpoint,
     make_due_sqlite,
@@ -267,6 +269,35 @@ class Probe:
         self.result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
 
 
+class Background:
+    """A command started now and followed on a thread of its own: its wall time to exit, CPU
+    and peak RSS, while the caller times something else."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        import subprocess
+        import threading
+
+        self.log = open(log, "w+b")  # noqa: SIM115 (closed in wait)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        self.watch = PeakRss(self.proc.pid)
+        self.thread = threading.Thread(target=self._wait, daemon=True)
+        self.thread.start()
+
+    def _wait(self) -> None:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.wall = time.perf_counter() - self.started
+        self.code = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+
+    def wait(self) -> Run:
+        self.thread.join()
+        self.log.seek(0)
+        err = self.log.read().decode(errors="replace")[-2000:]
+        self.log.close()
+        return Run(self.wall, self.cpu, self.watch.stop(), self.code, "", err)
+
+
 # -- the section --------------------------------------------------------------------------------
 
 
@@ -308,22 +339,12 @@ def scale(workdir: Path, big_seed: int, big_copies: int, due: int, runs: int) ->
     first = max(1, due // 4)
     with Probe(big_db) as alone_probe:
         alone = measure(cmd(big_db, "run-due", "--limit", str(first)), env=env)
-    import subprocess
-
     with Probe(big_db) as purge_probe:
-        run_due_log = open(workdir / "run-due-during-purge.log", "w+b")
-        started = time.perf_counter()
-        runner = subprocess.Popen(
-            cmd(big_db, "run-due"), stdout=subprocess.DEVNULL, stderr=run_due_log, env=env
-        )
+        runner = Background(cmd(big_db, "run-due"), env, workdir / "run-due-during-purge.log")
         purge = measure(
             cmd(big_db, "purge", "--older-than", "30d", "--json"), env=env, capture=True
         )
-        _, status, usage = os.wait4(runner.pid, 0)
-        run_due_wall = time.perf_counter() - started
-    run_due_log.seek(0)
-    run_due_err = run_due_log.read().decode(errors="replace")[-2000:]
-    run_due_log.close()
+        during = runner.wait()
     purged = json.loads(purge.out)
     conn = sqlite3.connect(big_db)
     after = dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
@@ -355,11 +376,12 @@ def scale(workdir: Path, big_seed: int, big_copies: int, due: int, runs: int) ->
         },
         "run_due_during_purge": {
             "jobs": due - first,
-            "exit_code": os.waitstatus_to_exitcode(status),
-            "wall_s": round(run_due_wall, 2),
-            "jobs_per_s": round((due - first) / run_due_wall, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "stderr_tail": run_due_err.strip()[-300:],
+            "exit_code": during.code,
+            "wall_s": round(during.wall, 2),
+            "jobs_per_s": round((due - first) / during.wall, 1),
+            "peak_rss_mib": round(during.rss_mib, 1),
+            "stderr_tail": during.err.strip()[-300:],
+            "ended_before_purge": during.wall < purge.wall,
         },
         "states_after": after,
         "run_due_small_peak_rss_mib": round(small_run.rss_mib, 1),
@@ -400,7 +422,8 @@ def render_scale(r: dict[str, Any]) -> str:
         f"{p['probe_samples']:,} samples; goal <= 1 s: "
         f"{'met' if p['probe_max_wait_s'] <= 1 else 'NOT met'})",
         f"run-due during the purge: {d['jobs']:,} jobs at {d['jobs_per_s']:,.0f} jobs/s "
-        f"(exit {d['exit_code']}), peak RSS {d['peak_rss_mib']:.0f} MiB",
+        f"(exit {d['exit_code']}; ended {'before' if d['ended_before_purge'] else 'after'} the "
+        f"purge), peak RSS {d['peak_rss_mib']:.0f} MiB",
     ]
     if d["exit_code"]:
         lines.append(f"  run-due said: {d['stderr_tail']}")
