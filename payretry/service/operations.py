@@ -33,29 +33,6 @@ def new_job_id() -> str:
             return job_id
 
 
-def _new_job(request: NewJob, job_id: str, now: datetime) -> Job:
-    """The job a request makes, before the policy has scheduled it."""
-    return Job(
-        id=job_id,
-        transaction_id=request.transaction_id,
-        user_id=request.user_id,
-        money=request.money,
-        error_code=request.error_code,
-        decline_code=request.decline_code,
-        error_message=request.error_message,
-        state=JobState.SCHEDULED,
-        attempt_count=0,
-        max_attempts=0,
-        next_retry_at=None,
-        created_at=now,
-        updated_at=now,
-        expires_at=request.expires_at,
-        priority=request.effective_priority,
-        refs=request.refs,
-        metadata=request.metadata,
-    )
-
-
 def _first_decision(policy: RetryPolicy, job: Job, now: datetime) -> Decision:
     if job.expires_at is not None and job.expires_at <= now:
         raise Refused(f"the payment window closed at {iso(job.expires_at)}; nothing queued")
@@ -118,7 +95,7 @@ class Operations:
                 f"transaction {request.transaction_id} was already paid by an earlier retry; "
                 "queueing it again could charge the customer twice"
             )
-        draft = _new_job(request, job_id or new_job_id(), now)
+        draft = request.draft(job_id or new_job_id(), now)
         queued = Queued(_scheduled(draft, _first_decision(self.policy, draft, now)))
         try:
             job = self.store.insert(queued)
@@ -184,7 +161,7 @@ class Operations:
             if txn in paid:
                 problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
                 continue
-            draft = _new_job(request, new_job_id(), now)
+            draft = request.draft(new_job_id(), now)
             key = (request.error_code, request.decline_code, request.expires_at)
             decision = decisions.get(key) if not self.policy.jitter else None
             if decision is None:

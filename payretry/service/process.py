@@ -118,24 +118,12 @@ def _result_of(record: Mapping[str, Any]) -> AttemptResult:
 
 def _draft(request: NewJob, job_id: str, now: datetime) -> Job:
     """The job the first attempt is made for (nothing is stored for it yet)."""
-    return Job(
-        id=job_id,
-        transaction_id=request.transaction_id,
-        user_id=request.user_id,
-        money=request.money,
+    return replace(
+        request.draft(job_id, now),
         error_code=PENDING_CODE,
         decline_code=None,
         error_message=None,
         state=JobState.RUNNING,
-        attempt_count=0,
-        max_attempts=0,
-        next_retry_at=None,
-        created_at=now,
-        updated_at=now,
-        expires_at=request.expires_at,
-        priority=request.effective_priority,
-        refs=request.refs,
-        metadata=request.metadata,
     )
 
 
