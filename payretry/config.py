@@ -19,26 +19,33 @@ from payretry.domain.durations import format_duration, parse_duration
 from payretry.domain.network_rules import SETTINGS as NETWORK_SETTINGS
 from payretry.domain.network_rules import NetworkRules, rules_from_settings
 from payretry.domain.policy import PolicyRow, RetryPolicy
-from payretry.domain.validation import validate_code
+from payretry.domain.validation import shown, validate_code
 from payretry.errors import ConfigError, InvalidInput
+from payretry.masking import MASK, mask_secrets, mask_url
 from payretry.pacing import parse_rate
 
 DEFAULT_CONFIG_FILE = "payretry.toml"
+
+
+_WHOLE = re.compile(r"-?[0-9]{1,19}")
+_NUMBER = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,15})?")
+_RATE = re.compile(r"(?P<number>[0-9]{1,15}(?:\.[0-9]{1,15})?)(?:/(?P<unit>s|m|min|h))?")
+MIN_RATE, MAX_RATE = 1 / 3600, 10_000.0  # attempts per second: one an hour to 10,000 a second
 
 
 def _int(lo: int, hi: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, bool):
             raise ValueError("expected a whole number")
-        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
-        if isinstance(value, str) and not (digits.isascii() and digits.isdigit()):
-            raise ValueError("expected a whole number")  # checked before int() can say it worse
-        number = int(value) if isinstance(value, int | str) else None
-        if number is None:
+        if isinstance(value, str):
+            if not _WHOLE.fullmatch(value.strip()):  # not "1_000", "+5", "١٢" or 5,000 digits
+                raise ValueError("expected a whole number")
+            value = int(value.strip())
+        if not isinstance(value, int):
             raise ValueError("expected a whole number")
-        if not lo <= number <= hi:
+        if not lo <= value <= hi:
             raise ValueError(f"expected a number from {lo} to {hi}")
-        return number
+        return value
 
     return parse
 
@@ -47,6 +54,8 @@ def _float(lo: float, hi: float) -> Callable[[object], float]:
     def parse(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError("expected a number")
+        if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+            raise ValueError(f"expected a number from {lo} to {hi}")
         number = float(value)
         if number != number or not lo <= number <= hi:
             raise ValueError(f"expected a number from {lo} to {hi}")
@@ -64,28 +73,38 @@ def _duration(value: object) -> timedelta:
         raise ValueError(exc.message) from None
 
 
-def _optional_duration(value: object) -> timedelta | None:
-    if value in ("", "none", None):
-        return None
-    return _duration(value)
-
-
 def _millis(value: str) -> timedelta:
-    if not value.strip().isdigit():
-        raise ValueError("expected milliseconds")
-    return timedelta(milliseconds=int(value))
+    """The seed's variables: whole milliseconds (RETRY_LOCK_TIMEOUT=300000)."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # 12 digits: > 30 years
+        raise ValueError("expected whole milliseconds, at most 12 digits (300000 is 5m)")
+    return timedelta(milliseconds=int(text))
 
 
 def _rate(value: object) -> float | None:
+    """`25/s`, `1500/m`, `90/h`, a bare number per second; "" (or none) for no limit. Zero is
+    refused: it reads as a limit but would run unthrottled."""
 
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("expected a rate like 25/s")
-    return parse_rate(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none"):
+            return None
+        if not _RATE.fullmatch(text):
+            raise ValueError("expected a rate like 25/s, 1500/m or 90/h")
+        value = text
+    rate = parse_rate(value)
+    if rate is None:  # 0/s: parse_rate's "unlimited"
+        raise ValueError('must be above zero (leave it unset, or "", for no limit)')
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError("expected a rate from 1/h to 10000/s")
+    return rate
 
 
 def _millis_or_duration(value: object) -> timedelta:
     """The seed's variables: a bare number is milliseconds; `30s`, `5m` also work."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return _millis(value)
     return _duration(value)
 
@@ -101,9 +120,35 @@ def _bool(value: object) -> bool:
 
 
 def _str(value: object) -> str:
+    """A string setting; a line break at either end (a file read whole) is dropped."""
     if not isinstance(value, str):
         raise ValueError("expected a string")
-    return value
+    if len(value) > 4096:
+        raise ValueError("is longer than 4,096 characters")
+    text = value.strip("\r\n")
+    if not text.isprintable():
+        # Never echoed: it may be a secret. A NUL, a line break or a lone surrogate (bytes
+        # that were not UTF-8) in a path, a host or a key is a mistake, not a value.
+        raise ValueError("contains control, invisible or non-UTF-8 characters")
+    return text
+
+
+def _database_url(value: object) -> str:
+    """A SQLAlchemy URL of SQLite or PostgreSQL, checked as the store will read it. Never
+    echoed: it may hold a password."""
+    from payretry.store.urls import check_database_url
+
+    text = _str(value).strip()
+    if not text:
+        raise ValueError("is empty (example: sqlite:///payretry.db)")
+    return check_database_url(text)
+
+
+def memory_database(url: str) -> str | None:
+    """Why a SQLite URL keeps nothing once the process exits; None for a file or PostgreSQL."""
+    from payretry.store.urls import memory_database as why
+
+    return why(url)
 
 
 def _duration_within(lo: timedelta, hi: timedelta) -> Callable[[object], timedelta]:
@@ -114,6 +159,30 @@ def _duration_within(lo: timedelta, hi: timedelta) -> Callable[[object], timedel
         return found
 
     return parse
+
+
+def _optional_duration_within(lo: timedelta, hi: timedelta) -> Callable[[object], timedelta | None]:
+    within = _duration_within(lo, hi)
+
+    def parse(value: object) -> timedelta | None:
+        if value in ("", "none", None):
+            return None
+        return within(value)
+
+    return parse
+
+
+S, MS = timedelta(seconds=1), timedelta(milliseconds=1)
+DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
+YEARS_10 = timedelta(days=3650)
+# Leases and intervals: parsed within the widest range, then held to their floor (a lease of at
+# least 5s, an interval of at least 1s) unless the test override is on; see _check_floors.
+_SHORTEST = 100 * MS
+_FLOORS = (
+    ("database.lock_timeout", 5 * S, "database.allow_short_lease"),
+    ("runner.processing_interval", S, "runner.allow_short_interval"),
+    ("events.interval", S, "runner.allow_short_interval"),
+)
 
 
 def _queue_env(value: object) -> str:
@@ -182,15 +251,34 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key(
-        "database", "url", "sqlite:///payretry.db", _str, "SQLAlchemy URL of the store", secret=True
+        "database",
+        "url",
+        "sqlite:///payretry.db",
+        _database_url,
+        "SQLAlchemy URL of the store",
+        secret=True,
+    ),
+    Key(
+        "database",
+        "allow_memory",
+        False,
+        _bool,
+        "accept sqlite:///:memory: (every job lost when the process exits; for tests)",
     ),
     Key(
         "database",
         "lock_timeout",
         timedelta(minutes=5),
         _duration,
-        "lease on a claimed job",
+        "lease on a claimed job (5s to 1d)",
         legacy=(("RETRY_LOCK_TIMEOUT", _millis), ("PAYRETRY_LOCK_TIMEOUT", _millis_or_duration)),
+    ),
+    Key(
+        "database",
+        "allow_short_lease",
+        False,
+        _bool,
+        "accept a lock_timeout from 100ms, below 5s (for tests)",
     ),
     Key("database", "auto_migrate", False, _bool, "migrate an older schema on open, unasked"),
     Key("database", "pool_size", 5, _int(1, 100), "PostgreSQL connections kept per process"),
@@ -198,8 +286,8 @@ KEYS: tuple[Key, ...] = (
         "database",
         "statement_timeout",
         timedelta(seconds=30),
-        _duration,
-        "PostgreSQL: longest a statement may run",
+        _duration_within(timedelta(0), DAY),
+        "PostgreSQL: longest a statement may run (0 for no limit; at most 1d)",
     ),
     Key(
         "retry",
@@ -211,18 +299,31 @@ KEYS: tuple[Key, ...] = (
         legacy=(("RETRY_MAX_ATTEMPTS", _int(0, 100)),),
     ),
     Key("retry", "jitter", 0.0, _float(0.0, 0.5), "spread each delay by up to +/- this fraction"),
-    Key("retry", "window", None, _optional_duration, "default payment window for new jobs"),
+    Key(
+        "retry",
+        "window",
+        None,
+        _optional_duration_within(S, YEARS_10),
+        "default payment window for new jobs",
+    ),
     Key("runner", "batch_size", 200, _int(1, 10_000), "jobs claimed per transaction"),
     Key(
         "runner",
         "processing_interval",
         timedelta(seconds=30),
         _duration,
-        "how often `serve` looks for due jobs",
+        "how often `serve` looks for due jobs (1s to 1d)",
         legacy=(
             ("RETRY_PROCESSING_INTERVAL", _millis),
             ("PAYRETRY_PROCESSING_INTERVAL", _millis_or_duration),
         ),
+    ),
+    Key(
+        "runner",
+        "allow_short_interval",
+        False,
+        _bool,
+        "accept a processing_interval or [events] interval from 100ms, below 1s (for tests)",
     ),
     Key("runner", "concurrency", 1, _int(1, 256), "attempts in flight at once"),
     Key("runner", "rate", None, _rate, "most attempts started per second, e.g. 25/s"),
@@ -237,14 +338,14 @@ KEYS: tuple[Key, ...] = (
         "runner",
         "grace_period",
         timedelta(seconds=30),
-        _duration,
+        _duration_within(timedelta(0), HOUR),
         "time in-flight attempts get to finish after SIGTERM",
     ),
     Key(
         "health",
         "max_due_age",
         timedelta(minutes=15),
-        _duration,
+        _duration_within(S, YEARS_10),
         "cron mode: `payretry health` fails when a due job has waited longer",
     ),
     Key(
@@ -264,7 +365,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("processor", "name", "simulated", _choice("simulated", "stripe"), "payment processor"),
     Key("simulated", "success_rate", 0.7, _float(0.0, 1.0), "chance an attempt succeeds"),
-    Key("simulated", "latency", timedelta(0), _duration, "time each simulated attempt takes"),
+    Key(
+        "simulated",
+        "latency",
+        timedelta(0),
+        _duration_within(timedelta(0), HOUR),
+        "time each simulated attempt takes",
+    ),
     Key("simulated", "seed", 0, _int(0, 2**63), "seed for the simulated outcomes"),
     Key("simulated", "ledger", None, _str, "SQLite file recording each idempotency key once"),
     Key(
@@ -278,8 +385,20 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("stripe", "api_key_file", None, _str, "file holding the Stripe key; must be mode 0600"),
     Key("stripe", "api_base", "https://api.stripe.com", _str, "Stripe API base URL"),
-    Key("stripe", "connect_timeout", timedelta(seconds=5), _duration, "Stripe connect timeout"),
-    Key("stripe", "read_timeout", timedelta(seconds=30), _duration, "Stripe read timeout"),
+    Key(
+        "stripe",
+        "connect_timeout",
+        timedelta(seconds=5),
+        _duration_within(_SHORTEST, 10 * MINUTE),
+        "Stripe connect timeout",
+    ),
+    Key(
+        "stripe",
+        "read_timeout",
+        timedelta(seconds=30),
+        _duration_within(_SHORTEST, 10 * MINUTE),
+        "Stripe read timeout",
+    ),
     Key(
         "stripe",
         "max_network_retries",
@@ -384,12 +503,18 @@ KEYS: tuple[Key, ...] = (
         "JSON Lines sink: append every event to this file (- for stdout)",
     ),
     Key("events", "batch_size", 100, _int(1, 10_000), "outbox entries per delivery batch"),
-    Key("events", "interval", timedelta(seconds=5), _duration, "how often `serve` delivers"),
+    Key(
+        "events",
+        "interval",
+        timedelta(seconds=5),
+        _duration,
+        "how often `serve` delivers (1s to 1d)",
+    ),
     Key(
         "events",
         "max_backoff",
         timedelta(minutes=5),
-        _duration,
+        _duration_within(S, DAY),
         "longest wait before a failing sink is tried again",
     ),
     Key("webhook", "url", None, _str, "webhook sink: POST events as JSON here", secret=True),
@@ -401,7 +526,13 @@ KEYS: tuple[Key, ...] = (
         "webhook: shared secret of the HMAC-SHA256 signature (required with url)",
         secret=True,
     ),
-    Key("webhook", "timeout", timedelta(seconds=10), _duration, "webhook: time per request"),
+    Key(
+        "webhook",
+        "timeout",
+        timedelta(seconds=10),
+        _duration_within(_SHORTEST, 10 * MINUTE),
+        "webhook: time per request",
+    ),
     Key(
         "webhook",
         "retries",
@@ -411,20 +542,92 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("segment", "write_key", None, _str, "Segment sink: the source's write key", secret=True),
     Key("segment", "host", "https://api.segment.io", _str, "Segment API host"),
-    Key("segment", "timeout", timedelta(seconds=10), _duration, "Segment: time per request"),
+    Key(
+        "segment",
+        "timeout",
+        timedelta(seconds=10),
+        _duration_within(_SHORTEST, 10 * MINUTE),
+        "Segment: time per request",
+    ),
     Key("statsd", "host", None, _str, "DogStatsD host: metrics go there over UDP when set"),
     Key("statsd", "port", 8125, _int(1, 65535), "DogStatsD port"),
     Key("statsd", "tags", "", _str, "tags on every metric, comma-separated (env:prod,team:pay)"),
     Key("metrics", "port", None, _int(1, 65535), "serve: Prometheus /metrics on this port"),
     Key("metrics", "addr", "127.0.0.1", _str, "serve: address /metrics listens on"),
     Key("metrics", "textfile", None, _str, "run-due: Prometheus textfile written here (.prom)"),
+    Key("http", "port", None, _int(1, 65535), "serve: also serve the HTTP API on this port"),
+    Key("http", "addr", "127.0.0.1", _str, "address the HTTP API listens on"),
+    Key(
+        "http",
+        "token_secret",
+        None,
+        _str,
+        "key of the keyed SHA-256 under which API tokens are stored (set it; keep it secret)",
+        secret=True,
+    ),
+    Key("http", "max_body", 65536, _int(1, 16 * 2**20), "largest request body, in bytes"),
+    Key("http", "cors_origins", "", _str, "origins allowed by CORS, comma-separated (off: empty)"),
+    Key(
+        "http",
+        "idempotency_ttl",
+        timedelta(hours=24),
+        _duration_within(timedelta(minutes=1), timedelta(days=30)),
+        "how long a response is replayed for its Idempotency-Key",
+    ),
+    Key(
+        "http",
+        "customer_token_ttl",
+        timedelta(hours=24),
+        _duration_within(timedelta(minutes=1), timedelta(days=30)),
+        "default lifetime of a customer token",
+    ),
+    Key(
+        "http",
+        "events_poll",
+        timedelta(milliseconds=500),
+        _duration_within(timedelta(milliseconds=50), timedelta(seconds=30)),
+        "how often a live event stream looks for new outbox entries",
+    ),
+    Key(
+        "throttle",
+        "per_transaction",
+        1,
+        _int(0, 1_000_000),
+        "retries now (API and `payretry retry`) per transaction per window; 0: no limit",
+    ),
+    Key(
+        "throttle",
+        "transaction_window",
+        timedelta(seconds=60),
+        _duration_within(timedelta(seconds=1), timedelta(days=30)),
+        "the per-transaction window",
+    ),
+    Key("throttle", "per_user", 10, _int(0, 1_000_000), "retries now per user per window; 0: off"),
+    Key(
+        "throttle",
+        "user_window",
+        timedelta(hours=1),
+        _duration_within(timedelta(seconds=1), timedelta(days=30)),
+        "the per-user window",
+    ),
     Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
     Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
 )
 KEYS = KEYS + _network_keys()  # `[network]`: the card-network rules' numbers
 KEYS_BY_NAME = {key.dotted: key for key in KEYS}
 POLICY_FIELDS = {"retry", "max_attempts", "delays"}
-_ROOT_FLAGS = {"database.url": "--db", "log.format": "--log-format", "log.level": "--log-level"}
+# The flag each setting is given by, as the user types it (errors name it), where it is not
+# --<key name>: the root's options, and commands whose flag names the setting differently.
+_FLAG_NAMES = {
+    "database.url": "--db",
+    "log.format": "--log-format",
+    "log.level": "--log-level",
+    "retention.period": "--older-than",
+    "runner.processing_interval": "--interval",
+    "metrics.port": "--metrics-port",
+    "metrics.textfile": "--metrics-textfile",
+}
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few kilobytes; /dev/zero is not one
 
 
 # -- typed views: each section as a frozen value, so code reads `settings.runner.batch_size`
@@ -438,6 +641,8 @@ class DatabaseSettings:
     auto_migrate: bool
     pool_size: int
     statement_timeout: timedelta
+    allow_memory: bool
+    allow_short_lease: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +660,7 @@ class RunnerSettings:
     rate: float | None
     max_rescues: int
     grace_period: timedelta
+    allow_short_interval: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +785,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    port: int | None
+    addr: str
+    token_secret: str | None
+    max_body: int
+    cors_origins: str
+    idempotency_ttl: timedelta
+    customer_token_ttl: timedelta
+    events_poll: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    per_transaction: int
+    transaction_window: timedelta
+    per_user: int
+    user_window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     format: str
     level: str
@@ -601,6 +827,8 @@ VIEWS: dict[str, type] = {
     "segment": SegmentSettings,
     "statsd": StatsdSettings,
     "metrics": MetricsSettings,
+    "http": HttpSettings,
+    "throttle": ThrottleSettings,
     "log": LogSettings,
 }
 _View = TypeVar("_View")
@@ -691,6 +919,14 @@ class Settings:
         return self.view("metrics", MetricsSettings)
 
     @property
+    def http(self) -> HttpSettings:
+        return self.view("http", HttpSettings)
+
+    @property
+    def throttle(self) -> ThrottleSettings:
+        return self.view("throttle", ThrottleSettings)
+
+    @property
     def log(self) -> LogSettings:
         return self.view("log", LogSettings)
 
@@ -709,7 +945,9 @@ class Settings:
             if isinstance(value, timedelta):
                 shown = format_duration(value)
             elif key.secret and value is not None:
-                shown = mask(str(value))
+                shown = mask(str(value), path=key.dotted == "database.url")
+            elif isinstance(value, str):
+                shown = mask_secrets(value)  # a password in an endpoint URL, say
             else:
                 shown = value
             rows.append(
@@ -724,12 +962,14 @@ class Settings:
         return rows
 
 
-def mask(value: str) -> str:
-    """Hide passwords in URLs and secrets in general."""
-    masked = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", value)
-    if masked != value or "://" in value:
-        return masked
-    return value[:3] + "***" if len(value) > 8 else "***"
+def mask(value: str, *, path: bool = True) -> str:
+    """A secret setting as shown, with no character of the secret: a URL keeps its scheme,
+    user, host, port and (with `path`) path and harmless query parameters, its password and
+    credential parameters masked (`postgresql://app:***@db/pay?password=***`); `path=False`
+    for a URL that is itself a capability (a webhook's). Anything else is `***`."""
+    if "://" in value:
+        return mask_url(value.strip(), path=path)
+    return MASK
 
 
 def _line_of(text: str, section: str, name: str) -> int | None:
@@ -809,24 +1049,40 @@ def _parse_policy(path: Path, text: str, table: Any) -> list[PolicyRow]:
     return rows
 
 
+def _flag_name(key: Key) -> str:
+    return _FLAG_NAMES.get(key.dotted) or f"--{key.name.replace('_', '-')}"
+
+
+def _read_config(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"config file {path}, line {line}: not UTF-8 text") from None
+
+
 def load_settings(
     config: str | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Resolve every setting. Raises ConfigError naming the file and line, or the variable."""
+    """Resolve every setting. Raises ConfigError naming the file and line, or the variable;
+    InvalidInput naming the flag as typed."""
     env = os.environ if env is None else env
     values = {key.dotted: key.default for key in KEYS}
     sources = {key.dotted: "default" for key in KEYS}
     policy_rows: list[PolicyRow] = []
     path = _find_config(config, env)
+    text = ""
     if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        text = _read_config(path)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -841,11 +1097,12 @@ def load_settings(
                 key = KEYS_BY_NAME.get(f"{section}.{name}")
                 if key is None:
                     raise ConfigError(
-                        f"{_where(path, text, section, name)}: unknown setting [{section}] {name}"
+                        f"{_where(path, text, section, name)}: unknown setting [{section}] "
+                        f"{name if re.fullmatch(r'[A-Za-z0-9_-]{1,40}', name) else shown(name)}"
                     )
                 try:
                     values[key.dotted] = key.parse(raw)
-                except ValueError as exc:
+                except (ValueError, OverflowError) as exc:
                     raise ConfigError(
                         f"{_where(path, text, section, name)}: [{section}] {name}: {exc}"
                     ) from None
@@ -861,7 +1118,7 @@ def load_settings(
                 continue
             try:
                 values[key.dotted] = parse(raw)
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 raise ConfigError(f"environment variable {variable}: {exc}") from None
             sources[key.dotted] = f"env {variable}"
     for dotted, value in (flags or {}).items():
@@ -869,9 +1126,38 @@ def load_settings(
             key = KEYS_BY_NAME[dotted]
             try:
                 values[dotted] = key.parse(value)
-            except ValueError as exc:
-                # Name the flag as the user typed it (the root's flags are not --<key name>).
-                flag = _ROOT_FLAGS.get(dotted) or f"--{key.name.replace('_', '-')}"
-                raise InvalidInput(str(exc), field=flag) from None
+            except (ValueError, OverflowError) as exc:
+                raise InvalidInput(str(exc), field=_flag_name(key)) from None
             sources[dotted] = "flag"
+    _check_together(values, sources, path, text)
     return Settings(values, sources, tuple(policy_rows), path)
+
+
+def _check_together(
+    values: dict[str, Any], sources: dict[str, str], path: Path | None, text: str
+) -> None:
+    """What one value cannot say alone: a database that keeps nothing (unless asked for),
+    leases and intervals within their bounds (the seed's millisecond variables included)."""
+
+    def refuse(dotted: str, message: str) -> InvalidInput:
+        key, source = KEYS_BY_NAME[dotted], sources[dotted]
+        if source == "flag":
+            return InvalidInput(message, field=_flag_name(key))
+        if source.startswith("env "):
+            return ConfigError(f"environment variable {source[4:]}: {message}")
+        where = _where(path, text, key.section, key.name) if path is not None else "config"
+        return ConfigError(f"{where}: [{key.section}] {key.name}: {message}")
+
+    why = memory_database(values["database.url"])
+    in_memory = why is not None and why.startswith("is an in-memory")
+    if why is not None and not (in_memory and values["database.allow_memory"]):
+        advice = "; for a throwaway database (tests) set [database] allow_memory = true"
+        raise refuse(
+            "database.url",
+            f"{why}: every job would be lost when payretry exits; give a file path like "
+            f"sqlite:///var/lib/payretry/payretry.db{advice if in_memory else ''}",
+        )
+    for dotted, floor, override in _FLOORS:
+        lowest = _SHORTEST if values[override] else floor
+        if not lowest <= values[dotted] <= DAY:
+            raise refuse(dotted, f"expected {format_duration(lowest)} to 1d")

@@ -83,3 +83,22 @@ class QueueError(PayretryError):
 
     exit_code = 1
     kind = "queue_error"
+
+
+class Throttled(Refused):
+    """Too many retry requests; try again later."""
+
+    kind = "throttled"
+
+    def __init__(self, message: str | None = None, *, retry_after: float, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class UsageError(InvalidInput):
+    """Invalid usage of the command line (an unknown option, a missing argument)."""
+
+    kind = "usage"
+
+    def __str__(self) -> str:
+        return self.message  # the parser's message already names the option

@@ -1,674 +1,250 @@
 #!/usr/bin/env python3
-"""Benchmark payretry against plain `sqlite3` doing the same SQL work, in one run.
+"""payretry's benchmark: every figure beside a reference measured in the same run.
 
-(a) bulk queue: N row dicts validated by `payretry.service.intake.new_job` and queued with
-    `Operations.queue_many` into a fresh SQLite file, beside a plain `sqlite3` program inserting
-    the same rows (same table, same indexes, same columns) with `executemany` in one transaction.
-(b) run-due: `Runner.run_due()` over N due jobs with the simulated processor (success rate 1,
-    zero latency), beside a plain `sqlite3` program doing the same SQL work per batch of the
-    same size: close lapsed windows; claim (BEGIN IMMEDIATE, the due ids in priority order with
-    a limit, mark them running under a lease token and expiry, insert the attempt rows, COMMIT);
-    then finish (attempt outcome and job state, both fenced by the lease token, COMMIT).
-Peak memory of run-due is measured at N/10 and N jobs (10,000 and 100,000 by default), each in
-a fresh subprocess that does nothing but open the store and run run-due.
+Every side runs as a whole process (the real `payretry` command line; the references each in
+a process of their own), so start-up, imports and output count as they do for an operator or
+a cron job. The machine may be shared and noisy: read the ratios, and the load average printed
+with them.
 
-The machine may be shared and noisy, so each payretry figure sits beside a baseline measured in
-the same run, the two sides taking turns; the ratio is what to read. With --repeat each side
-runs that many times and its best run counts. Beside the wall-clock ratio is the same ratio by
-process CPU time, which the neighbours' load disturbs less. Usage:
+Sections (--sections, comma-separated; default all but `statements`):
 
-    .venv/bin/python scripts/bench.py                # 100,000 jobs (about 3 minutes)
-    .venv/bin/python scripts/bench.py --repeat 3     # best of 3 each (about 7 minutes)
-    .venv/bin/python scripts/bench.py --jobs 5000    # quick
-    .venv/bin/python scripts/bench.py --json         # one JSON document on stdout
+  sqlite       bulk queue and run-due of N jobs (100,000) beside the lean limit, a durable
+               retry queue in plain sqlite3 (scripts/bench_sqlite_limit.py); CPU time; run-due
+               peak RSS at N/10 and N
+  peers        huey (SqliteHuey, one consumer) beside payretry on SQLite: enqueue and process
+               of 20,000 jobs, 1 in 10 failing and rescheduled
+  postgres     pgqueuer and procrastinate beside payretry on PostgreSQL, the same mix; the
+               server CPU each one cost; payretry with 1 and 2 run-due processes
+  concurrency  run-due --concurrency 4 against 1 thread at zero latency (SQLite, PostgreSQL)
+  cli          `payretry --help` and `payretry status TXN --json` beside `python -c pass`
+  scale        a million jobs: status, list --due, explain, stats against a thousand jobs;
+               database size per job; run-due memory; purge while run-due runs, with the
+               longest write-lock wait a probe process met
+  rate         run-due under a rate limit with a 200 ms processor (in-process)
+  statements   (in-process) payretry beside a plain sqlite3 copy of its own statements, and
+               the same on PostgreSQL with 1, 2 and 4 workers: what the Python around the SQL
+               costs
+
+The peers come with the `bench` extra (pip install -e '.[bench]'); a section whose peer is
+missing says so and goes on. PostgreSQL: --pg-url, else PAYRETRY_BENCH_POSTGRES_URL, else the
+local `test` database; unreachable, those parts are skipped with the reason.
+
+    .venv/bin/python scripts/bench.py                 # the full run (about 20 minutes)
+    .venv/bin/python scripts/bench.py --quick         # smaller sizes (a couple of minutes)
+    .venv/bin/python scripts/bench.py --sections sqlite,cli --jobs 20000
+    .venv/bin/python scripts/bench.py --json          # one JSON document on stdout
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
-import shutil
+import platform
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-GOAL_RATIO = 1 / 3
-# Peak RSS counts as flat when the larger backlog needs at most this much more (MiB).
-FLAT_SLACK_MIB = 16.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# The queue mix: (error code, decline code, weight). All retryable, so every row is queued.
-_CODES: tuple[tuple[str, str | None, int], ...] = (
-    ("processing_error", None, 30),
-    ("network_error", None, 20),
-    ("card_declined", "insufficient_funds", 15),
-    ("service_unavailable", None, 10),
-    ("card_declined", "do_not_honor", 8),
-    ("rate_limit_exceeded", None, 7),
-    ("authentication_failed", None, 5),
-    ("api_connection_error", None, 5),
-)
-_CURRENCIES: tuple[tuple[str, int, int], ...] = (  # code, exponent, weight
-    ("USD", 2, 50),
-    ("EUR", 2, 25),
-    ("GBP", 2, 15),
-    ("JPY", 0, 7),
-    ("KWD", 3, 3),
-)
-# Long enough that every queued job is due by the time run-due starts (the longest first delay
-# in the default policy is 24h).
-QUEUE_BACKDATE = timedelta(days=3)
+from bench_common import cores, load_average, make_rows, say, write_jsonl  # noqa: E402
+
+SECTIONS = ("sqlite", "peers", "postgres", "concurrency", "cli", "scale", "rate", "statements")
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "statements")
 
 
-def make_rows(n: int, seed: int = 2) -> list[dict[str, Any]]:
-    """N realistic queue rows, as `queue --from-file` would read them."""
-    rng = random.Random(seed)
-    codes = [c[:2] for c in _CODES]
-    code_weights = [c[2] for c in _CODES]
-    currencies = [c[:2] for c in _CURRENCIES]
-    currency_weights = [c[2] for c in _CURRENCIES]
-    rows: list[dict[str, Any]] = []
-    for i in range(n):
-        error_code, decline_code = rng.choices(codes, code_weights)[0]
-        currency, exponent = rng.choices(currencies, currency_weights)[0]
-        minor = rng.randint(100, 2_000_000)
-        amount = str(minor) if exponent == 0 else f"{Decimal(minor).scaleb(-exponent)}"
-        row: dict[str, Any] = {
-            "transaction_id": f"txn_{i:08d}",
-            "user_id": f"user_{rng.randrange(n // 3 + 1):07d}",
-            "amount": amount,
-            "currency": currency,
-            "error_code": error_code,
-            "error_message": f"charge failed: {error_code}",
-            "payment_intent": f"pi_{i:08d}",
-            "metadata": {"order": f"ord_{i:08d}", "plan": rng.choice(("basic", "pro"))},
-        }
-        if decline_code:
-            row["decline_code"] = decline_code
-        if i % 10 == 0:
-            row["customer"] = f"cus_{i:08d}"
-        rows.append(row)
-    return rows
+@dataclass(frozen=True)
+class Sizes:
+    jobs: int  # sqlite section
+    peer_jobs: int  # peers and postgres sections
+    concurrency_jobs: int
+    concurrency_pg_jobs: int
+    cli_runs: int
+    scale_seed: int
+    scale_copies: int
+    scale_due: int
+    scale_runs: int
+    rate_jobs: int
 
 
-# -- helpers ------------------------------------------------------------------------------------
+FULL = Sizes(100_000, 20_000, 5_000, 2_000, 11, 10_000, 100, 50_000, 5, 1_000)
+QUICK = Sizes(5_000, 2_000, 1_000, 500, 3, 2_000, 10, 1_000, 3, 100)
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[2:]) if __doc__ else None,
+    )
+    p.add_argument(
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated, of: {', '.join(SECTIONS)} (default: all but statements)",
+    )
+    p.add_argument("--quick", action="store_true", help="smaller sizes, a couple of minutes")
+    p.add_argument("--jobs", type=int, help="sqlite section backlog (100,000; quick 5,000)")
+    p.add_argument("--peer-jobs", type=int, help="peers and postgres jobs (20,000; quick 2,000)")
+    p.add_argument("--repeat", type=int, default=1, help="sqlite section runs; best is kept")
+    p.add_argument("--threads", type=int, default=4, help="concurrency section threads (4)")
+    p.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
+    p.add_argument("--workdir", type=Path, help="keep the database files here")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--probe", nargs=2, type=Path, help=argparse.SUPPRESS)
+    return p
 
 
-def create_schema(path: Path) -> None:
-    """An empty database with payretry's own schema (tables, indexes, schema version)."""
-    from payretry.store.sql import open_store
-
-    open_store(sqlite_url(path)).close()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection set up as payretry sets up its own (WAL, NORMAL sync, FKs)."""
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
+def parse_sections(text: str) -> list[str]:
+    """The sections asked for, in the order of SECTIONS; ValueError naming unknown ones."""
+    asked = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(asked) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
+    if not asked:
+        raise ValueError("no section given")
+    return [name for name in SECTIONS if name in asked]
 
 
-def checkpoint_copy(source: Path, target: Path) -> None:
-    """Copy a database file after folding its WAL in, so the copy stands alone."""
-    conn = sqlite3.connect(source, isolation_level=None)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    shutil.copyfile(source, target)
+def sizes(args: argparse.Namespace) -> Sizes:
+    base = QUICK if args.quick else FULL
+    values = vars(base).copy()
+    if args.jobs is not None:
+        values["jobs"] = args.jobs
+    if args.peer_jobs is not None:
+        values["peer_jobs"] = args.peer_jobs
+    return Sizes(**values)
 
 
-def count_states(path: Path) -> dict[str, int]:
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
-    finally:
-        conn.close()
-
-
-def sql_time(value: datetime) -> str:
-    """How SQLAlchemy's SQLite DateTime stores a (naive UTC) datetime."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-@dataclass
-class Took:
-    """Wall-clock and process CPU seconds of one measured stretch."""
-
-    wall: float = 0.0
-    cpu: float = 0.0
-
-
-@contextmanager
-def timer() -> Iterator[Took]:
-    took = Took()
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield took
-    finally:
-        took.wall = time.perf_counter() - wall
-        took.cpu = time.process_time() - cpu
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident set since exec (VmHWM), in KiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak
-
-
-def current_rss_kib() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-# -- (a) bulk queue -----------------------------------------------------------------------------
-
-
-def queue_payretry(path: Path, rows: Sequence[dict[str, Any]], now: datetime) -> Took:
-    """Validate and queue every row through payretry; the time it took (store open excluded)."""
-    from payretry.domain.policy import RetryPolicy
-    from payretry.service.intake import new_job
-    from payretry.service.operations import Operations
-    from payretry.store.sql import open_store
-
-    store = open_store(sqlite_url(path))
-    try:
-        operations = Operations(store, RetryPolicy.standard())
-        with timer() as took:
-            requests = [(line, new_job(fields, now=now)) for line, fields in enumerate(rows, 1)]
-            result = operations.queue_many(requests, now)
-    finally:
-        store.close()
-    if result.created != len(rows):
-        raise SystemExit(f"payretry queued {result.created} of {len(rows)} rows")
-    return took
-
-
-_INSERT_JOB = (
-    "INSERT INTO retry_jobs (id, transaction_id, user_id, amount_minor, currency, error_code,"
-    " decline_code, error_message, state, attempt_count, max_attempts, next_retry_at,"
-    " created_at, updated_at, expires_at, priority, payment_intent, customer, payment_method,"
-    " checkout_session, meta, reason, policy_code, lease_token, lease_expires_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# The baseline's stand-in for the policy: first delay and max attempts per code.
-_FIRST = {
-    "network_error": (timedelta(0), 3),
-    "insufficient_funds": (timedelta(hours=24), 2),
-    "processing_error": (timedelta(minutes=1), 3),
-    "authentication_failed": (timedelta(minutes=5), 2),
-    "rate_limit_exceeded": (timedelta(minutes=30), 3),
-    "service_unavailable": (timedelta(minutes=1), 3),
-    "do_not_honor": (timedelta(hours=24), 2),
-}
-_DEFAULT_FIRST = (timedelta(minutes=5), 2)
-_EXPONENTS = {code: exponent for code, exponent, _ in _CURRENCIES}
-
-
-def queue_baseline(path: Path, rows: Sequence[dict[str, Any]], now: datetime) -> Took:
-    """Plain sqlite3: turn each row into its column values, executemany in one transaction.
-
-    No validation; the same columns payretry writes, with values of the same shape.
-    """
-    conn = connect(path)
-    try:
-        with timer() as took:
-            stamp = sql_time(now)
-            params = []
-            for row in rows:
-                code = row.get("decline_code") or row["error_code"]
-                delay, max_attempts = _FIRST.get(code, _DEFAULT_FIRST)
-                exponent = _EXPONENTS[row["currency"]]
-                minor = int(Decimal(row["amount"]).scaleb(exponent))
-                params.append(
-                    (
-                        uuid.uuid4().hex,
-                        row["transaction_id"],
-                        row["user_id"],
-                        minor,
-                        row["currency"],
-                        row["error_code"],
-                        row.get("decline_code"),
-                        row.get("error_message"),
-                        "scheduled",
-                        0,
-                        max_attempts,
-                        sql_time(now + delay),
-                        stamp,
-                        stamp,
-                        None,
-                        minor * 10 ** (2 - exponent) if exponent <= 2 else minor // 10,
-                        row.get("payment_intent"),
-                        row.get("customer"),
-                        row.get("payment_method"),
-                        row.get("checkout_session"),
-                        json.dumps(row.get("metadata") or {}),
-                        f"error code {code}: policy row {code!r} waits before attempt 1",
-                        code,
-                        None,
-                        None,
-                    )
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT_JOB, params)
-            conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return took
-
-
-# -- (b) run-due --------------------------------------------------------------------------------
-
-
-def run_due_payretry(path: Path, batch_size: int | None = None) -> tuple[Took, int, int]:
-    """Runner.run_due over the database; (time taken, jobs processed, batch size)."""
-    from payretry.clock import utcnow
-    from payretry.domain.policy import RetryPolicy
-    from payretry.processors.simulated import SimulatedProcessor
-    from payretry.service.runner import Runner
-    from payretry.store.sql import open_store
-
-    store = open_store(sqlite_url(path))
-    try:
-        runner = Runner(
-            store, RetryPolicy.standard(), SimulatedProcessor(success_rate=1.0), clock=utcnow
-        )
-        if batch_size is not None:
-            runner.batch_size = batch_size
-        with timer() as took:
-            report = runner.run_due()
-    finally:
-        store.close()
-    return took, report.processed, runner.batch_size
-
-
-_ABANDON = (
-    "UPDATE retry_jobs SET state = 'abandoned', reason = ?, next_retry_at = NULL, updated_at = ?"
-    " WHERE state = 'scheduled' AND expires_at <= ? RETURNING seq"
-)
-_PICK = (
-    "SELECT seq FROM retry_jobs WHERE state = 'scheduled' AND next_retry_at <= ?"
-    " ORDER BY priority DESC, next_retry_at, seq LIMIT ?"
-)
-# NOT INDEXED: look the rows up by primary key; left to itself SQLite walks an index on state
-# through every scheduled job (payretry's claim avoids the same trap).
-_LEASE = (
-    "UPDATE retry_jobs NOT INDEXED SET state = 'running', lease_token = ?, lease_expires_at = ?,"
-    " updated_at = ? WHERE seq IN ({marks}) AND state = 'scheduled'"
-    " RETURNING seq, id, attempt_count, max_attempts, error_code"
-)
-_ATTEMPT = (
-    "INSERT INTO retry_attempts (job_seq, number, idempotency_key, outcome, started_at)"
-    " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (job_seq, number) DO NOTHING"
-)
-_FINISH_ATTEMPT = (
-    "UPDATE retry_attempts SET outcome = ?, finished_at = ?, error_code = NULL,"
-    " decline_code = NULL, message = NULL, reference = ?, decision = ?, next_retry_at = NULL"
-    " WHERE job_seq = ? AND number = ? AND EXISTS (SELECT 1 FROM retry_jobs"
-    " WHERE seq = ? AND lease_token = ? AND state = 'running')"
-)
-_FINISH_JOB = (
-    "UPDATE retry_jobs SET state = ?, attempt_count = ?, max_attempts = ?, next_retry_at = NULL,"
-    " reason = ?, policy_code = ?, lease_token = NULL, lease_expires_at = NULL, updated_at = ?"
-    " WHERE seq = ? AND lease_token = ? AND state = 'running'"
-)
-
-
-def run_due_baseline(path: Path, batch_size: int) -> tuple[Took, int]:
-    """The same SQL work as run-due, written by hand with sqlite3; (time taken, processed)."""
-    conn = connect(path)
-    processed = 0
-    lease_for = timedelta(minutes=5)
-    try:
-        with timer() as took:
-            while True:
-                now = datetime.now(UTC)
-                stamp = sql_time(now)
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute(_ABANDON, ("the payment window closed", stamp, stamp)).fetchall()
-                conn.execute("COMMIT")
-                token = uuid.uuid4().hex
-                conn.execute("BEGIN IMMEDIATE")
-                seqs = [r[0] for r in conn.execute(_PICK, (stamp, batch_size))]
-                if not seqs:
-                    conn.execute("COMMIT")
-                    break
-                leased = conn.execute(
-                    _LEASE.format(marks=", ".join("?" * len(seqs))),
-                    (token, sql_time(now + lease_for), stamp, *seqs),
-                ).fetchall()
-                attempts = [
-                    (seq, count + 1, f"payretry:{job_id}:{count + 1}", stamp)
-                    for seq, job_id, count, _, _ in leased
-                ]
-                conn.executemany(_ATTEMPT, attempts)
-                conn.execute("COMMIT")
-                # The processor would be called here, once per attempt; every one succeeds.
-                done = sql_time(datetime.now(UTC))
-                outcomes = []
-                jobs = []
-                for seq, job_id, count, max_attempts, code in leased:
-                    number = count + 1
-                    reference = f"sim_{job_id[:12]}_{number}"
-                    outcomes.append(
-                        ("succeeded", done, reference, "succeeded", seq, number, seq, token)
-                    )
-                    jobs.append(
-                        (
-                            "succeeded",
-                            number,
-                            max_attempts,
-                            f"attempt {number} succeeded (reference {reference})",
-                            code,
-                            done,
-                            seq,
-                            token,
-                        )
-                    )
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_FINISH_ATTEMPT, outcomes)
-                conn.executemany(_FINISH_JOB, jobs)
-                conn.execute("COMMIT")
-                processed += len(leased)
-    finally:
-        conn.close()
-    return took, processed
-
-
-# -- peak memory, in a fresh process per size ---------------------------------------------------
-
-
-def rss_child(path: Path) -> None:
-    """Entry point of the measuring subprocess: run-due over `path`, print what it cost."""
-    from payretry.store.sql import open_store
-
-    open_store(sqlite_url(path)).close()  # imports and engine set-up, before the run
-    start_kib = current_rss_kib()
-    took, processed, _ = run_due_payretry(path)
-    print(
-        json.dumps(
-            {
-                "processed": processed,
-                "seconds": took.wall,
-                "start_rss_kib": start_kib,
-                "peak_rss_kib": peak_rss_kib(),
-            }
-        )
+def header() -> str:
+    c = cores()
+    return (
+        f"payretry benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
+        f"{c['usable']} usable cores ({c['cpu_count']} on the machine), Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}; load average "
+        f"{load_average()} at the start"
     )
 
 
-def measure_rss(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"the run-due subprocess failed ({out.returncode}):\n{out.stderr}")
-    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return data
+def run_sections(
+    names: Sequence[str], size: Sizes, args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, Any], list[str]]:
+    result: dict[str, Any] = {"cores": cores(), "sizes": vars(size)}
+    texts = [header()]
+
+    def done(name: str, text: str, started: float) -> None:
+        took = time.perf_counter() - started
+        texts.append(f"{text}\n({name}: {took:.0f} s; load average {load_average()})")
+        say(f"{name}: done in {took:.0f} s\n{texts[-1]}")  # kept, should a later one fail
+
+    for name in names:
+        started = time.perf_counter()
+        say(f"{name}: starting (load average {load_average()})")
+        try:
+            run_section(name, size, args, workdir, result, done, started)
+        except (Exception, SystemExit) as exc:  # one failed section does not lose the others
+            result[name] = {"error": str(exc)}
+            done(name, f"{name}: FAILED: {exc}", started)
+    return result, texts
 
 
-# -- the run ------------------------------------------------------------------------------------
+def run_section(
+    name: str,
+    size: Sizes,
+    args: argparse.Namespace,
+    workdir: Path,
+    result: dict[str, Any],
+    done: Callable[[str, str, float], None],
+    started: float,
+) -> None:
+    if name == "sqlite":
+        import bench_sqlite
 
+        result[name] = bench_sqlite.sqlite_section(workdir, size.jobs, args.repeat)
+        done(name, bench_sqlite.render_sqlite(result[name]), started)
+    elif name == "peers":
+        import bench_sqlite
 
-def cores() -> dict[str, int]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"cpu_count": os.cpu_count() or 0, "usable": usable or os.cpu_count() or 0}
+        result[name] = bench_sqlite.huey_section(workdir, size.peer_jobs)
+        done(name, bench_sqlite.render_huey(result[name]), started)
+    elif name == "postgres":
+        import bench_pg_peers
 
+        rows = write_jsonl(workdir / "pg-rows.jsonl", make_rows(size.peer_jobs, fail_every=10))
+        result[name] = bench_pg_peers.run(rows, size.peer_jobs, args.pg_url)
+        done(name, bench_pg_peers.render(result[name]), started)
+    elif name == "concurrency":
+        import bench_pg_peers
+        import bench_sqlite
 
-def pair(mine: Sequence[Took], base: Sequence[Took], jobs: int) -> dict[str, Any]:
-    """Jobs/s of each side (the best of its runs) and their ratio, by wall clock; the same by
-    CPU time, which the neighbours' load disturbs less."""
-    wall_mine, wall_base = min(t.wall for t in mine), min(t.wall for t in base)
-    cpu_mine, cpu_base = min(t.cpu for t in mine), min(t.cpu for t in base)
-    return {
-        "payretry_jobs_per_s": round(jobs / wall_mine, 1),
-        "baseline_jobs_per_s": round(jobs / wall_base, 1),
-        "ratio": round(wall_base / wall_mine, 3),
-        "payretry_s": round(wall_mine, 3),
-        "baseline_s": round(wall_base, 3),
-        "payretry_cpu_s": round(cpu_mine, 3),
-        "baseline_cpu_s": round(cpu_base, 3),
-        "cpu_ratio": round(cpu_base / cpu_mine, 3),
-        "runs": [
-            {"payretry_s": round(m.wall, 3), "baseline_s": round(b.wall, 3)}
-            for m, b in zip(mine, base, strict=True)
-        ],
-    }
+        lite = bench_sqlite.concurrency_section(workdir, size.concurrency_jobs, args.threads)
+        rows = write_jsonl(workdir / "conc-pg.jsonl", make_rows(size.concurrency_pg_jobs))
+        pg = bench_pg_peers.concurrency(rows, size.concurrency_pg_jobs, args.pg_url, args.threads)
+        result[name] = {"sqlite": lite, "postgres": pg, "threads": args.threads}
+        done(name, bench_sqlite.render_concurrency(lite, pg, args.threads), started)
+    elif name == "cli":
+        import bench_scale
 
+        result[name] = bench_scale.cli(workdir, size.cli_runs)
+        done(name, bench_scale.render_cli(result[name]), started)
+    elif name == "scale":
+        import bench_scale
 
-def runner_batch_size() -> int:
-    """The batch size Runner uses by default, so the baseline claims as many per batch."""
-    import inspect
-
-    from payretry.service.runner import Runner
-
-    return int(inspect.signature(Runner.__init__).parameters["batch_size"].default)
-
-
-def run(jobs: int, repeat: int, workdir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    now = datetime.now(UTC) - QUEUE_BACKDATE
-    rows = make_rows(jobs)
-    say(f"{jobs:,} rows generated; working in {workdir}")
-
-    # (a) bulk queue: baseline and payretry take turns, `repeat` runs each.
-    template = workdir / "schema.db"
-    create_schema(template)
-    mine: list[Took] = []
-    base: list[Took] = []
-    queued = workdir / "queued.db"
-    for round_ in range(repeat):
-        target = workdir / f"queue-baseline-{round_}.db"
-        checkpoint_copy(template, target)
-        base.append(queue_baseline(target, rows, now))
-        say(f"queue   baseline {jobs / base[-1].wall:>10,.0f} jobs/s")
-        target = workdir / f"queue-payretry-{round_}.db"
-        checkpoint_copy(template, target)
-        mine.append(queue_payretry(target, rows, now))
-        say(f"queue   payretry {jobs / mine[-1].wall:>10,.0f} jobs/s")
-        if round_ == 0:
-            checkpoint_copy(target, queued)
-        for old in workdir.glob(f"queue-*-{round_}.db*"):
-            old.unlink()
-    queue_figures = pair(mine, base, jobs)
-    del rows
-
-    # (b) run-due over the jobs payretry queued, each side on its own copy, taking turns.
-    mine, base = [], []
-    batch_size = runner_batch_size()
-    for round_ in range(repeat):
-        target = workdir / f"run-baseline-{round_}.db"
-        checkpoint_copy(queued, target)
-        took, processed = run_due_baseline(target, batch_size)
-        if processed != jobs or count_states(target) != {"succeeded": jobs}:
-            raise SystemExit(f"baseline run-due processed {processed} of {jobs}")
-        base.append(took)
-        say(f"run-due baseline {jobs / took.wall:>10,.0f} jobs/s")
-        target = workdir / f"run-payretry-{round_}.db"
-        checkpoint_copy(queued, target)
-        took, processed, used = run_due_payretry(target)
-        if processed != jobs or count_states(target) != {"succeeded": jobs}:
-            raise SystemExit(f"payretry run-due processed {processed} of {jobs}")
-        if used != batch_size:
-            raise SystemExit(f"payretry claimed {used} per batch, the baseline {batch_size}")
-        mine.append(took)
-        say(f"run-due payretry {jobs / took.wall:>10,.0f} jobs/s")
-        for old in workdir.glob(f"run-*-{round_}.db*"):
-            old.unlink()
-    run_figures = pair(mine, base, jobs)
-    run_figures["batch_size"] = batch_size
-
-    # Peak memory of run-due at N/10 and N jobs, each in a fresh process.
-    memory = []
-    for size in sorted({max(1, jobs // 10), jobs}):
-        source = queued
-        if size != jobs:
-            source = workdir / f"queued-{size}.db"
-            create_schema(source)
-            queue_payretry(source, make_rows(size), now)
-        target = workdir / f"rss-{size}.db"
-        checkpoint_copy(source, target)
-        data = measure_rss(target)
-        if data["processed"] != size:
-            raise SystemExit(f"run-due in the subprocess processed {data['processed']} of {size}")
-        memory.append(
-            {
-                "jobs": size,
-                "peak_rss_mib": round(data["peak_rss_kib"] / 1024, 1),
-                "start_rss_mib": round(data["start_rss_kib"] / 1024, 1),
-            }
+        result[name] = bench_scale.scale(
+            workdir, size.scale_seed, size.scale_copies, size.scale_due, size.scale_runs
         )
-        say(f"run-due peak RSS at {size:,} jobs: {memory[-1]['peak_rss_mib']} MiB")
+        done(name, bench_scale.render_scale(result[name]), started)
+    elif name == "rate":
+        import bench_rate
 
-    growth = memory[-1]["peak_rss_mib"] - memory[0]["peak_rss_mib"]
-    return {
-        "jobs": jobs,
-        "repeat": repeat,
-        "cores": cores(),
-        "python": sys.version.split()[0],
-        "sqlite": sqlite3.sqlite_version,
-        "queue": queue_figures,
-        "run_due": run_figures,
-        "peak_rss": memory,
-        "goals": {
-            "queue_ratio_ok": queue_figures["ratio"] >= GOAL_RATIO,
-            "run_due_ratio_ok": run_figures["ratio"] >= GOAL_RATIO,
-            "peak_rss_growth_mib": round(growth, 1),
-            "peak_rss_flat": growth <= FLAT_SLACK_MIB,
-        },
-    }
+        result[name] = bench_rate.run(jobs=size.rate_jobs)
+        done(name, bench_rate.render(result[name]), started)
+    elif name == "statements":
+        import bench_postgres
+        import bench_statements
 
+        result[name] = bench_statements.run(size.jobs, args.repeat, workdir, say)
+        text = bench_statements.render(result[name])
+        pg_url = args.pg_url or bench_postgres.DEFAULT_URL
+        import bench_pg_peers
 
-def render(result: dict[str, Any]) -> str:
-    q, r = result["queue"], result["run_due"]
-    c = result["cores"]
-    head = ("measure", "payretry jobs/s", "sqlite3 jobs/s", "ratio", "CPU-time ratio")
-    table = [
-        ("bulk queue", q),
-        (f"run-due (batch {r['batch_size']})", r),
-    ]
-    lines = [
-        f"payretry benchmark: {result['jobs']:,} jobs, best of {result['repeat']} run(s) each; "
-        f"{c['usable']} usable cores ({c['cpu_count']} on the machine); "
-        f"Python {result['python']}, SQLite {result['sqlite']}",
-        "",
-        f"| {head[0]:<20} | {head[1]} | {head[2]} | {head[3]} | {head[4]} |",
-        f"|{'-' * 22}|{'-' * 16}:|{'-' * 15}:|{'-' * 6}:|{'-' * 15}:|",
-    ]
-    for name, f in table:
-        lines.append(
-            f"| {name:<20} | {f['payretry_jobs_per_s']:>15,.0f} "
-            f"| {f['baseline_jobs_per_s']:>14,.0f} | {f['ratio']:>5.2f} | {f['cpu_ratio']:>14.2f} |"
-        )
-    lines.append("")
-    for m in result["peak_rss"]:
-        lines.append(
-            f"run-due peak RSS at {m['jobs']:>7,} jobs: {m['peak_rss_mib']:>6.1f} MiB "
-            f"(after imports and store open: {m['start_rss_mib']:.1f} MiB)"
-        )
-    g = result["goals"]
-    lines += [
-        "",
-        f"goals: queue ratio >= 1/3: {'met' if g['queue_ratio_ok'] else 'NOT met'}; "
-        f"run-due ratio >= 1/3: {'met' if g['run_due_ratio_ok'] else 'NOT met'}; "
-        f"peak RSS flat ({g['peak_rss_growth_mib']:+.1f} MiB from the smaller backlog): "
-        f"{'met' if g['peak_rss_flat'] else 'NOT met'}",
-    ]
-    return "\n".join(lines)
+        if bench_pg_peers.reachable(pg_url) is None:
+            now = datetime.now(UTC) - timedelta(days=3)
+            batch = bench_statements.runner_batch_size()
+            result["statements_postgres"] = bench_postgres.run(
+                make_rows(size.peer_jobs), now, batch, url=args.pg_url
+            )
+            text += "\n\n" + bench_postgres.render(result["statements_postgres"], cores()["usable"])
+        done(name, text, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--jobs", type=int, default=100_000, help="backlog size (100,000)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each side; best is kept")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    parser.add_argument("--workdir", type=Path, help="keep the database files here")
-    parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--sections",
-        default="sqlite,rate,postgres",
-        help="which to run, comma-separated: sqlite, rate, postgres (all)",
-    )
-    parser.add_argument("--pg-jobs", type=int, help="PostgreSQL backlog (default: --jobs)")
-    parser.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
-    parser.add_argument("--rate-jobs", type=int, default=1000, help="rate section jobs (1,000)")
-    args = parser.parse_args(argv)
-    if args.rss_child is not None:
-        rss_child(args.rss_child)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.probe is not None:
+        import bench_scale
+
+        bench_scale.probe(*args.probe)
         return 0
-    if args.jobs < 1 or args.repeat < 1:
-        parser.error("--jobs and --repeat must be at least 1")
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    sections = {name.strip() for name in args.sections.split(",") if name.strip()}
-    unknown = sections - {"sqlite", "rate", "postgres"}
-    if unknown:
-        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    result: dict[str, Any] = {"cores": cores()}
-    texts: list[str] = []
-    if "sqlite" in sections:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            for old in args.workdir.glob("*.db*"):
-                old.unlink()
-            result["sqlite"] = run(args.jobs, args.repeat, args.workdir, say)
-        else:
-            with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
-                result["sqlite"] = run(args.jobs, args.repeat, Path(tmp), say)
-        texts.append(render(result["sqlite"]))
-    if "rate" in sections:
-        import bench_rate
-
-        say(f"rate: {args.rate_jobs:,} jobs at 25/s with a 200 ms processor")
-        result["rate"] = bench_rate.run(jobs=args.rate_jobs)
-        texts.append(bench_rate.render(result["rate"]))
-    if "postgres" in sections:
-        import bench_postgres
-
-        pg_jobs = args.pg_jobs or args.jobs
-        say(f"postgres: {pg_jobs:,} jobs, 1, 2 and 4 workers")
-        now = datetime.now(UTC) - QUEUE_BACKDATE
-        result["postgres"] = bench_postgres.run(
-            make_rows(pg_jobs), now, runner_batch_size(), url=args.pg_url
-        )
-        texts.append(bench_postgres.render(result["postgres"], cores()["usable"]))
+    try:
+        names = parse_sections(args.sections)
+    except ValueError as exc:
+        p.error(str(exc))
+    size = sizes(args)
+    if size.jobs < 10 or size.peer_jobs < 10 or args.repeat < 1 or args.threads < 2:
+        p.error("--jobs and --peer-jobs must be at least 10, --repeat 1, --threads 2")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result, texts = run_sections(names, size, args, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="payretry-bench-") as tmp:
+            result, texts = run_sections(names, size, args, Path(tmp))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, default=str))
     else:
         print("\n\n".join(texts))
     return 0

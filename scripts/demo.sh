@@ -11,7 +11,7 @@ fi
 stamp=.venv/.payretry-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e .
+  .venv/bin/python -m pip install --quiet -e '.[api]'
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH" NO_COLOR=1 COLUMNS="${COLUMNS:-110}"
@@ -47,3 +47,22 @@ say payretry status txn_1006
 payretry --db "$DB" status txn_1006
 say payretry status txn_1010 --json "(the card number and e-mail in the message were redacted)"
 payretry --db "$DB" status txn_1010 --json | grep -E '"(error_message|state|reason)"'
+
+# The HTTP API: `payretry api` on a free port in the background, one request, then stopped.
+say "payretry api --http-port 0 (in the background), then curl one route"
+export PAYRETRY_HTTP_TOKEN_SECRET="demo-secret-$$"
+if .venv/bin/python -c "import fastapi, uvicorn" 2>/dev/null; then
+  TOKEN="$(payretry --db "$DB" token create --role viewer --name demo 2>/dev/null)"
+  payretry --db "$DB" api --http-port 0 2> demo/api.log &
+  API_PID=$!
+  for _ in $(seq 100); do
+    URL="$(grep -o 'http://[0-9.:]*' demo/api.log | head -1 || true)"
+    [ -n "$URL" ] && break
+    sleep 0.1
+  done
+  echo "\$ curl -H 'Authorization: Bearer prt_...' $URL/api/payments/retry/txn_1006"
+  curl -sS -H "Authorization: Bearer $TOKEN" "$URL/api/payments/retry/txn_1006" | head -c 400; echo
+  kill -TERM "$API_PID"; wait "$API_PID" || true
+else
+  echo "(the HTTP API needs the api extra: .venv/bin/pip install -e '.[api]')"
+fi

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from payretry import __version__
 from payretry.cli import (
+    api_cmd,
     cancel,
     card_cmd,
     config_cmd,
@@ -28,16 +31,137 @@ from payretry.cli import (
     stats,
     status,
     stripe_cmd,
+    token_cmd,
     top,
     worker,
 )
 from payretry.cli._context import AppContext
-from payretry.cli._output import JSON_MODE, print_json, render_error
-from payretry.errors import PayretryError
+from payretry.cli._output import JSON_MODE, render_error
+from payretry.errors import InvalidInput, PayretryError, UsageError
+
+try:  # typer vendors click since 0.2x; before, it used click itself
+    from typer._click import Context
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as ParserError
+except ImportError:  # pragma: no cover - an older typer
+    from click import Context  # type: ignore[assignment]
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
+    from click.exceptions import UsageError as ParserError  # type: ignore[assignment]
+
+_ARGV: ContextVar[tuple[str, ...]] = ContextVar("payretry_argv", default=())
+
+
+def _wants_json(argv: tuple[str, ...]) -> bool:
+    """Whether --json was typed (before any `--`): a parse error comes before its callback."""
+    given = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in given
+
+
+def _not_utf8(argv: list[str]) -> InvalidInput | None:
+    """An argument that was not UTF-8 (Python keeps its bytes as lone surrogates, which no
+    database or terminal accepts), named by the option it belongs to."""
+    for index, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            if arg.startswith("--") and "=" in arg:
+                name = arg.split("=", 1)[0]
+            elif index and argv[index - 1].startswith("-"):
+                name = argv[index - 1]
+            else:
+                name = f"argument {index + 1}"
+            return InvalidInput("is not UTF-8 text", field=name)
+    return None
+
+
+def _field_of(exc: ClickException) -> str | None:
+    """The option or argument a parser error is about, as typed (`--limit`, `TRANSACTION_ID`)."""
+    option = getattr(exc, "option_name", None)
+    if option:
+        return str(option)
+    param = getattr(exc, "param", None)
+    if param is None:
+        return None
+    if getattr(param, "param_type_name", None) == "option":
+        longest = [o for o in param.opts if o.startswith("--")] or param.opts
+        return str(longest[0])
+    return str(param.name) if param.name else None
+
+
+def _command_path(root: Context, argv: tuple[str, ...]) -> str:
+    """The command the arguments name (`payretry events list`), for an error that does not
+    carry its context (the parser's "requires an argument")."""
+    path, command = [root.command_path], root.command
+    for token in argv:
+        commands = getattr(command, "commands", None)
+        if not commands:
+            break
+        if token in commands:
+            path.append(token)
+            command = commands[token]
+    return " ".join(path)
+
+
+def _usage(exc: ClickException, root: Context | None = None) -> NoReturn:
+    """A parser error as payretry reports errors: one line (and the usual hint) on stderr;
+    with --json, the error document on stdout and the line on stderr."""
+    as_json = JSON_MODE.get() or _wants_json(_ARGV.get())
+    ctx = getattr(exc, "ctx", None)
+    hint = None
+    if not as_json:
+        if ctx is not None:
+            hint = f"Try '{ctx.command_path} --help' for help."
+        elif root is not None:
+            hint = f"Try '{_command_path(root, _ARGV.get())} --help' for help."
+    render_error(UsageError(exc.format_message(), field=_field_of(exc)), as_json=as_json, hint=hint)
+    raise typer.Exit(exc.exit_code)
 
 
 class PayretryGroup(TyperGroup):
-    """Turns payretry's errors into a one-line message and a documented exit code."""
+    """Turns payretry's errors, and the parser's, into a one-line message and a documented
+    exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        argv_token, json_token = _ARGV.set(tuple(argv)), JSON_MODE.set(False)
+        try:
+            bad = _not_utf8(argv)
+            if bad is not None:
+                render_error(bad, as_json=_wants_json(tuple(argv)))
+                sys.exit(bad.exit_code)
+            return super().main(
+                argv,
+                prog_name,
+                complete_var,
+                standalone_mode,
+                windows_expand_args,
+                **extra,
+            )
+        finally:
+            _ARGV.reset(argv_token)
+            JSON_MODE.reset(json_token)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: Context | None = None,
+        **extra: Any,
+    ) -> Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except ParserError as exc:
+            _usage(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -47,16 +171,10 @@ class PayretryGroup(TyperGroup):
             ctx.exit(exc.exit_code)
         except (typer.Exit, typer.Abort):
             raise
-        except typer.TyperException as exc:
-            # A usage error found by the parser (exit 2): with --json, the same error document.
-            code = getattr(exc, "exit_code", 1)
-            if JSON_MODE.get() and code == 2:
-                formatter = getattr(exc, "format_message", None)
-                message = str(formatter()) if callable(formatter) else str(exc)
-                print_json(
-                    {"error": {"kind": "usage", "message": message, "field": None, "exit_code": 2}}
-                )
-            raise
+        except NoArgsIsHelpError:
+            raise  # a group given no command: its help, as click shows it
+        except ParserError as exc:
+            _usage(exc, ctx)
         except Exception as exc:
             app_ctx = ctx.find_object(AppContext)
             if app_ctx is not None and app_ctx.debug:
@@ -139,6 +257,8 @@ for module in (
     worker,
     sqs_cmd,
     events,
+    api_cmd,
+    token_cmd,
 ):
     module.register(app)
 

@@ -15,7 +15,9 @@ from rich.table import Table
 
 from payretry.domain.durations import iso
 from payretry.domain.models import Job
+from payretry.domain.validation import redact
 from payretry.errors import PayretryError
+from payretry.masking import mask_secrets
 from payretry.service.views import card_key_text, job_dict
 
 __all__ = ["job_dict"]  # the JSON shape of a job, shared with the HTTP API
@@ -132,17 +134,29 @@ def attempts_table(job: Job) -> Table:
     return table
 
 
-def render_error(exc: PayretryError) -> None:
-    if JSON_MODE.get():
+def clean(text: str) -> str:
+    """Text from anywhere (a driver's error, a rejected value) as payretry prints it: secrets
+    masked, card-like numbers and e-mail addresses redacted."""
+    return mask_secrets(redact(text))
+
+
+def render_error(
+    exc: PayretryError, *, as_json: bool | None = None, hint: str | None = None
+) -> None:
+    """The error as one line on stderr (and `hint`, a second line, when given); with --json
+    also as the one document on stdout. Every part passes through clean()."""
+    if JSON_MODE.get() if as_json is None else as_json:
         print_json(
             {
                 "error": {
                     "kind": exc.kind,
-                    "message": exc.message,
-                    "field": exc.field,
+                    "message": clean(exc.message),
+                    "field": clean(exc.field) if exc.field else exc.field,
                     "exit_code": exc.exit_code,
                 }
             }
         )
     # One line on stderr, even when a driver's message spans several (psycopg's does).
-    sys.stderr.write("error: " + " ".join(str(exc).split()) + "\n")
+    sys.stderr.write("error: " + " ".join(clean(str(exc)).split()) + "\n")
+    if hint:
+        sys.stderr.write(hint + "\n")

@@ -47,7 +47,9 @@ def list_events(
     pending: Annotated[
         bool, typer.Option("--pending", help="Only events some configured sink has yet to take.")
     ] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many changes.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10**9, help="At most this many changes.")
+    ] = 50,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """List the outbox, newest first (oldest first with --pending): each event, its id and the
@@ -114,7 +116,8 @@ def deliver(
         str | None, typer.Option("--sink", help="Only this sink (file, webhook, segment, statsd).")
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="At most this many changes per sink.")
+        int | None,
+        typer.Option("--limit", min=1, max=10**9, help="At most this many changes per sink."),
     ] = None,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:

@@ -20,7 +20,9 @@ def list_jobs(
     ] = None,
     user_id: Annotated[str | None, typer.Option("--user-id", help="Only this user's jobs.")] = None,
     due: Annotated[bool, typer.Option("--due", help="Only jobs due now, in claim order.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", help="At most this many.", min=1, max=10**9)
+    ] = 100,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """List retry jobs, newest first (or in claim order with --due)."""

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from payretry.cli._context import get_context
+from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, job_dict, job_panel, print_json, when
 from payretry.clock import utcnow
-from payretry.domain.models import NewJob
+from payretry.domain.models import Job, NewJob
 from payretry.domain.validation import parse_metadata_pairs
 from payretry.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from payretry.domain.changes import Queued
+    from payretry.domain.ports import Store
+    from payretry.service.operations import Operations
+
+T = TypeVar("T")
 
 
 def queue(
@@ -105,7 +113,7 @@ def queue(
         "metadata": parse_metadata_pairs(metadata or []),
     }
     request = new_job(fields, now=now, default_window=settings.retry.window)
-    job, created = app.wiring.operations(queueing=True).queue(request, now)
+    job, created = _checked_first(app, lambda ops: ops.queue(request, now))
     app.wiring.dispatch_new([job.id])  # sqs mode: a retry due within 15 minutes is sent now
     if json_output:
         print_json({**job_dict(job), "created": created})
@@ -137,7 +145,9 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
             invalid.append((line, str(exc)))
     out = console(stderr=True)
     with out.status(f"queueing {len(rows)} rows", spinner="dots") if out.is_terminal else _null():
-        result = app.wiring.operations(queueing=True).queue_many(rows, now, invalid=invalid)
+        result = _checked_first(
+            app, lambda ops: ops.queue_many(rows, now, invalid=invalid), always=bool(invalid)
+        )
     app.wiring.dispatch_new()  # sqs mode: retries due within 15 minutes are sent now
     if json_output:
         print_json({"rows": len(rows), "created": result.created, "existing": result.existing})
@@ -145,6 +155,46 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
     console().print(
         f"Queued {result.created} job(s) from {path}; {result.existing} already queued."
     )
+
+
+class _WouldWrite(Exception):
+    """The check against an empty store found nothing wrong and reached the first write."""
+
+
+class _EmptyStore:
+    """A store with no jobs that refuses to be written: what a database not yet created
+    holds. Checking a queue against it first finds every refusal the input alone can cause,
+    so a failed queue never leaves a new database file behind."""
+
+    def active_for(self, transaction_ids: Sequence[str]) -> dict[str, Job]:
+        return {}
+
+    def succeeded_for(self, transaction_ids: Sequence[str]) -> set[str]:
+        return set()
+
+    def insert(self, queued: Queued) -> Job:
+        raise _WouldWrite
+
+    def insert_many(self, queued: Sequence[Queued]) -> None:
+        raise _WouldWrite
+
+
+def _checked_first(app: AppContext, work: Callable[[Operations], T], *, always: bool = False) -> T:
+    """Run `work` against the store; first against an empty one when the database does not
+    exist yet (or `always`, when the input is already known to be refused), so that input
+    refused for its own sake (bad rows, a code never retried, a closed window) creates no
+    database file."""
+    from payretry.service.operations import Operations
+    from payretry.store.engine import new_sqlite_file
+
+    if always or new_sqlite_file(app.settings.database.url) is not None:
+        try:
+            work(Operations(cast("Store", _EmptyStore()), app.wiring.policy))
+        except _WouldWrite:
+            pass
+    # The real pass also asks the processor whether the payment is retried elsewhere (Stripe
+    # Billing): a question the empty pass never asks, so it creates no database either.
+    return work(app.wiring.operations(queueing=True))
 
 
 class _null:

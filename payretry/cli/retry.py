@@ -18,10 +18,11 @@ def retry(
     processor: ProcessorOption = None,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Attempt a scheduled job now, counting one attempt."""
+    """Attempt a scheduled job now, counting one attempt (at most [throttle] per_transaction
+    per transaction_window, and per_user per user_window)."""
     app = get_context(ctx)
-    operations = app.wiring.operations(processor=processor, attempts=True)  # here, now
-    result = operations.retry_now(transaction_id, utcnow())
+    requests = app.wiring.retry_requests(processor)  # here, now; throttled like the API's
+    result = requests.retry(requests.operations.status(transaction_id), utcnow())
     job = app.store.find(transaction_id)
     if json_output:
         document = {"result": result.as_dict()}

@@ -23,7 +23,8 @@ _SHOWN = 50
 def run_due(
     ctx: typer.Context,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Attempt at most this many jobs.", min=1)
+        int | None,
+        typer.Option("--limit", help="Attempt at most this many jobs.", min=1, max=10**9),
     ] = None,
     processor: ProcessorOption = None,
     concurrency: ConcurrencyOption = None,

@@ -46,7 +46,9 @@ def setup(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
 @dlq_app.command("list")
 def dlq_list(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 1000,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10**9, help="Show at most this many.")
+    ] = 1000,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Show the dead messages with the job each names (each is received, then given back)."""

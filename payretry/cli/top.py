@@ -14,6 +14,7 @@ from payretry.cli._context import get_context
 from payretry.cli._output import console
 from payretry.clock import utcnow
 from payretry.domain.durations import iso, parse_duration
+from payretry.errors import InvalidInput
 
 
 def render(document: dict[str, Any]) -> Group:
@@ -54,6 +55,8 @@ def top(
     from payretry.service.views import stats_document
 
     every = parse_duration(interval, field="--interval").total_seconds()
+    if not 0.1 <= every <= 3600:  # 0 would redraw in a busy loop
+        raise InvalidInput("expected 100ms to 1h", field="--interval")
     store = get_context(ctx).store
     out = console()
     shown = 0

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from payretry.domain.validation import shown
 from payretry.errors import InvalidInput
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
-_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+# ASCII digits only: \d would take "٥" and "５", which float() then reads as 5.
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_WHOLE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+")
+_TIME = re.compile(r"[0-9T:.+\-Z ]{10,40}")
 _UNITS = {
     "ms": timedelta(milliseconds=1),
     "s": timedelta(seconds=1),
@@ -23,38 +26,41 @@ MAX_DURATION = timedelta(days=3650)
 
 def parse_duration(text: str | int | float, *, field: str = "duration") -> timedelta:
     """`30s`, `5m`, `24h`, `1h30m`, `2d`, `200ms`; a bare number (`0.2`) is seconds."""
-    if isinstance(text, bool):
-        raise InvalidInput(f"{text!r} is not a duration", field=field)
+    if isinstance(text, bool) or not isinstance(text, int | float | str):
+        raise InvalidInput(f"{shown(text)} is not a duration", field=field)
     if isinstance(text, int | float):
         if text != text or text < 0:
-            raise InvalidInput(f"{text!r} is not a duration", field=field)
+            raise InvalidInput(f"{shown(text)} is not a duration", field=field)
         if text > MAX_DURATION.total_seconds():
-            raise InvalidInput(f"{text!r} is longer than 10 years", field=field)
+            raise InvalidInput(f"{shown(text)} is longer than 10 years", field=field)
         return timedelta(seconds=text)
     raw = text.strip().lower().replace(" ", "")
     try:
-        if raw.isascii() and _SECONDS.match(raw):  # not "²", which isdigit() but int() refuses
+        if _SECONDS.fullmatch(raw):
             value = timedelta(seconds=float(raw))
-        elif _WHOLE.match(raw):
+        elif _WHOLE.fullmatch(raw):
             value = timedelta()
             for number, unit in _PART.findall(raw):
                 value += float(number) * _UNITS[unit]
         else:
             raise InvalidInput(
-                f"{text!r} is not a duration (examples: 30s, 5m, 24h, 1h30m, 2d)", field=field
+                f"{shown(text)} is not a duration (examples: 30s, 5m, 24h, 1h30m, 2d)",
+                field=field,
             )
     except (OverflowError, ValueError):  # beyond timedelta's (or int's) range: > 10 years
-        raise InvalidInput(f"{text!r} is longer than 10 years", field=field) from None
+        raise InvalidInput(f"{shown(text)} is longer than 10 years", field=field) from None
     if value > MAX_DURATION:
-        raise InvalidInput(f"{text!r} is longer than 10 years", field=field)
+        raise InvalidInput(f"{shown(text)} is longer than 10 years", field=field)
     return value
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest exact form: 0s, 90s -> 1m30s, 24h -> 1d."""
+    """The shortest form to the second: 0s, 90s -> 1m30s, 24h -> 1d; under a second, in
+    milliseconds (200ms)."""
     total = int(value.total_seconds())
     if total == 0:
-        return "0s"
+        millis = int(value.total_seconds() * 1000)
+        return f"{millis}ms" if millis > 0 else "0s"
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, total = divmod(total, size)
@@ -64,19 +70,28 @@ def format_duration(value: timedelta) -> str:
 
 
 def parse_time(text: str, *, field: str = "time") -> datetime:
-    """An ISO 8601 time with a UTC offset (`2026-11-22T10:00:00Z`); naive times are refused."""
-    raw = text.strip()
+    """An ISO 8601 time with a UTC offset (`2026-11-22T10:00:00Z`); naive times are refused,
+    and so is a time that is no instant in UTC (0001-01-01T00:00:00+14:00 is before year 1)."""
+    raw = text.strip().replace("z", "Z") if isinstance(text, str) else ""
     try:
-        value = datetime.fromisoformat(raw.replace("z", "Z"))
+        if not _TIME.fullmatch(raw):  # ASCII digits only, and a length a time can have
+            raise ValueError(raw)
+        value = datetime.fromisoformat(raw)
     except ValueError:
         raise InvalidInput(
-            f"{text!r} is not an ISO 8601 time like 2026-11-22T10:00:00Z", field=field
+            f"{shown(text)} is not an ISO 8601 time like 2026-11-22T10:00:00Z", field=field
         ) from None
     if value.tzinfo is None:
         raise InvalidInput(
-            f"{text!r} has no UTC offset; add Z or +00:00 so the time is unambiguous", field=field
+            f"{shown(text)} has no UTC offset; add Z or +00:00 so the time is unambiguous",
+            field=field,
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{shown(text)} is outside the years 1 to 9999 once in UTC", field=field
+        ) from None
 
 
 def iso(value: datetime | None) -> str | None:

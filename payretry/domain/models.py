@@ -159,6 +159,31 @@ class NewJob:
     def effective_priority(self) -> int:
         return self.priority if self.priority is not None else self.money.default_priority()
 
+    def draft(self, job_id: str, now: datetime) -> Job:
+        """The job this request makes, before the policy has scheduled it (its first retry,
+        its limit and its reason are the decision's)."""
+        return Job(
+            id=job_id,
+            transaction_id=self.transaction_id,
+            user_id=self.user_id,
+            money=self.money,
+            error_code=self.error_code,
+            decline_code=self.decline_code,
+            error_message=self.error_message,
+            state=JobState.SCHEDULED,
+            attempt_count=0,
+            max_attempts=0,
+            next_retry_at=None,
+            created_at=now,
+            updated_at=now,
+            expires_at=self.expires_at,
+            priority=self.effective_priority,
+            refs=self.refs,
+            metadata=self.metadata,
+            card_network=self.card_network,
+            card_fingerprint=self.card_fingerprint,
+        )
+
     def same_request_as(self, other: NewJob) -> bool:
         """True when two requests would queue the same job (window and message aside)."""
         return (

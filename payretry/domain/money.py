@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from payretry.domain.validation import no_card, shown
 from payretry.errors import InvalidInput
 
-_PLAIN_DECIMAL = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")  # ASCII digits: not "٥" or "５"
 MAX_MINOR = 10**15  # a sanity bound far above any real payment, inside a signed 64-bit column
 
 
@@ -22,16 +23,22 @@ def currency_exponent(code: str) -> int:
     """Decimal places of a currency, e.g. 2 for USD, 0 for JPY; InvalidInput if unknown."""
     from iso4217 import Currency
 
-    upper = code.strip().upper() if isinstance(code, str) else ""
-    if len(upper) != 3 or not upper.isalpha():
+    if not isinstance(code, str) or len(code) > 8:
+        code = code if isinstance(code, str) else ""
         raise InvalidInput(
-            f"unknown currency {code!r} (expected an ISO 4217 code)", field="currency"
+            f"unknown currency {shown(code)} (expected an ISO 4217 code)", field="currency"
+        )
+    upper = code.strip().upper()
+    # ASCII before upper(): "uſd".upper() is "USD".
+    if len(upper) != 3 or not (upper.isascii() and upper.isalpha()) or not code.isascii():
+        raise InvalidInput(
+            f"unknown currency {shown(code)} (expected an ISO 4217 code)", field="currency"
         )
     try:
         exponent = Currency(upper).exponent
     except ValueError:
         raise InvalidInput(
-            f"unknown currency {code!r} (expected an ISO 4217 code)", field="currency"
+            f"unknown currency {shown(code)} (expected an ISO 4217 code)", field="currency"
         ) from None
     if exponent is None:  # precious metals, testing codes: not money a card is charged in
         raise InvalidInput(
@@ -49,36 +56,40 @@ class Money:
     def parse(cls, amount: str, currency: str) -> Money:
         """Parse a decimal string in major units (`99.99`, `1000` for JPY)."""
         code = currency.strip().upper() if isinstance(currency, str) else ""
-        exponent = currency_exponent(code)
+        exponent = currency_exponent(currency if isinstance(currency, str) else "")
         text = amount.strip() if isinstance(amount, str) else str(amount)
-        if not _PLAIN_DECIMAL.match(text):
+        if not _PLAIN_DECIMAL.fullmatch(text):
             raise InvalidInput(
-                f"{amount!r} is not a positive decimal amount like 99.99", field="amount"
+                f"{shown(amount)} is not a positive decimal amount like 99.99", field="amount"
             )
         try:
             value = Decimal(text)
         except InvalidOperation:  # pragma: no cover - the regex already excludes these
-            raise InvalidInput(f"{amount!r} is not a decimal amount", field="amount") from None
+            raise InvalidInput(f"{shown(amount)} is not a decimal amount", field="amount") from None
         places = len(text.split(".", 1)[1]) if "." in text else 0
         if places > exponent:
             raise InvalidInput(
                 f"{text} has {places} decimal places; {code} allows {exponent}", field="amount"
             )
         minor = int(value.scaleb(exponent))
+        no_card(str(minor), "amount")  # a card number pasted into the wrong field
         if minor <= 0:
             raise InvalidInput("must be greater than zero", field="amount")
         if minor > MAX_MINOR:
-            raise InvalidInput(f"{text} {code} is larger than payretry accepts", field="amount")
+            raise InvalidInput(
+                f"{shown(text)} {code} is larger than payretry accepts", field="amount"
+            )
         return cls(minor, code)
 
     @classmethod
     def of(cls, amount_minor: int, currency: str) -> Money:
-        code = currency.upper()
-        currency_exponent(code)
+        code = currency.strip().upper() if isinstance(currency, str) else ""
+        currency_exponent(currency if isinstance(currency, str) else "")
         if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
             raise InvalidInput("must be an integer number of minor units", field="amount_minor")
         if amount_minor <= 0 or amount_minor > MAX_MINOR:
             raise InvalidInput("must be between 1 and 10^15 minor units", field="amount_minor")
+        no_card(str(amount_minor), "amount_minor")
         return cls(amount_minor, code)
 
     @property

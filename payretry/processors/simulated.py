@@ -88,7 +88,9 @@ class SimulatedProcessor:
         if plan:
             entries = [e for e in plan.split(",") if e.strip()]
             if entries:
-                return _parse_entry(entries[min(number, len(entries)) - 1])
+                # Attempt 0, a payment's first attempt (POST /api/payments/process), reads the
+                # first entry, like attempt 1.
+                return _parse_entry(entries[max(1, min(number, len(entries))) - 1])
         draw = random.Random(f"{self.seed}:{job.id}:{number}")
         if draw.random() < self.success_rate:
             return AttemptResult.success()

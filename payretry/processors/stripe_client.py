@@ -4,6 +4,7 @@ and handed only to the SDK: never printed, never logged, masked by `payretry con
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ def _read_key_file(path: str) -> str:
             field="stripe.api_key_file",
         )
     try:
-        return file.read_text(encoding="utf-8").strip()
+        with file.open("rb") as handle:  # a key is ~100 bytes; never read a huge file whole
+            return handle.read(4096).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         raise ConfigError(
             f"cannot read the Stripe key file {file}", field="stripe.api_key_file"
@@ -70,6 +72,14 @@ def _api_key(api_key: str | None, api_key_file: str | None) -> str:
     if not key:
         raise ConfigError(
             "no Stripe API key: set STRIPE_API_KEY or [stripe] api_key_file", field="stripe.api_key"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_]+", key):
+        # A line break or a space inside (two keys pasted together, a wrapped line): the SDK
+        # would put it in a header and echo it in its error. Show none of it.
+        raise ConfigError(
+            "the Stripe API key contains whitespace, a line break or other characters a key "
+            "never has (letters, digits and '_' only); check STRIPE_API_KEY or the key file",
+            field="stripe.api_key",
         )
     if not key.startswith(("sk_", "rk_")):
         # Never echo the value: it may be a real secret put in the wrong place.

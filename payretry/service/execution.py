@@ -121,14 +121,18 @@ class Execution:
 
     # -- recording -----------------------------------------------------------------------------
 
+    def ended(self, item: Finish | Unsettled) -> Finish | Unsettled:
+        """Note an attempt as it ends (on the batch's own thread): the streak of attempts in
+        doubt decides, before the next one starts, whether the processor looks unreachable."""
+        self.doubt_streak = self.doubt_streak + 1 if isinstance(item, Unsettled) else 0
+        return item
+
     def record(self, items: list[Finish | Unsettled], reporter: Reporter) -> None:
         finishes = []
         for item in items:
             if isinstance(item, Unsettled):
-                self.doubt_streak += 1
                 reporter.in_doubt(item)
             else:
-                self.doubt_streak = 0
                 finishes.append(item)
         if not finishes:
             return
@@ -170,7 +174,7 @@ class Execution:
                     self.release(batch[index:], reporter)
                     break
                 try:
-                    finishes.append(self.attempt(claimed))
+                    finishes.append(self.ended(self.attempt(claimed)))
                 except BaseException:
                     # Not known whether it was sent: this one stays leased and is rescued, then
                     # re-sent with its key, once the lease expires. The rest go back now.
@@ -197,7 +201,7 @@ class Execution:
                 if isinstance(item, Claimed):
                     unstarted.append(item)
                 else:
-                    finishes.append(item)
+                    finishes.append(self.ended(item))
             self.record(finishes, reporter)
             self.release(unstarted, reporter)
 

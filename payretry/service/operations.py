@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,35 +29,16 @@ from payretry.service.execution import Execution
 from payretry.service.reporting import Reporter
 
 log = logging.getLogger("payretry")
+_TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _new_job(request: NewJob, job_id: str, now: datetime) -> Job:
-    """The job a request makes, before the policy has scheduled it."""
-    return Job(
-        id=job_id,
-        transaction_id=request.transaction_id,
-        user_id=request.user_id,
-        money=request.money,
-        error_code=request.error_code,
-        decline_code=request.decline_code,
-        error_message=request.error_message,
-        state=JobState.SCHEDULED,
-        attempt_count=0,
-        max_attempts=0,
-        next_retry_at=None,
-        created_at=now,
-        updated_at=now,
-        expires_at=request.expires_at,
-        priority=request.effective_priority,
-        refs=request.refs,
-        metadata=request.metadata,
-        card_network=request.card_network,
-        card_fingerprint=request.card_fingerprint,
-    )
+    """A random hex id never holding 12 digits in a row (about one uuid in twenty does):
+    redaction of logs and errors, and card-number scanners, would take the run for a card."""
+    while True:
+        job_id = uuid.uuid4().hex
+        if not _TWELVE_DIGITS.search(job_id):
+            return job_id
 
 
 def _first_decision(
@@ -153,8 +135,11 @@ class Operations:
         cards = [card for card in (job_card(job) for job in jobs) if card is not None]
         return _Cards(self.ledger, cards, now - self.policy.network.lookback)
 
-    def queue(self, request: NewJob, now: datetime) -> tuple[Job, bool]:
-        """Queue a retry; (job, created). Idempotent for the same request while active."""
+    def queue(
+        self, request: NewJob, now: datetime, *, job_id: str | None = None
+    ) -> tuple[Job, bool]:
+        """Queue a retry; (job, created). Idempotent for the same request while active.
+        `job_id`: the id the new job must have (a first attempt already fixed it)."""
         existing = self.store.active_for([request.transaction_id]).get(request.transaction_id)
         if existing is not None:
             if request.same_request(existing):
@@ -168,7 +153,7 @@ class Operations:
                 "queueing it again could charge the customer twice"
             )
         self._not_retried_elsewhere(request)
-        draft = _new_job(request, new_job_id(), now)
+        draft = request.draft(job_id or new_job_id(), now)
         carded = self._cards([draft], now).history(draft, now)
         card, entry = carded if carded is not None else (None, None)
         decision = _first_decision(self.policy, draft, now, card)
@@ -238,7 +223,7 @@ class Operations:
             if txn in paid:
                 problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
                 continue
-            drafts.append((line, request, _new_job(request, new_job_id(), now)))
+            drafts.append((line, request, request.draft(new_job_id(), now)))
         cards = self._cards([draft for _, _, draft in drafts], now)
         for line, request, draft in drafts:
             carded = cards.history(draft, now)

@@ -137,3 +137,10 @@ def write_textfile(
     """Written to `<path>.<pid>.<thread>` and renamed over `path` (prometheus-client's own
     write_to_textfile), so the collector never reads half a file."""
     write_to_textfile(path, registry(read, lambda: run_families(finished_at, counts)))
+
+
+def exposition(read: Callable[[], Telemetry]) -> tuple[bytes, str]:
+    """The scrape of /metrics on the HTTP API's server: the registry's text and its type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(registry(read)), CONTENT_TYPE_LATEST

@@ -2,7 +2,7 @@
 (a queue, a claim, an outcome, a release), read by the claim's check, by the queue and by
 `payretry card`, and purged on its own retention.
 
-Tables (migration 0006): `card_ledger`, one row per authorization under the key it was written
+Tables (migration 0007): `card_ledger`, one row per authorization under the key it was written
 with (a job's payment method's, else its card's or customer's), indexed only by (key, time
 sent) so each entry costs one index; `card_links`, one row per payment method whose card is
 known (a decline named it, or the queue gave both), which joins the method's entries to the

@@ -54,6 +54,22 @@ def _dispatch(row: Any) -> Dispatch:
     )
 
 
+def _mark(store: _HasTx, picked: Any, still: Any, **values: Any) -> list[Dispatch]:
+    """In one transaction, take the jobs `picked` selects (on PostgreSQL skipping rows other
+    processes hold), set `values` on those that still match `still`, and return their
+    dispatches in due order."""
+    if store.dialect == "postgresql":
+        picked = picked.with_for_update(skip_locked=True)
+    with store._tx() as conn:
+        seqs = list(conn.execute(picked).scalars())
+        if not seqs:
+            return []
+        rows = conn.execute(
+            update(JOBS).where(JOBS.c.seq.in_(seqs), still).values(**values).returning(*_COLUMNS)
+        ).all()
+    return sorted((_dispatch(r) for r in rows), key=lambda d: (d.next_retry_at, d.seq))
+
+
 class DispatchMixin:
     def mark_dispatch(
         self: _HasTx,
@@ -70,23 +86,14 @@ class DispatchMixin:
             picked = picked.where(JOBS.c.id.in_(list(job_ids)))
         else:
             picked = picked.order_by(JOBS.c.next_retry_at).limit(limit)
-        if self.dialect == "postgresql":
-            picked = picked.with_for_update(skip_locked=True)
-        with self._tx() as conn:
-            seqs = list(conn.execute(picked).scalars())
-            if not seqs:
-                return []
-            rows = conn.execute(
-                update(JOBS)
-                .where(JOBS.c.seq.in_(seqs), UNDISPATCHED_PREDICATE)
-                .values(
-                    dispatch_attempt=JOBS.c.attempt_count + 1,
-                    dispatched_at=now,
-                    dispatch_message_id=None,
-                )
-                .returning(*_COLUMNS)
-            ).all()
-        return sorted((_dispatch(r) for r in rows), key=lambda d: (d.next_retry_at, d.seq))
+        return _mark(
+            self,
+            picked,
+            UNDISPATCHED_PREDICATE,
+            dispatch_attempt=JOBS.c.attempt_count + 1,
+            dispatched_at=now,
+            dispatch_message_id=None,
+        )
 
     def confirm_dispatch(self: _HasTx, sent: Sequence[tuple[Dispatch, str]]) -> int:
         if not sent:
@@ -153,19 +160,8 @@ class DispatchMixin:
             .order_by(JOBS.c.next_retry_at)
             .limit(limit)
         )
-        if self.dialect == "postgresql":
-            picked = picked.with_for_update(skip_locked=True)
-        with self._tx() as conn:
-            seqs = list(conn.execute(picked).scalars())
-            if not seqs:
-                return []
-            rows = conn.execute(
-                update(JOBS)
-                .where(JOBS.c.seq.in_(seqs), _CURRENT)
-                .values(dispatched_at=now, dispatch_message_id=None)
-                .returning(*_COLUMNS)
-            ).all()
-        return sorted((_dispatch(r) for r in rows), key=lambda d: (d.next_retry_at, d.seq))
+        # Unconfirmed again: the next sweep waits `before` again before another duplicate.
+        return _mark(self, picked, _CURRENT, dispatched_at=now, dispatch_message_id=None)
 
     def undispatch(self: _HasTx, job_id: str, attempt_number: int) -> bool:
         with self._tx() as conn:

@@ -12,16 +12,31 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from payretry.errors import InvalidInput, StoreError
+from payretry.masking import mask_url
 
 READONLY = "payretry_readonly"
 
 
 def describe_url(url: str) -> str:
-    """The URL with any password hidden."""
+    """The URL as errors show it: its password and credential query parameters (password=,
+    sslpassword=, ...) masked. Works on any text, parseable or not."""
+    return mask_url(url)
+
+
+def new_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist yet (opening the store would create
+    it); None for PostgreSQL, in-memory databases and files that exist."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path
 
 
 def make_engine(
@@ -37,9 +52,9 @@ def make_engine(
     reconnect, not a crash), a connect timeout and a statement timeout."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise InvalidInput(
-            f"{url!r} is not a database URL (example: sqlite:///payretry.db)", field="database.url"
+            "is not a database URL (example: sqlite:///payretry.db)", field="database.url"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database, busy_timeout_s)

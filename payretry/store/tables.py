@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -154,7 +155,7 @@ class JobRow(SQLModel, table=True):
     dispatch_attempt: int | None = Field(default=None, sa_column=Column(Integer))
     dispatched_at: datetime | None = _ts()
     dispatch_message_id: str | None = Field(default=None, sa_column=Column(String(128)))
-    # The card (migration 0006): its network and the processor's fingerprint, when known, and
+    # The card (migration 0007): its network and the processor's fingerprint, when known, and
     # the card-network rule that last moved or stopped the job.
     card_network: str | None = Field(default=None, sa_column=Column(String(16)))
     card_fingerprint: str | None = Field(default=None, sa_column=Column(String(64)))
@@ -239,7 +240,7 @@ class OutboxSinkRow(SQLModel, table=True):
 
 
 class CardLedgerRow(SQLModel, table=True):
-    """The card ledger (migration 0006): one row per authorization payretry sent on a card, and
+    """The card ledger (migration 0007): one row per authorization payretry sent on a card, and
     per decline a job was queued after (attempt 0), whichever job it belongs to, under the key
     it was written with (store/cards.py). Written in the transaction of the change that makes
     it; kept for its own retention, apart from the jobs' (`purge` of jobs leaves it). No
@@ -265,7 +266,7 @@ class CardLedgerRow(SQLModel, table=True):
 
 
 class CardLinkRow(SQLModel, table=True):
-    """A payment method whose card is known (migration 0006): its entries count with the
+    """A payment method whose card is known (migration 0007): its entries count with the
     card's, and with every other payment method of that card."""
 
     __tablename__ = "card_links"
@@ -275,6 +276,73 @@ class CardLinkRow(SQLModel, table=True):
     card_key: str = Field(sa_column=Column(String(300), nullable=False))
 
 
+# -- the HTTP API (migration 0005) --------------------------------------------------------------
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A bearer token of the HTTP API: its public id, a keyed SHA-256 of the whole token (never
+    the token), its role, and for a customer token its one transaction and expiry."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    secret_hash: str = Field(sa_column=Column(String(128), nullable=False))
+    transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """An Idempotency-Key of one client (`scope`, its token id): claimed in its own transaction
+    before the request runs (`token` fences the completion), then the stored response."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (Index("ix_api_idempotency_created", "created_at"),)
+
+    scope: str = Field(sa_column=Column(String(64), primary_key=True))
+    key: str = Field(sa_column=Column(String(255), primary_key=True))
+    fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
+    token: str = Field(sa_column=Column(String(32), nullable=False))
+    status: int | None = Field(default=None, sa_column=Column(Integer))
+    body: str | None = Field(default=None, sa_column=Column(Text))
+    content_type: str | None = Field(default=None, sa_column=Column(String(100)))
+    created_at: datetime = _ts(nullable=False)
+    lease_expires_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+
+
+class ThrottleRow(SQLModel, table=True):
+    """One counter of the retry-request throttle: requests in the window that began at
+    `window_start`."""
+
+    __tablename__ = "api_throttle"
+
+    bucket: str = Field(sa_column=Column(String(300), primary_key=True))
+    window_start: datetime = _ts(nullable=False)
+    count: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class FirstAttemptRow(SQLModel, table=True):
+    """The first attempt of a payment sent through `POST /api/payments/process`, written before
+    the processor is called: one per transaction, holding the job id its key is made from."""
+
+    __tablename__ = "api_first_attempts"
+
+    transaction_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    job_id: str = Field(sa_column=Column(String(32), nullable=False))
+    idempotency_key: str = Field(sa_column=Column(String(128), nullable=False))
+    request: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    started_at: datetime = _ts(nullable=False)
+    lease_expires_at: datetime | None = _ts()
+    outcome: str | None = Field(default=None, sa_column=Column(String(16)))
+    result: str | None = Field(default=None, sa_column=Column(Text))  # JSON
+    finished_at: datetime | None = _ts()
+    queued: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+
+
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
@@ -282,3 +350,7 @@ OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 OUTBOX_SINKS = OutboxSinkRow.__table__  # type: ignore[attr-defined]
 CARD_LEDGER = CardLedgerRow.__table__  # type: ignore[attr-defined]
 CARD_LINKS = CardLinkRow.__table__  # type: ignore[attr-defined]
+API_TOKENS = ApiTokenRow.__table__  # type: ignore[attr-defined]
+IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
+THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]
+FIRST_ATTEMPTS = FirstAttemptRow.__table__  # type: ignore[attr-defined]

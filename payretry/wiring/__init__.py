@@ -21,6 +21,7 @@ from payretry.domain.models import NewJob
 from payretry.domain.outbox import Telemetry
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.ports import Processor, RetriedElsewhere
+from payretry.domain.requests import JobLookups
 from payretry.errors import QueueError
 from payretry.pacing import RateLimiter
 from payretry.wiring.processors import BuiltProcessor, build_processor
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
     from payretry.service.delivery import Delivery
     from payretry.service.dispatcher import Dispatcher
     from payretry.service.duepass import DuePass
+    from payretry.service.idempotency import IdempotencyKeys
     from payretry.service.operations import Operations
+    from payretry.service.process import ProcessPayment
     from payretry.service.runner import Runner
+    from payretry.service.throttle import RetryRequests, RetryThrottle
+    from payretry.service.tokens import Tokens
     from payretry.service.worker import Worker
     from payretry.store.sql import SqlStore
 
@@ -279,6 +284,64 @@ class Wiring:
         """Reads the numbers metrics are made of, now (for /metrics and the textfile)."""
         store, sinks, clock = self.store, self.sink_names, self.clock
         return lambda: store.telemetry(clock(), sinks)
+
+    # -- the HTTP API's services (and the throttle `payretry retry` shares) ----------------------
+
+    def tokens(self) -> Tokens:
+        from payretry.service.tokens import Tokens
+        from payretry.store.access import SqlTokens
+
+        return Tokens(SqlTokens(self.store), self.settings.http.token_secret, self.clock)
+
+    def throttle(self) -> RetryThrottle:
+        from payretry.service.throttle import RetryThrottle
+        from payretry.store.access import SqlThrottle
+
+        t = self.settings.throttle
+        return RetryThrottle(
+            SqlThrottle(self.store),
+            per_transaction=t.per_transaction,
+            transaction_window=t.transaction_window,
+            per_user=t.per_user,
+            user_window=t.user_window,
+        )
+
+    def retry_requests(self, processor: str | None = None) -> RetryRequests:
+        """Retries now as customers and operators ask for them: state checked, throttled,
+        attempted here."""
+        from payretry.service.throttle import RetryRequests
+
+        return RetryRequests(self.operations(processor=processor, attempts=True), self.throttle())
+
+    def idempotency(self) -> IdempotencyKeys:
+        from payretry.service.idempotency import IdempotencyKeys
+        from payretry.store.requests import SqlIdempotency
+
+        return IdempotencyKeys(
+            SqlIdempotency(self.store),
+            self.clock,
+            keep_for=self.settings.http.idempotency_ttl,
+            lease_for=self.settings.database.lock_timeout,
+        )
+
+    def process_payment(self, processor: str | None = None) -> ProcessPayment:
+        from payretry.service.process import ProcessPayment
+        from payretry.store.requests import SqlFirstAttempts
+
+        return ProcessPayment(
+            SqlFirstAttempts(self.store),
+            self.store,
+            self.policy,
+            self.processor(processor),
+            clock=self.clock,
+            lease_for=self.settings.database.lock_timeout,
+            ledger=self.store,
+        )
+
+    def lookups(self) -> JobLookups:
+        from payretry.store.requests import SqlLookups
+
+        return SqlLookups(self.store)
 
     # -- the daemon ----------------------------------------------------------------------------
 

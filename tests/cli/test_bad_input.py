@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.cli.conftest import Invoke, assert_error, assert_json_error, jobs, queue_args
 
 CARD = "4242424242424242"  # Luhn-valid
 LONG = "x" * 256
+GROUPS = ["4242"] * 4
+NBSP, THIN, ZWSP = "\u00a0", "\u2009", "\u200b"
 
 
 def _case(label: str, field: str, *extra: str, txn: str = "txn_bad", **options: str) -> object:
@@ -84,22 +88,79 @@ BAD_INPUT = [
     _case(
         "metadata-email", "metadata.contact", "--metadata", "contact=jane.doe+x@mail.example.org"
     ),
+    # issue 11: card numbers however separated, in every field; addresses of every script
+    _case("metadata-card-dots", "metadata.card", "--metadata", "card=4242.4242.4242.4242"),
+    _case("metadata-card-2-spaces", "metadata.card", "--metadata", "card=4242  4242  4242  4242"),
+    _case("metadata-card-nbsp", "metadata.card", "--metadata", f"card={NBSP.join(GROUPS)}"),
+    _case("metadata-card-thin", "metadata.card", "--metadata", f"card={THIN.join(GROUPS)}"),
+    _case("metadata-card-zero-width", "metadata.card", "--metadata", f"card={ZWSP.join(GROUPS)}"),
+    _case(
+        "metadata-card-em-dash",
+        "metadata.card",
+        "--metadata",
+        "card=4242\u20144242\u20144242\u20144242",
+    ),
+    _case("metadata-card-slashes", "metadata.card", "--metadata", "card=4242/4242/4242/4242"),
+    _case("metadata-card-underscores", "metadata.card", "--metadata", "card=4242_4242_4242_4242"),
+    _case("metadata-card-arabic", "metadata.card", "--metadata", "card=" + "\u0664\u0662" * 8),
+    _case("metadata-card-fullwidth", "metadata.card", "--metadata", "card=" + "\uff14\uff12" * 8),
+    _case("metadata-key-card", "metadata", "--metadata", f"{CARD}=x"),
+    _case("metadata-key-card-dots", "metadata", "--metadata", "4242.4242.4242.4242=x"),
+    _case("metadata-email-unicode", "metadata.owner", "--metadata", "owner=bob@b\u00fccher.de"),
+    _case("metadata-email-apostrophe", "metadata.owner", "--metadata", "owner=o'neil@example.com"),
+    _case("metadata-value-zero-width", "metadata", "--metadata", "k=a\u200bb"),
+    _case("error-code-card", "error_code", error_code=CARD),
+    _case("error-code-card-underscores", "error_code", error_code="4242_4242_4242_4242"),
+    _case("error-code-kelvin", "error_code", error_code="\u212aode"),
+    _case("decline-code-card", "decline_code", decline_code=CARD),
+    _case("txn-card-dots", "transaction_id", txn="4242.4242.4242.4242"),
+    _case("txn-zero-width", "transaction_id", txn="txn\u200b1"),
+    _case("txn-rtl-override", "transaction_id", txn="txn\u202e1"),
+    _case("txn-nbsp", "transaction_id", txn="txn\u00a01"),
+    _case("user-email-unicode", "user_id", user_id="bob@b\u00fccher.de"),
+    _case("user-card-nbsp", "user_id", user_id=NBSP.join(GROUPS)),
+    _case("customer-zero-width", "customer", customer="cus\u200d1"),
+    _case("error-message-too-long", "error_message", error_message="x" * 2001),
+    _case("amount-card", "amount", amount=CARD),
+    _case("amount-card-jpy", "amount", amount="4222222222222", currency="JPY"),
+    _case("amount-arabic-digits", "amount", amount="\u0669\u0669.\u0669\u0669"),
+    _case("currency-long-s", "currency", currency="u\u017fd"),
+    _case("priority-underscore", "priority", priority="1_000"),
+    _case("priority-plus", "priority", priority="+5"),
+    _case("priority-spaces", "priority", priority=" 7 "),
+    _case("priority-arabic-digits", "priority", priority="\u0667"),
+    _case("priority-card", "priority", priority=CARD),
+    _case("window-arabic-digits", "window", window="\u0665m"),
+    _case("expires-before-year-1", "expires_at", expires_at="0001-01-01T00:00:00+14:00"),
+    _case("expires-after-year-9999", "expires_at", expires_at="9999-12-31T23:59:59-14:00"),
+    _case("expires-far-future", "expires_at", expires_at="2500-01-01T00:00:00Z"),
 ]
 
 
 @pytest.mark.parametrize(("txn", "options", "extra", "field"), BAD_INPUT)
 def test_bad_input_exit_2_names_the_field_and_writes_nothing(
-    invoke: Invoke, txn: str, options: dict[str, str], extra: list[str], field: str
+    invoke: Invoke,
+    db_path: Path,
+    txn: str,
+    options: dict[str, str],
+    extra: list[str],
+    field: str,
 ) -> None:
     result = invoke(*queue_args(txn, *extra, **options))
     assert_error(result, 2, field)
     assert result.stderr.startswith("error: ")
     assert result.stderr.count("\n") == 1, "one line on stderr"
     assert result.stdout == ""
+    for digits in ("4242", "\u0664\u0662", "4222", "bob@", "neil@"):
+        assert digits not in result.stderr, (
+            "a rejected value that looks like card data or an address is never echoed"
+        )
 
     as_json = invoke(*queue_args(txn, *extra, "--json", **options))
     assert_json_error(as_json, 2, "invalid_input", field)
+    assert "4242" not in as_json.stdout
 
+    assert not db_path.exists(), "a refused queue creates no database"
     assert jobs(invoke) == []
 
 

@@ -193,7 +193,12 @@ def test_retry_counts_one_attempt_each_time(invoke: Invoke, clock: Clock) -> Non
     assert attempt["started_at"] == "2026-11-22T12:00:00Z"
     assert attempt["idempotency_key"] == f"payretry:{job['job_id']}:1"
 
-    clock.tick(10)
+    clock.tick(10)  # a second retry of one transaction within 60 s is throttled, changing nothing
+    assert_error(invoke("retry", "txn_r"), 3, "too many retries", "try again in 50s")
+    throttled = assert_json_error(invoke("retry", "txn_r", "--json"), 3, "throttled")
+    assert "transaction txn_r" in throttled["message"]
+    assert doc(ok(invoke("status", "txn_r", "--json")))["attempt_count"] == 1
+    clock.tick(50)
     second = doc(ok(invoke("retry", "txn_r", "--json")))
     assert second["result"]["attempt"] == 2
     assert second["result"]["outcome"] == "succeeded"
@@ -217,9 +222,12 @@ def test_retry_human(invoke: Invoke, clock: Clock) -> None:
     assert "next retry at 2026-11-22T12:01:00Z" in out
 
 
-def test_retry_until_exhausted(invoke: Invoke) -> None:
+def test_retry_until_exhausted(invoke: Invoke, clock: Clock) -> None:
     queued(invoke, "txn_x", "--metadata", "simulate=processing_error", error_code="network_error")
-    outcomes = [doc(ok(invoke("retry", "txn_x", "--json")))["result"] for _ in range(3)]
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(doc(ok(invoke("retry", "txn_x", "--json")))["result"])
+        clock.tick(60)  # one retry now per transaction per minute ([throttle])
     assert [r["outcome"] for r in outcomes] == ["rescheduled", "rescheduled", "exhausted"]
     assert outcomes[-1]["state"] == "exhausted"
     assert_error(invoke("retry", "txn_x"), 3, "exhausted")

@@ -1,4 +1,5 @@
-"""The store contract runs against every backend: SQLite and PostgreSQL.
+"""The store contract runs against every backend: the in-memory twin (payretry.testing),
+SQLite and PostgreSQL.
 
 PostgreSQL is the local server unless PAYRETRY_TEST_POSTGRES_URL names another (the `pg_url`
 fixture in tests/conftest.py). Each test gets a fresh schema, dropped afterwards. An unreachable
@@ -9,15 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from payretry.domain.dispatch import DispatchStore
+from payretry.domain.outbox import EventStore
+from payretry.domain.ports import CardLedger, Store
 from payretry.store.sql import SqlStore, open_store
+from payretry.testing import MemoryStore
 
 BACKENDS = [
+    pytest.param("memory", id="memory"),
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=[pytest.mark.postgres]),
 ]
+
+
+class ContractStore(Store, DispatchStore, EventStore, CardLedger, Protocol):
+    """Everything the service and the CLI's read paths use of a store."""
+
+    def dispatch_counts(self) -> dict[str, int]: ...
 
 
 @pytest.fixture
@@ -31,8 +44,11 @@ def postgres_store(pg_url: str) -> Iterator[SqlStore]:
 
 
 @pytest.fixture(params=BACKENDS)
-def contract_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+def contract_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractStore]:
     """A fresh, empty store of each backend."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
     if request.param == "postgresql":
         yield request.getfixturevalue("postgres_store")
         return
@@ -41,3 +57,10 @@ def contract_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         yield opened
     finally:
         opened.close()
+
+
+def sql_only(store: ContractStore, why: str) -> SqlStore:
+    """The store, for a test that reads SQL itself (a plan, a dialect); skipped on the twin."""
+    if not isinstance(store, SqlStore):
+        pytest.skip(f"SQL only: {why}")
+    return store

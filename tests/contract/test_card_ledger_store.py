@@ -1,6 +1,6 @@
-"""The card ledger's store contract, on SQLite and PostgreSQL: the entries a queue, a claim, an
-outcome and a release write, in their own transactions; the claim's check holding jobs; a card
-learnt from a decline; the ledger's own purge."""
+"""The card ledger's store contract, on the in-memory twin, SQLite and PostgreSQL: the entries
+a queue, a claim, an outcome and a release write, in their own transactions; the claim's check
+holding jobs; a card learnt from a decline; the ledger's own purge."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from payretry.domain.models import JobState, ProcessorRefs
 from payretry.domain.network_rules import NetworkRules
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.results import AttemptResult
-from payretry.store.sql import SqlStore
 from tests.conftest import NOW
+from tests.contract.conftest import ContractStore
 from tests.contract.test_store_contract import make_job
 
 LEASE = timedelta(minutes=5)
@@ -37,13 +37,13 @@ def carded(txn: str, *, method: str = "pm_1", fingerprint: str | None = None) ->
     return Queued(job, queue_entry(job, card, NOW - timedelta(hours=1)))
 
 
-def finish(store: SqlStore, result: AttemptResult) -> list[bool]:
+def finish(store: ContractStore, result: AttemptResult) -> list[bool]:
     [claimed] = store.claim(NOW, 1, LEASE, rules=RULES)
     decision = POLICY.decide(claimed.job, claimed.attempt_number, result, NOW, claimed.card)
     return store.finish([Finish(claimed, result, decision, NOW)])
 
 
-def test_the_queue_and_the_claim_write_the_cards_entries(contract_store: SqlStore) -> None:
+def test_the_queue_and_the_claim_write_the_cards_entries(contract_store: ContractStore) -> None:
     contract_store.insert(carded("t1"))
     contract_store.insert_many([carded("t2")])
     kinds = [(e.attempt_number, e.kind) for e in contract_store.card_history(PM, SINCE)]
@@ -62,7 +62,7 @@ def test_the_queue_and_the_claim_write_the_cards_entries(contract_store: SqlStor
     assert [e.attempt_number for e in contract_store.card_history(PM, SINCE)] == [0, 0]
 
 
-def test_an_outcome_settles_the_entry_in_its_transaction(contract_store: SqlStore) -> None:
+def test_an_outcome_settles_the_entry_in_its_transaction(contract_store: ContractStore) -> None:
     contract_store.insert(carded("t1"))
     assert finish(contract_store, AttemptResult.success("pi_1")) == [True]
     [queued, paid] = contract_store.card_history(PM, SINCE)
@@ -78,7 +78,7 @@ def test_an_outcome_settles_the_entry_in_its_transaction(contract_store: SqlStor
 
 
 def test_a_card_named_by_a_decline_takes_the_payment_methods_entries(
-    contract_store: SqlStore,
+    contract_store: ContractStore,
 ) -> None:
     contract_store.insert(carded("t1"))
     contract_store.insert(carded("t2"))  # the same payment method, not yet its card
@@ -115,7 +115,7 @@ def test_a_card_named_by_a_decline_takes_the_payment_methods_entries(
 
 
 def test_a_resent_attempt_keeps_its_entry_and_is_not_checked_again(
-    contract_store: SqlStore,
+    contract_store: ContractStore,
 ) -> None:
     contract_store.insert(carded("t1"))
     [claimed] = contract_store.claim(NOW, 1, LEASE, rules=RULES)
@@ -126,7 +126,7 @@ def test_a_resent_attempt_keeps_its_entry_and_is_not_checked_again(
     assert [e.at for e in attempts] == [NOW]  # the first send's entry, kept
 
 
-def test_the_ledger_has_its_own_purge(contract_store: SqlStore) -> None:
+def test_the_ledger_has_its_own_purge(contract_store: ContractStore) -> None:
     contract_store.insert(carded("t1"))
     job = contract_store.find("t1")
     assert job is not None

@@ -1,5 +1,6 @@
-"""The store's dispatch methods (SQS mode) on every backend: which jobs need a message, the
-intent and its confirmation, the rescue of unconfirmed intents, and two dispatchers at once."""
+"""The store's dispatch methods (SQS mode) on every backend (memory, SQLite, PostgreSQL):
+which jobs need a message, the intent and its confirmation, the rescue of unconfirmed intents,
+and two dispatchers at once."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from payretry.domain.changes import Cancelled, Finish
 from payretry.domain.dispatch import HORIZON
 from payretry.domain.policy import Outcome
 from payretry.domain.results import AttemptResult
-from payretry.store.sql import SqlStore
 from tests.conftest import NOW
+from tests.contract.conftest import ContractStore
 from tests.daemon.helpers import queue_jobs
 from tests.helpers import seen
 
 
 def test_only_jobs_due_within_the_horizon_without_a_message_are_marked(
-    contract_store: SqlStore,
+    contract_store: ContractStore,
 ) -> None:
     store = contract_store
     queue_jobs(store, 3, NOW, prefix="now")  # network_error: due at once
@@ -33,7 +34,7 @@ def test_only_jobs_due_within_the_horizon_without_a_message_are_marked(
     assert len(store.mark_dispatch(day, day + HORIZON, 100)) == 2
 
 
-def test_an_attempt_makes_the_next_one_need_a_message(contract_store: SqlStore) -> None:
+def test_an_attempt_makes_the_next_one_need_a_message(contract_store: ContractStore) -> None:
     from payretry.config import load_settings
 
     store = contract_store
@@ -52,7 +53,7 @@ def test_an_attempt_makes_the_next_one_need_a_message(contract_store: SqlStore) 
 
 
 def test_unconfirmed_intents_are_found_once_and_settled_when_the_job_moved_on(
-    contract_store: SqlStore,
+    contract_store: ContractStore,
 ) -> None:
     store = contract_store
     queue_jobs(store, 2, NOW)
@@ -68,7 +69,7 @@ def test_unconfirmed_intents_are_found_once_and_settled_when_the_job_moved_on(
     assert store.dispatch_counts()["unconfirmed"] == 1  # the cancelled one is settled
 
 
-def test_undispatch_makes_a_job_need_a_message_again(contract_store: SqlStore) -> None:
+def test_undispatch_makes_a_job_need_a_message_again(contract_store: ContractStore) -> None:
     store = contract_store
     queue_jobs(store, 1, NOW)
     marked = store.mark_dispatch(NOW, NOW + HORIZON, 10)
@@ -77,7 +78,7 @@ def test_undispatch_makes_a_job_need_a_message_again(contract_store: SqlStore) -
     assert len(store.mark_dispatch(NOW, NOW + HORIZON, 10)) == 1
 
 
-def test_two_dispatchers_at_once_mark_each_job_once(contract_store: SqlStore) -> None:
+def test_two_dispatchers_at_once_mark_each_job_once(contract_store: ContractStore) -> None:
     store = contract_store
     queue_jobs(store, 300, NOW)
     found: list[list[str]] = [[], []]

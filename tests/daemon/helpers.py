@@ -13,13 +13,13 @@ from datetime import datetime
 from pathlib import Path
 
 from payretry.config import load_settings
+from payretry.domain.ports import Store
 from payretry.service.intake import new_job
 from payretry.service.operations import Operations
-from payretry.store.sql import SqlStore
 
 
 def queue_jobs(
-    store: SqlStore,
+    store: Store,
     count: int,
     now: datetime,
     *,
@@ -66,6 +66,9 @@ def cli_env(db_url: str, ledger: Path, **extra: str) -> dict[str, str]:
         PAYRETRY_SIMULATED_LEDGER=str(ledger),
         PAYRETRY_SIMULATED_SUCCESS_RATE="1",
         PAYRETRY_LOG_FORMAT="json",
+        # Leases and intervals below 5s and 1s, so that these tests run in seconds.
+        PAYRETRY_DATABASE_ALLOW_SHORT_LEASE="true",
+        PAYRETRY_RUNNER_ALLOW_SHORT_INTERVAL="true",
         **extra,
     )
     return env

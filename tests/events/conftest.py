@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -19,14 +20,14 @@ import pytest
 from payretry.config import Settings, load_settings
 from payretry.domain.events import Event
 from payretry.domain.models import Job
-from payretry.domain.outbox import Cursor
+from payretry.domain.outbox import Cursor, EventStore
 from payretry.domain.outcomes import RunReport
 from payretry.domain.policy import RetryPolicy
+from payretry.domain.ports import Store
 from payretry.processors.simulated import SimulatedProcessor
 from payretry.service.intake import new_job
 from payretry.service.operations import Operations
 from payretry.service.runner import Runner
-from payretry.store.sql import SqlStore
 from tests.cli.conftest import (  # noqa: F401  (fixtures)
     _build_the_command_once,
     db_path,
@@ -60,7 +61,7 @@ class Clock:
         return self.now
 
 
-def queue(store: SqlStore, txn: str, *, now: datetime = T0, **fields: Any) -> Job:
+def queue(store: Store, txn: str, *, now: datetime = T0, **fields: Any) -> Job:
     """Queue one job through the service, as `payretry queue` does."""
     given = {
         "transaction_id": txn,
@@ -75,12 +76,12 @@ def queue(store: SqlStore, txn: str, *, now: datetime = T0, **fields: Any) -> Jo
     return job
 
 
-def run_due(store: SqlStore, clock: Clock) -> RunReport:
+def run_due(store: Store, clock: Clock) -> RunReport:
     """run-due with the simulated processor; outcomes from each job's `simulate` metadata."""
     return Runner(store, POLICY, SimulatedProcessor(success_rate=1.0), clock=clock).run_due()
 
 
-def all_events(store: SqlStore) -> list[Event]:
+def all_events(store: EventStore) -> list[Event]:
     """Every event in the outbox, oldest first (as stored, not as delivery may take them)."""
     entries = store.entries_after(Cursor(), 100_000, settled=False)
     return [e for entry in entries for e in entry.events()]
@@ -180,3 +181,35 @@ def receiver() -> Iterator[Receiver]:
         yield server
     finally:
         server.stop()
+
+
+# -- a DogStatsD peer: a UDP socket on loopback ---------------------------------------------
+
+
+@pytest.fixture
+def udp() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def datagrams(sock: socket.socket) -> list[str]:
+    found = []
+    sock.settimeout(0.3)
+    try:
+        while True:
+            found.extend(sock.recv(65535).decode().splitlines())
+    except TimeoutError:
+        return found
+
+
+def parse_datagram(line: str) -> tuple[str, str, str, frozenset[str]]:
+    """`name:value|type|#tag,tag` (DogStatsD's format)."""
+    head, kind, *rest = line.split("|")
+    name, value = head.split(":", 1)
+    tags = next((part[1:].split(",") for part in rest if part.startswith("#")), [])
+    return name, value, kind, frozenset(tags)

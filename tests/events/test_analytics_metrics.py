@@ -8,7 +8,7 @@ import base64
 import socket
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +22,17 @@ from payretry.sinks.segment import SegmentSink
 from payretry.sinks.statsd import StatsdSink
 from payretry.store.sql import SqlStore
 from payretry.wiring.sinks import build_sinks
-from tests.events.conftest import T0, Clock, Receiver, all_events, queue, run_due, settings
+from tests.events.conftest import (
+    T0,
+    Clock,
+    Receiver,
+    all_events,
+    datagrams,
+    parse_datagram,
+    queue,
+    run_due,
+    settings,
+)
 
 WRITE_KEY = "wk_test_segment_0123456789"
 
@@ -98,27 +108,6 @@ def test_segment_down_keeps_the_events(store: SqlStore, receiver: Receiver) -> N
 # -- DogStatsD ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def udp() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2.0)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def datagrams(sock: socket.socket) -> list[str]:
-    found = []
-    sock.settimeout(0.3)
-    try:
-        while True:
-            found.extend(sock.recv(65535).decode().splitlines())
-    except TimeoutError:
-        return found
-
-
 def test_dogstatsd_counters_and_gauges(store: SqlStore, udp: socket.socket) -> None:
     clock = busy_store(store)
     port = udp.getsockname()[1]
@@ -163,14 +152,6 @@ def test_dogstatsd_counters_and_gauges(store: SqlStore, udp: socket.socket) -> N
     assert gauges[("retry_queue_due_now", env)] == "0"
     assert gauges[("retry_queue_oldest_due_age_seconds", env)] == "0.0"
     assert gauges[("payretry.outbox.pending", env | {"sink:statsd"})] == "0"
-
-
-def parse_datagram(line: str) -> tuple[str, str, str, frozenset[str]]:
-    """`name:value|type|#tag,tag` (DogStatsD's format)."""
-    head, kind, *rest = line.split("|")
-    name, value = head.split(":", 1)
-    tags = next((part[1:].split(",") for part in rest if part.startswith("#")), [])
-    return name, value, kind, frozenset(tags)
 
 
 # -- Prometheus ---------------------------------------------------------------------------------

@@ -16,10 +16,16 @@ from payretry.service.delivery import Delivery
 from payretry.sinks.prometheus import families
 from payretry.store.sql import SqlStore
 from payretry.wiring.sinks import build_sinks
-from tests.events.conftest import T0, Clock, all_events, queue, run_due, settings
-from tests.events.test_analytics_metrics import datagrams, parse_datagram, udp
-
-__all__ = ["udp"]  # the fixture, shared
+from tests.events.conftest import (
+    T0,
+    Clock,
+    all_events,
+    datagrams,
+    parse_datagram,
+    queue,
+    run_due,
+    settings,
+)
 
 MC = ("mastercard", "fpEvents1")
 

@@ -41,7 +41,10 @@ def test_a_crash_mid_attempt_is_replayed_with_the_same_key_and_charges_once(
 ) -> None:
     db = tmp_path / "p.db"
     env = stripe_env(
-        emulator.url, PAYRETRY_DATABASE_LOCK_TIMEOUT="1s", PAYRETRY_STRIPE_READ_TIMEOUT="20s"
+        emulator.url,
+        PAYRETRY_DATABASE_LOCK_TIMEOUT="1s",
+        PAYRETRY_DATABASE_ALLOW_SHORT_LEASE="true",
+        PAYRETRY_STRIPE_READ_TIMEOUT="20s",
     )
     code, _, err = finish(
         payretry(

@@ -16,6 +16,7 @@ from tests.conftest import NOW
 from tests.unit.decisions import first_retry
 
 M = timedelta(minutes=1)
+S = timedelta(seconds=1)
 CANDIDATES = [
     "7",
     "0.25",
@@ -399,7 +400,16 @@ def test_policy_must_be_tables(tmp_path: Path) -> None:
         ("postgresql+psycopg://u:p@h/d", "postgresql+psycopg://u:***@h/d"),
         ("postgresql://app@db.example/pay", "postgresql://app@db.example/pay"),
         ("sqlite:///payretry.db", "sqlite:///payretry.db"),
-        ("sk_test_1234567890", "sk_***"),
+        ("sk_test_1234567890", "***"),
+        (
+            "postgresql://u@h/d?password=hunter2&sslmode=require",
+            "postgresql://u@h/d?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://u@h/d?SSLPassword=x&application_name=pay",
+            "postgresql://u@h/d?SSLPassword=***&application_name=pay",
+        ),
+        (" sk_live_abc\ndef ", "***"),
         ("short", "***"),
     ],
 )
@@ -422,3 +432,179 @@ def test_describe_masks_the_database_password() -> None:
     assert rows["retry.max_attempts"]["source"] == "flag"
     assert rows["database.lock_timeout"]["value"] == "5m"  # durations shown in their short form
     assert all(row["help"] for row in rows.values())
+
+
+# --- hostile values: bounds, overflow, naming (issue 11) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RETRY_PROCESSING_INTERVAL", "99999999999999999999"),  # was an OverflowError
+        ("RETRY_LOCK_TIMEOUT", "99999999999999999999"),
+        ("RETRY_LOCK_TIMEOUT", "0"),  # a zero lease
+        ("RETRY_LOCK_TIMEOUT", "999999999999"),  # 11,574 days
+        ("RETRY_LOCK_TIMEOUT", "\u0661\u0662\u0660\u0660\u0660"),  # Arabic-Indic digits
+        ("PAYRETRY_LOCK_TIMEOUT", "4s"),
+        ("PAYRETRY_DATABASE_LOCK_TIMEOUT", "2d"),
+        ("RETRY_PROCESSING_INTERVAL", "0"),
+        ("PAYRETRY_RUNNER_PROCESSING_INTERVAL", "0"),
+        ("PAYRETRY_RUNNER_PROCESSING_INTERVAL", "500ms"),
+        ("PAYRETRY_EVENTS_INTERVAL", "0s"),
+        ("PAYRETRY_RUNNER_RATE", "0/s"),
+        ("PAYRETRY_RUNNER_RATE", "0"),
+        ("PAYRETRY_RUNNER_RATE", "1_000/s"),
+        ("PAYRETRY_RUNNER_RATE", "\u0662\u0665/s"),
+        ("PAYRETRY_RUNNER_RATE", "1e9/s"),
+        ("PAYRETRY_STRIPE_RATE", "0/s"),
+        ("PAYRETRY_RUNNER_BATCH_SIZE", "1_000"),
+        ("PAYRETRY_RUNNER_BATCH_SIZE", "+5"),
+        ("PAYRETRY_RUNNER_BATCH_SIZE", "9" * 5000),
+        ("PAYRETRY_RETRY_JITTER", "\u0660.\u0661"),
+        ("PAYRETRY_RETRY_WINDOW", "0s"),
+        ("PAYRETRY_RUNNER_GRACE_PERIOD", "3650d"),
+        ("PAYRETRY_DATABASE_STATEMENT_TIMEOUT", "30d"),  # beyond PostgreSQL's limit
+        ("PAYRETRY_STRIPE_READ_TIMEOUT", "0s"),
+        ("PAYRETRY_SIMULATED_LATENCY", "\uff15s"),  # fullwidth digit
+        ("PAYRETRY_DATABASE_URL", "sqlite:///"),  # an unset $DIR in sqlite:///$DIR/x.db
+        ("PAYRETRY_DATABASE_URL", "sqlite://"),
+        ("PAYRETRY_DATABASE_URL", "sqlite:///:memory:"),
+        ("PAYRETRY_DATABASE_URL", "sqlite:///file:jobs?mode=memory&uri=true"),
+        ("PAYRETRY_DATABASE_URL", "postgresql://u:pw@db:abc/pay"),  # was a ValueError
+        ("PAYRETRY_DATABASE_URL", "postgresql://u@db:99999/pay"),
+        ("PAYRETRY_DATABASE_URL", "mysql://u@db/pay"),
+        ("PAYRETRY_DATABASE_URL", "sqlite:///x\x00.db"),
+        ("PAYRETRY_EVENTS_FILE", "events\ud800.jsonl"),  # not UTF-8 in the environment
+    ],
+)
+def test_hostile_environment_values_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={variable: value})
+    message = str(caught.value)
+    assert caught.value.exit_code == 2
+    assert f"environment variable {variable}:" in message
+    assert "pw" not in message.replace("payretry", "")  # a password is never echoed
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "dotted", "expected"),
+    [
+        ("RETRY_LOCK_TIMEOUT", "5000", "database.lock_timeout", timedelta(seconds=5)),
+        ("RETRY_LOCK_TIMEOUT", "86400000", "database.lock_timeout", timedelta(days=1)),
+        ("PAYRETRY_RUNNER_PROCESSING_INTERVAL", "1s", "runner.processing_interval", 1 * S),
+        ("PAYRETRY_RUNNER_RATE", "90/h", "runner.rate", 90 / 3600),
+        ("PAYRETRY_RUNNER_RATE", "", "runner.rate", None),
+        ("PAYRETRY_DATABASE_STATEMENT_TIMEOUT", "0s", "database.statement_timeout", 0 * S),
+    ],
+)
+def test_values_at_the_bounds_are_accepted(
+    variable: str, value: str, dotted: str, expected: object
+) -> None:
+    assert load_settings(env={variable: value})[dotted] == expected
+
+
+def test_the_test_overrides_allow_short_leases_and_intervals_only() -> None:
+    env = {
+        "PAYRETRY_LOCK_TIMEOUT": "1s",
+        "PAYRETRY_RUNNER_PROCESSING_INTERVAL": "200ms",
+        "PAYRETRY_EVENTS_INTERVAL": "200ms",
+    }
+    with pytest.raises(ConfigError, match="PAYRETRY_LOCK_TIMEOUT: expected 5s to 1d"):
+        load_settings(env=env)
+    env["PAYRETRY_DATABASE_ALLOW_SHORT_LEASE"] = "true"
+    with pytest.raises(ConfigError, match="PROCESSING_INTERVAL: expected 1s to 1d"):
+        load_settings(env=env)
+    env["PAYRETRY_RUNNER_ALLOW_SHORT_INTERVAL"] = "true"
+    settings = load_settings(env=env)
+    assert settings["database.lock_timeout"] == S
+    assert settings["runner.processing_interval"] == 200 * timedelta(milliseconds=1)
+    for variable in ("PAYRETRY_LOCK_TIMEOUT", "PAYRETRY_RUNNER_PROCESSING_INTERVAL"):
+        for still_refused in ("0s", "50ms", "2d"):
+            with pytest.raises(ConfigError, match=f"{variable}: expected 100ms to 1d"):
+                load_settings(env={**env, variable: still_refused})
+
+
+def test_an_in_memory_database_only_when_asked_for() -> None:
+    env = {"PAYRETRY_DATABASE_URL": "sqlite:///:memory:", "PAYRETRY_DATABASE_ALLOW_MEMORY": "1"}
+    assert load_settings(env=env)["database.url"] == "sqlite:///:memory:"
+    with pytest.raises(ConfigError, match="no file path"):
+        load_settings(env={**env, "PAYRETRY_DATABASE_URL": "sqlite:///"})  # never
+
+
+def test_a_bound_set_in_the_file_names_the_file_and_line(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[runner]\nbatch_size = 10\nprocessing_interval = '0s'\n")
+    assert re.search(r"line 3\b", message) and "processing_interval" in message
+    message = config_error(tmp_path, "[database]\nurl = 'sqlite:///'\n")
+    assert re.search(r"line 2\b", message) and "[database] url" in message
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "flag"),
+    [
+        ("retention.period", "-1d", "--older-than"),  # purge --older-than
+        ("runner.processing_interval", "abc", "--interval"),  # serve --interval
+        ("runner.processing_interval", "0", "--interval"),
+        ("runner.rate", "0/s", "--rate"),
+        ("metrics.port", "http", "--metrics-port"),
+        ("health.max_due_age", "0s", "--max-due-age"),
+        ("database.url", "sqlite:///", "--db"),
+        ("database.url", "", "--db"),
+    ],
+)
+def test_errors_name_the_flag_as_typed(dotted: str, value: str, flag: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        load_settings(env={}, flags={dotted: value})
+    assert caught.value.field == flag
+    assert not isinstance(caught.value, ConfigError)
+
+
+def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "big.toml", "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_settings(str(path), env={})
+
+
+def test_a_config_file_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"[retry]\nmax_attempts = 3\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"line 3: not UTF-8"):
+        load_settings(str(path), env={})
+
+
+def test_config_shows_no_secret_anywhere() -> None:
+    settings = load_settings(
+        env={
+            "PAYRETRY_DATABASE_URL": "postgresql://app:hunter2@db/pay?sslpassword=k3y&password=pw9",
+            "PAYRETRY_SQS_ENDPOINT_URL": "http://user:s3cr3t@127.0.0.1:5000",
+            "STRIPE_API_KEY": "sk_live_abcdefghijklmnop",
+            "PAYRETRY_WEBHOOK_URL": "https://hooks.example/T0/B0/capabilityXYZ",
+            "PAYRETRY_WEBHOOK_SECRET": "whsec_longsecretvalue",
+            "PAYRETRY_SEGMENT_WRITE_KEY": "segkey123456789",
+        }
+    )
+    rows = {row["key"]: row["value"] for row in settings.describe()}
+    text = str(rows)
+    for secret in ("hunter2", "k3y", "pw9", "s3cr3t", "abcdefgh", "capabilityXYZ", "longsecret"):
+        assert secret not in text
+    assert "seg" not in str(rows["segment.write_key"])
+    assert rows["database.url"] == "postgresql://app:***@db/pay?sslpassword=***&password=***"
+    assert rows["stripe.api_key"] == "***"
+    assert rows["webhook.url"] == "https://hooks.example/***"
+
+
+def test_every_section_has_a_typed_view_with_exactly_its_keys() -> None:
+    from dataclasses import fields
+
+    from payretry.config import KEYS, VIEWS
+
+    sections: dict[str, set[str]] = {}
+    for key in KEYS:
+        sections.setdefault(key.section, set()).add(key.name)
+    assert set(VIEWS) == set(sections)
+    for section, names in sections.items():
+        assert {f.name for f in fields(VIEWS[section])} == names, section
+    settings = load_settings(env={})
+    for section, view in VIEWS.items():  # each view reads back exactly the resolved values
+        built: object = settings.view(section, view)
+        for f in fields(view):
+            assert getattr(built, f.name) == settings[f"{section}.{f.name}"]

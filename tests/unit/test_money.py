@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from payretry.domain.money import MAX_MINOR, Money, currency_exponent
+from payretry.domain.validation import looks_like_card
 from payretry.errors import InvalidInput
 
 ZERO_DECIMAL = ["JPY", "KRW"]
@@ -158,9 +159,30 @@ def test_major_and_str(money: Money, major: str, text: str) -> None:
     currency=st.sampled_from(CURRENCIES),
 )
 def test_round_trip_parse_of_major(minor: int, currency: str) -> None:
+    assume(not looks_like_card(str(minor)))  # refused: see test_card_like_amounts_are_refused
     original = Money.of(minor, currency)
     assert Money.parse(original.major(), currency) == original
     assert Money.parse(original.major(), currency.lower()) == original
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [("4222222222222", "JPY"), ("42222222222.22", "USD"), ("4242 4242 4242 4242", "USD")],
+)
+def test_card_like_amounts_are_refused_without_echo(amount: str, currency: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Money.parse(amount, currency)
+    assert caught.value.field == "amount"
+    assert "4222" not in str(caught.value) and "4242" not in str(caught.value)
+    with pytest.raises(InvalidInput, match="card number"):
+        Money.of(4222222222222, "JPY")
+
+
+@pytest.mark.parametrize("currency", ["uſd", "ＵＳＤ", "\u0055SD\u200b", "U\u0301SD"])
+def test_non_ascii_currencies_are_refused(currency: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Money.parse("1.00", currency)
+    assert caught.value.field == "currency"
 
 
 @pytest.mark.parametrize(

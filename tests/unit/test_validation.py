@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -15,11 +16,15 @@ from payretry.domain.validation import (
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LENGTH,
+    MAX_SHOWN,
     looks_like_card,
     looks_like_email,
     luhn_valid,
     parse_metadata_pairs,
+    redact,
     sanitize_message,
+    shown,
+    unsafe_to_show,
     validate_code,
     validate_id,
     validate_metadata,
@@ -389,3 +394,187 @@ def test_sanitize_always_redacts_a_card(prefix: str, words: str) -> None:
     assert result is not None
     assert card not in result
     assert not looks_like_card(result)
+
+
+# --- one detector, every separator (issue 11) -------------------------------------------------
+
+SEPARATED = [
+    "4242.4242.4242.4242",
+    "4242  4242  4242  4242",  # double spaces
+    "4242\u00a04242\u00a04242\u00a04242",  # no-break spaces
+    "4242\u202f4242\u20094242\u20074242",  # narrow no-break, thin, figure spaces
+    "4242\u30004242\u30004242\u30004242",  # ideographic space
+    "4242\u200b4242\u200c4242\u200d4242",  # zero-width space, non-joiner, joiner
+    "4242\u2060\u200e4242\ufeff4242\u00ad4242",  # word joiner, LRM, BOM, soft hyphen
+    "4242\u20104242\u20134242\u20144242",  # hyphen, en dash, em dash
+    "4242\u22124242\uff0d4242\ufe634242",  # minus sign, fullwidth and small hyphen-minus
+    "4242_4242_4242_4242",
+    "4242/4242/4242/4242",
+    "4242\\4242\\4242\\4242",
+    "4242 - 4242 - 4242 - 4242",
+    "4242\n4242\r\n4242\t4242",
+    "4242\u00b74242\u20224242\u30fb4242",  # middle dot, bullet, katakana middle dot
+    "4\u03052\u03054\u03052\u0305" + "4242424242424242"[4:],  # combining overlines
+    "\u0664\u0662\u0664\u0662" * 4,  # Arabic-Indic digits
+    "\u06f4\u06f2\u06f4\u06f2" * 4,  # Extended Arabic-Indic digits
+    "\u096a\u0968\u096a\u0968" * 4,  # Devanagari digits
+    "\uff14\uff12\uff14\uff12" * 4,  # fullwidth digits
+    "\U0001d7d2\U0001d7d0" * 8,  # mathematical bold digits (astral)
+    "\u2074\u00b2\u2074\u00b2" + "424242424242",  # superscripts
+]
+
+
+@pytest.mark.parametrize("value", SEPARATED)
+def test_cards_are_found_whatever_separates_their_digits(value: str) -> None:
+    assert looks_like_card(value)
+    assert looks_like_card(f"note: {value}, thanks")
+    with pytest.raises(InvalidInput, match="card number") as caught:
+        validate_metadata({"note": value.replace("\n", " ").replace("\r", " ").replace("\t", " ")})
+    assert caught.value.field == "metadata.note"
+    redacted = sanitize_message(f"card {value} declined")
+    assert redacted == "card [redacted-number] declined"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bob@bücher.de",
+        "o'neil@example.com",
+        "用户@例子.广告",
+        "jörg.müller@straße.example",
+        "bob\uff20example.com",
+        "bob@example\u3002com",
+        "bob\u200b@example.com",
+        "x+tag@xn--p1ai.ru",
+    ],
+)
+def test_addresses_of_every_script_are_found_and_redacted_whole(value: str) -> None:
+    assert looks_like_email(value)
+    assert sanitize_message(f"mail {value} now") == "mail [redacted-email] now"
+    with pytest.raises(InvalidInput, match="e-mail"):
+        validate_id(value.replace("\u200b", ""), "user_id")
+
+
+@pytest.mark.parametrize("value", [VISA, "4242_4242_4242_4242", THIRTEEN])
+def test_codes_that_look_like_cards_are_refused_without_echo(value: str) -> None:
+    for field in ("error_code", "decline_code"):
+        with pytest.raises(InvalidInput, match="card number") as caught:
+            validate_code(value, field)
+        assert caught.value.field == field
+        assert value[:4] not in str(caught.value)
+
+
+def test_a_code_spelled_with_unicode_lookalikes_is_refused() -> None:
+    # "\u212a" (Kelvin sign) and "\u017f" (long s) lower-/upper-case to ASCII letters.
+    for value in ("\u212aode", "proce\u017f\u017fing_error", "network_\u0435rror"):
+        with pytest.raises(InvalidInput, match="is not an error code"):
+            validate_code(value, "error_code")
+
+
+def test_a_rejected_code_is_quoted_only_when_harmless() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_code("not a code!", "error_code")
+    assert "'not a code!'" in str(caught.value)
+    for value in ("4242 4242 4242 4241!", "jane@example.com!", "x" * 5000):
+        with pytest.raises(InvalidInput) as caught:
+            validate_code(value, "error_code")
+        message = str(caught.value)
+        assert "4242" not in message and "jane" not in message and "xxxx" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("txn\u200b1", "invisible"),  # zero-width space: looks like "txn1"
+        ("txn\u200d1", "invisible"),
+        ("txn\u202e1", "invisible"),  # right-to-left override
+        ("txn\u00a01", "invisible"),  # no-break space: looks like "txn 1"
+        ("txn\u20281", "invisible"),  # line separator
+        ("txn\ue0001", "invisible"),  # private use
+        ("txn\U000e0041", "invisible"),  # a tag character
+        ("txn\udcff", "UTF-8"),  # a lone surrogate: a byte that was not UTF-8
+    ],
+)
+def test_ids_refuse_invisible_and_non_printing_characters(value: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as caught:
+        validate_id(value, "transaction_id")
+    assert caught.value.field == "transaction_id"
+
+
+@pytest.mark.parametrize("key", ["4242424242424242", "4242.4242.4242.4242", "4242-4242-4242-4242"])
+def test_metadata_keys_that_look_like_cards_are_refused_without_echo(key: str) -> None:
+    with pytest.raises(InvalidInput, match="a key looks like a card number") as caught:
+        validate_metadata({key: "x"})
+    assert caught.value.field == "metadata"
+    assert "4242" not in str(caught.value)
+
+
+def test_metadata_values_keep_unicode_spaces_but_refuse_invisible_characters() -> None:
+    assert validate_metadata({"note": "Soci\u00e9t\u00e9\u00a0G\u00e9n\u00e9rale"})
+    for value in ("a\u200bb", "a\u2028b", "a\udcffb"):
+        with pytest.raises(InvalidInput, match="invisible|UTF-8"):
+            validate_metadata({"note": value})
+
+
+def test_redaction_drops_format_characters_and_replaces_lone_surrogates() -> None:
+    assert sanitize_message("a\u200bb\u202ec") == "abc"
+    assert sanitize_message("bad \udcff byte") == "bad \ufffd byte"
+
+
+@pytest.mark.parametrize(
+    "value", ["4242424242424241", "jane@example.com", "id 1234 5678 9012", "x" * (MAX_SHOWN + 1)]
+)
+def test_shown_never_quotes_card_like_numbers_addresses_or_long_values(value: str) -> None:
+    text = shown(value)
+    assert value not in text and "1234" not in text and "jane" not in text
+
+
+def test_shown_quotes_a_short_harmless_value() -> None:
+    assert shown("abc") == "'abc'"
+    assert shown("a\x1bb") == "'a\\x1bb'"  # repr: one line, escapes visible
+
+
+# --- linear time -------------------------------------------------------------------------------
+
+MEGABYTE = 1_000_000
+WORST_CASES = {
+    "single digits": "1 " * (MEGABYTE // 2),  # no Luhn-valid span: every span is looked at
+    "pairs": "12 " * (MEGABYTE // 3),
+    "groups of four": "1234 " * (MEGABYTE // 5),
+    "one long run": "1" * MEGABYTE,
+    "letters": "a" * MEGABYTE,
+    "local parts": "a@" * (MEGABYTE // 2),
+    "domains": "a@a." * (MEGABYTE // 4),
+    "labels": "a@" + "a." * (MEGABYTE // 2),
+    "addresses": "bob@example.com " * (MEGABYTE // 16),
+    "cards": "4242 4242 4242 4242 " * (MEGABYTE // 20),
+    "unicode": "\u0664\u00a0\u200b\u00e9" * (MEGABYTE // 4),
+}
+
+
+@pytest.mark.parametrize("text", list(WORST_CASES.values()), ids=list(WORST_CASES))
+def test_a_megabyte_is_handled_in_well_under_a_second(text: str) -> None:
+    """A bound, not a benchmark: each check takes at most about 0.3 s on an idle machine (the
+    worst, a megabyte of tiny digit groups with no card in them); generous for a loaded one."""
+    for check in (looks_like_card, looks_like_email, sanitize_message, redact, unsafe_to_show):
+        started = time.perf_counter()
+        check(text)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 3.0, f"{check.__name__} took {elapsed:.2f}s on 1 MB"
+
+
+def test_time_grows_linearly_not_quadratically() -> None:
+    """Ten times the text takes nowhere near a hundred times as long."""
+    unit = "1 " * 20_000 + "a@a." * 5_000
+
+    def cost(text: str) -> float:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            looks_like_card(text)
+            redact(text)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    small, large = cost(unit), cost(unit * 10)
+    assert large < small * 40, (small, large)

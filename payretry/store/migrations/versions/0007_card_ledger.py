@@ -3,8 +3,8 @@ card (and per decline a job was queued after), keyed by the card; the links from
 methods to their cards; each job's card network and fingerprint, and the rule that last moved
 or stopped it (the new final state `blocked`).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,430 @@
+"""The `cli` and `scale` sections of scripts/bench.py.
+
+cli: `payretry --help` and `payretry status TXN --json`, whole process, median of several runs
+taking turns with `python -c pass` (the interpreter's own start), and the peak RSS of each.
+
+scale: two databases built the same way, one with about a thousand jobs and one with about a
+million, and the commands an operator runs timed on both (whole process, median of runs taking
+turns): `status`, `list --due --limit 50`, `explain`, `stats`. Then on the large one: the
+database size per job; `run-due` over part of its due jobs alone, then `purge` of the million
+finished jobs while a `run-due` works through the rest; meanwhile a probe process takes the
+write lock (BEGIN IMMEDIATE, then ROLLBACK) every 20 ms and records how long it waited: the
+longest wait is the longest write-lock hold a writer met. Peak RSS of each run-due.
+
+How the databases are built (untimed, and quick): a seed of jobs queued through payretry's own
+`Operations.queue_many` 60 days ago and run through `Runner.run_due` with the simulated
+processor (so every seed job has its attempt rows and outbox entries as payretry writes them),
+then copied in SQL (INSERT ... SELECT, a new id, transaction id and idempotency key per copy)
+to the size wanted; then the due jobs, queued through `queue_many` now and made due.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench_common import (
+    PeakRss,
+    Run,
+    Series,
+    checkpoint,
+    make_due_sqlite,
+    make_rows,
+    measure,
+    payretry_cmd,
+    payretry_env,
+    say,
+    script_cmd,
+    sqlite_url,
+)
+
+TXN = "txn_00000005"  # a finished seed job, the same in both databases
+
+
+# -- cli ----------------------------------------------------------------------------------------
+
+
+def series(cmds: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, Series]:
+    """Each command `runs` times, taking turns, after one warm-up run each (page cache)."""
+    out = {name: Series() for name in cmds}
+    for cmd in cmds.values():
+        measure(cmd, env=env)
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            out[name].runs.append(measure(cmd, env=env))
+    return out
+
+
+def _figures(found: dict[str, Series]) -> dict[str, dict[str, float]]:
+    return {
+        name: {
+            "median_ms": round(s.median_wall * 1e3, 1),
+            "median_cpu_ms": round(s.median_cpu * 1e3, 1),
+            "peak_rss_mib": round(s.peak_rss, 1),
+        }
+        for name, s in found.items()
+    }
+
+
+def cli(workdir: Path, runs: int) -> dict[str, Any]:
+    from payretry.domain.policy import RetryPolicy
+    from payretry.service.intake import new_job
+    from payretry.service.operations import Operations
+    from payretry.store.sql import open_store
+
+    db = workdir / "cli.db"
+    store = open_store(sqlite_url(db))
+    now = datetime.now(UTC)
+    rows = make_rows(100)
+    Operations(store, RetryPolicy.standard()).queue_many(
+        [(n, new_job(row, now=now)) for n, row in enumerate(rows, 1)], now
+    )
+    store.close()
+    env = payretry_env()
+    cmds = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "payretry --help": [*payretry_cmd(), "--help"],
+        "payretry status TXN --json": [
+            *payretry_cmd(),
+            "--db",
+            sqlite_url(db),
+            "status",
+            TXN,
+            "--json",
+        ],
+    }
+    return {"runs": runs, "commands": _figures(series(cmds, runs, env))}
+
+
+def render_cli(result: dict[str, Any]) -> str:
+    c = result["commands"]
+    base = c["python -c pass"]["median_ms"]
+    lines = [
+        f"CLI, whole process, median of {result['runs']} runs taking turns",
+        "",
+        "| command | median | CPU | peak RSS | goal |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    goals = {"payretry --help": 120, "payretry status TXN --json": 400}
+    for name, f in c.items():
+        goal = goals.get(name)
+        verdict = ""
+        if goal is not None:
+            verdict = f"<= {goal} ms: {'met' if f['median_ms'] <= goal else 'NOT met'}"
+        lines.append(
+            f"| `{name}` | {f['median_ms']:,.0f} ms | {f['median_cpu_ms']:,.0f} ms "
+            f"| {f['peak_rss_mib']:.0f} MiB | {verdict} |"
+        )
+    lines.append(f"(python -c pass: {base:.0f} ms, the floor any Python CLI starts from)")
+    return "\n".join(lines)
+
+
+# -- building the databases ---------------------------------------------------------------------
+
+
+def _copy_columns(conn: sqlite3.Connection, table: str, skip: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})") if row[1] != skip]
+
+
+def build(path: Path, seed: int, copies: int, due: int) -> dict[str, int]:
+    """`seed` x `copies` finished jobs (finished about 57 days ago) plus `due` due jobs."""
+    from payretry.domain.policy import RetryPolicy
+    from payretry.processors.simulated import SimulatedProcessor
+    from payretry.service.intake import new_job
+    from payretry.service.operations import Operations
+    from payretry.service.runner import Runner
+    from payretry.store.sql import open_store
+
+    for old in path.parent.glob(path.name + "*"):
+        old.unlink()
+    policy = RetryPolicy.standard()
+    then = datetime.now(UTC) - timedelta(days=60)
+    store = open_store(sqlite_url(path))
+    try:
+        rows = make_rows(seed)
+        Operations(store, policy).queue_many(
+            [(n, new_job(row, now=then)) for n, row in enumerate(rows, 1)], then
+        )
+        later = then + timedelta(days=3)
+        runner = Runner(store, policy, SimulatedProcessor(success_rate=1.0), clock=lambda: later)
+        runner.run_due()
+    finally:
+        store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    (seed_jobs,) = conn.execute("SELECT max(seq) FROM retry_jobs").fetchone()
+    (seed_outbox,) = conn.execute("SELECT coalesce(max(seq), 0) FROM retry_outbox").fetchone()
+    jobs = _copy_columns(conn, "retry_jobs", "seq")
+    attempts = _copy_columns(conn, "retry_attempts", "id")
+    outbox = _copy_columns(conn, "retry_outbox", "seq")
+    new_id = "substr({c}, 1, 26) || printf('%06x', :k)"
+
+    def expr(column: str) -> str:
+        if column == "id":
+            return new_id.format(c="id")
+        if column == "transaction_id":
+            return "transaction_id || '.' || :k"
+        return column
+
+    job_sql = (
+        f"INSERT INTO retry_jobs ({', '.join(jobs)}) SELECT {', '.join(map(expr, jobs))}"
+        " FROM retry_jobs WHERE seq <= :seed"
+    )
+    attempt_expr = {
+        "job_seq": "n.seq",
+        "idempotency_key": "'payretry:' || n.id || ':' || a.number",
+    }
+    attempt_sql = (
+        f"INSERT INTO retry_attempts ({', '.join(attempts)}) SELECT "
+        + ", ".join(attempt_expr.get(c, f"a.{c}") for c in attempts)
+        + " FROM retry_attempts a JOIN retry_jobs o ON o.seq = a.job_seq"
+        f" JOIN retry_jobs n ON n.id = {new_id.format(c='o.id')} WHERE a.job_seq <= :seed"
+    )
+    outbox_sql = (
+        f"INSERT INTO retry_outbox ({', '.join(outbox)}) SELECT "
+        + ", ".join(new_id.format(c="job_id") if c == "job_id" else c for c in outbox)
+        + " FROM retry_outbox WHERE seq <= :outbox"
+    )
+    for k in range(1, copies):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(job_sql, {"k": k, "seed": seed_jobs})
+        conn.execute(attempt_sql, {"k": k, "seed": seed_jobs})
+        conn.execute(outbox_sql, {"k": k, "outbox": seed_outbox})
+        conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+    store = open_store(sqlite_url(path))
+    try:
+        now = datetime.now(UTC)
+        rows = make_rows(due, seed=7)
+        for row in rows:
+            row["transaction_id"] = "due_" + row["transaction_id"]
+        Operations(store, policy).queue_many(
+            [(n, new_job(row, now=now)) for n, row in enumerate(rows, 1)], now
+        )
+    finally:
+        store.close()
+    make_due_sqlite(path)
+    conn = sqlite3.connect(path)
+    counts = dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
+    conn.close()
+    return counts
+
+
+# -- the probe ----------------------------------------------------------------------------------
+
+
+def probe(path: Path, stop: Path) -> None:
+    """Take the write lock every 20 ms until `stop` exists; print the waits (JSON)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=600)
+    conn.execute("PRAGMA busy_timeout = 600000")
+    waits: list[float] = []
+    while not stop.exists():
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        waits.append(time.perf_counter() - start)
+        conn.execute("ROLLBACK")
+        time.sleep(0.02)
+    conn.close()
+    waits.sort()
+    print(
+        json.dumps(
+            {
+                "samples": len(waits),
+                "max_wait_s": waits[-1] if waits else 0.0,
+                "p99_wait_s": waits[int(len(waits) * 0.99)] if waits else 0.0,
+            }
+        )
+    )
+
+
+class Probe:
+    def __init__(self, db: Path) -> None:
+        self.db, self.stop = db, db.with_suffix(".stop")
+
+    def __enter__(self) -> Probe:
+        import subprocess
+
+        self.stop.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            script_cmd("bench.py", "--probe", str(self.db), str(self.stop)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.touch()
+        out, _ = self.proc.communicate()
+        self.stop.unlink(missing_ok=True)
+        self.result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+
+
+class Background:
+    """A command started now and followed on a thread of its own: its wall time to exit, CPU
+    and peak RSS, while the caller times something else."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        import subprocess
+        import threading
+
+        self.log = open(log, "w+b")  # noqa: SIM115 (closed in wait)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        self.watch = PeakRss(self.proc.pid)
+        self.thread = threading.Thread(target=self._wait, daemon=True)
+        self.thread.start()
+
+    def _wait(self) -> None:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.wall = time.perf_counter() - self.started
+        self.code = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+
+    def wait(self) -> Run:
+        self.thread.join()
+        self.log.seek(0)
+        err = self.log.read().decode(errors="replace")[-2000:]
+        self.log.close()
+        return Run(self.wall, self.cpu, self.watch.stop(), self.code, "", err)
+
+
+# -- the section --------------------------------------------------------------------------------
+
+
+def scale(workdir: Path, big_seed: int, big_copies: int, due: int, runs: int) -> dict[str, Any]:
+    small_db, big_db = workdir / "scale-small.db", workdir / "scale-big.db"
+    say(f"scale: building {big_seed * big_copies:,} finished + {due:,} due jobs")
+    started = time.perf_counter()
+    small_counts = build(small_db, 1000, 1, max(1, due * 1000 // (big_seed * big_copies)))
+    big_counts = build(big_db, big_seed, big_copies, due)
+    built_s = time.perf_counter() - started
+    env = payretry_env()
+    small_n, big_n = sum(small_counts.values()), sum(big_counts.values())
+    say(f"scale: built in {built_s:.0f} s; timing the operator's commands")
+
+    def cmd(db: Path, *args: str) -> list[str]:
+        return [*payretry_cmd(), "--db", sqlite_url(db), *args]
+
+    commands: dict[str, Callable[[Path], list[str]]] = {
+        "status TXN --json": lambda db: cmd(db, "status", TXN, "--json"),
+        "list --due --limit 50 --json": lambda db: cmd(
+            db, "list", "--due", "--limit", "50", "--json"
+        ),
+        "explain TXN": lambda db: cmd(db, "explain", TXN),
+        "stats --json": lambda db: cmd(db, "stats", "--json"),
+    }
+    reads: dict[str, Any] = {}
+    for name, make in commands.items():
+        found = series({"small": make(small_db), "big": make(big_db)}, runs, env)
+        reads[name] = {
+            "small_ms": round(found["small"].median_wall * 1e3, 1),
+            "big_ms": round(found["big"].median_wall * 1e3, 1),
+            "ratio": round(found["big"].median_wall / found["small"].median_wall, 2),
+            "big_rss_mib": round(found["big"].peak_rss, 1),
+        }
+    checkpoint(big_db)
+    size = big_db.stat().st_size
+
+    say("scale: run-due alone, then purge while run-due goes on")
+    first = max(1, due // 4)
+    with Probe(big_db) as alone_probe:
+        alone = measure(cmd(big_db, "run-due", "--limit", str(first)), env=env)
+    with Probe(big_db) as purge_probe:
+        runner = Background(cmd(big_db, "run-due"), env, workdir / "run-due-during-purge.log")
+        purge = measure(
+            cmd(big_db, "purge", "--older-than", "30d", "--json"), env=env, capture=True
+        )
+        during = runner.wait()
+    purged = json.loads(purge.out)
+    conn = sqlite3.connect(big_db)
+    after = dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
+    conn.close()
+    small_run = measure(cmd(small_db, "run-due"), env=env)
+    return {
+        "build_s": round(built_s, 1),
+        "small_jobs": small_n,
+        "big_jobs": big_n,
+        "big_states": big_counts,
+        "reads": reads,
+        "db_bytes": size,
+        "bytes_per_job": round(size / big_n),
+        "run_due_alone": {
+            "jobs": first,
+            "wall_s": round(alone.wall, 2),
+            "jobs_per_s": round(first / alone.wall, 1),
+            "peak_rss_mib": round(alone.rss_mib, 1),
+            "probe_max_wait_s": round(alone_probe.result["max_wait_s"], 3),
+        },
+        "purge": {
+            "removed": purged.get("jobs"),
+            "wall_s": round(purge.wall, 2),
+            "jobs_per_s": round((purged.get("jobs") or 0) / purge.wall, 1),
+            "probe_max_wait_s": round(purge_probe.result["max_wait_s"], 3),
+            "probe_p99_wait_s": round(purge_probe.result["p99_wait_s"], 3),
+            "probe_samples": purge_probe.result["samples"],
+            "peak_rss_mib": round(purge.rss_mib, 1),
+        },
+        "run_due_during_purge": {
+            "jobs": due - first,
+            "exit_code": during.code,
+            "wall_s": round(during.wall, 2),
+            "jobs_per_s": round((due - first) / during.wall, 1),
+            "peak_rss_mib": round(during.rss_mib, 1),
+            "stderr_tail": during.err.strip()[-300:],
+            "ended_before_purge": during.wall < purge.wall,
+        },
+        "states_after": after,
+        "run_due_small_peak_rss_mib": round(small_run.rss_mib, 1),
+    }
+
+
+def render_scale(r: dict[str, Any]) -> str:
+    lines = [
+        f"Scale: {r['big_jobs']:,} jobs beside {r['small_jobs']:,} (built in {r['build_s']} s), "
+        "whole process, median",
+        "",
+        f"| command | {r['small_jobs']:,} jobs | {r['big_jobs']:,} jobs | ratio | goal |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, f in r["reads"].items():
+        if name.startswith("stats"):
+            goal = f"< 1 s: {'met' if f['big_ms'] < 1000 else 'NOT met'}"
+        else:
+            goal = f"within 20%: {'met' if f['ratio'] <= 1.2 else 'NOT met'}"
+        lines.append(
+            f"| `{name}` | {f['small_ms']:,.0f} ms | {f['big_ms']:,.0f} ms | {f['ratio']:.2f} "
+            f"| {goal} |"
+        )
+    a, p, d = r["run_due_alone"], r["purge"], r["run_due_during_purge"]
+    peak = max(a["peak_rss_mib"], d["peak_rss_mib"])
+    lines += [
+        "",
+        f"database size: {r['db_bytes'] / 2**20:,.0f} MiB, {r['bytes_per_job']:,} bytes per job "
+        "(job, attempts, outbox entries and indexes)",
+        f"run-due alone: {a['jobs']:,} jobs at {a['jobs_per_s']:,.0f} jobs/s, peak RSS "
+        f"{a['peak_rss_mib']:.0f} MiB (at {r['small_jobs']:,} jobs: "
+        f"{r['run_due_small_peak_rss_mib']:.0f} MiB; goal flat and < 150 MB: "
+        f"{'met' if peak < 150 else 'NOT met'}); longest write-lock wait of the probe "
+        f"{a['probe_max_wait_s'] * 1e3:,.0f} ms",
+        f"purge: {p['removed']:,} finished jobs in {p['wall_s']:.1f} s "
+        f"({p['jobs_per_s']:,.0f} jobs/s); longest write-lock wait of the probe meanwhile "
+        f"{p['probe_max_wait_s'] * 1e3:,.0f} ms (p99 {p['probe_p99_wait_s'] * 1e3:,.0f} ms, "
+        f"{p['probe_samples']:,} samples; goal <= 1 s: "
+        f"{'met' if p['probe_max_wait_s'] <= 1 else 'NOT met'})",
+        f"run-due during the purge: {d['jobs']:,} jobs at {d['jobs_per_s']:,.0f} jobs/s "
+        f"(exit {d['exit_code']}; ended {'before' if d['ended_before_purge'] else 'after'} the "
+        f"purge), peak RSS {d['peak_rss_mib']:.0f} MiB",
+    ]
+    if d["exit_code"]:
+        lines.append(f"  run-due said: {d['stderr_tail']}")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""More of the Store contract, on every backend: the telemetry metrics read, what is due,
+purging finished jobs, and the daemons' heartbeats."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from payretry.domain.changes import Finish, Queued
+from payretry.domain.models import JobState
+from payretry.domain.outbox import Cursor
+from payretry.domain.policy import RetryPolicy
+from payretry.domain.results import AttemptResult
+from tests.contract.conftest import ContractStore
+from tests.contract.test_store_contract import LEASE, NOW, failed_retry, make_job, succeeded
+
+MINUTE = timedelta(minutes=1)
+
+
+def test_telemetry(contract_store: ContractStore) -> None:
+    store = contract_store
+    store.insert(Queued(make_job("due", priority=1, next_retry_at=NOW - 10 * MINUTE)))
+    store.insert(Queued(make_job("later", priority=1, next_retry_at=NOW + 10 * MINUTE)))
+    store.insert(Queued(make_job("paid", priority=9)))
+    store.insert(Queued(make_job("declined", priority=8)))
+    store.insert(Queued(make_job("running", priority=7)))
+    store.insert(Queued(make_job("old", state=JobState.FAILED)))
+    c_paid, c_declined, _ = store.claim(NOW, 3, LEASE)
+    declined = AttemptResult.failure("card_declined", "stolen_card")
+    decision = RetryPolicy.standard().decide(c_declined.job, 1, declined, NOW)
+    assert store.finish([succeeded(c_paid, NOW), Finish(c_declined, declined, decision, NOW)]) == [
+        True,
+        True,
+    ]
+    found = store.telemetry(NOW, ["file", "never_ran"])
+    assert found.at == NOW
+    assert dict(found.by_state) == {"scheduled": 2, "running": 1, "succeeded": 1, "failed": 2}
+    assert dict(found.attempts_by_number) == {1: 3}  # any outcome, pending too
+    assert dict(found.failures) == {("stolen_card", 1): 1}
+    assert (found.succeeded, found.finished) == (1, 2) and found.success_rate == 0.5
+    assert found.queue_size == 3
+    assert found.due_now == 1 and found.oldest_due_at == NOW - 10 * MINUTE
+    assert found.oldest_due_age == 10 * MINUTE
+    changes = store.count_after(Cursor())
+    assert changes == 6 + 3 + 2  # six queued, three claimed, two finished
+    assert dict(found.pending_events) == {"file": changes, "never_ran": changes}
+    assert store.telemetry(NOW).pending_events == {}
+
+
+def test_oldest_due_and_the_due_preview(contract_store: ContractStore) -> None:
+    store = contract_store
+    assert store.oldest_due(NOW) is None
+    store.insert(Queued(make_job("a", next_retry_at=NOW - MINUTE, priority=1)))
+    store.insert(Queued(make_job("b", next_retry_at=NOW - 5 * MINUTE, priority=2)))
+    store.insert(Queued(make_job("c", next_retry_at=NOW + MINUTE, priority=3)))
+    assert store.oldest_due(NOW) == NOW - 5 * MINUTE
+    assert store.oldest_due(NOW - 10 * MINUTE) is None
+    assert [j.transaction_id for j in store.due_preview(NOW + MINUTE, 10)] == ["c", "b", "a"]
+    store.claim(NOW, 10, LEASE)
+    assert store.oldest_due(NOW) is None  # running jobs are not due
+
+
+def test_purge_removes_old_final_jobs_and_their_attempts(contract_store: ContractStore) -> None:
+    store = contract_store
+    store.insert(Queued(make_job("paid")))
+    store.insert(Queued(make_job("waiting", next_retry_at=NOW + timedelta(days=40))))
+    [claimed] = store.claim(NOW, 1, LEASE)
+    store.finish([succeeded(claimed, NOW)])
+    store.insert(Queued(make_job("recent", state=JobState.CANCELLED, created_at=NOW + MINUTE)))
+    cutoff = NOW + timedelta(seconds=1)
+    assert store.purge(cutoff, dry_run=True) == 1
+    assert store.find("paid") is not None  # a dry run removes nothing
+    assert store.purge(cutoff) == 1
+    assert store.find("paid") is None and store.get(claimed.job.id) is None
+    assert {j.transaction_id for j in store.list_jobs()} == {"waiting", "recent"}
+    assert store.stats(NOW).attempts_by_outcome == {}  # its attempt went with it
+    assert store.purge(NOW + timedelta(days=400)) == 1  # never the active one
+    again = store.insert(Queued(make_job("paid")))  # the transaction may be queued again
+    assert again.state is JobState.SCHEDULED
+
+
+def test_beats_name_each_daemon_newest_first(contract_store: ContractStore) -> None:
+    store = contract_store
+    assert store.workers() == []
+    store.beat("host-a", "serve", timedelta(seconds=30), NOW)
+    store.beat("host-b", "serve", timedelta(seconds=10), NOW + MINUTE)
+    store.beat("host-a", "serve", timedelta(seconds=60), NOW + 2 * MINUTE)
+    a, b = store.workers()
+    assert (a.name, a.kind, a.started_at, a.beat_at) == ("host-a", "serve", NOW, NOW + 2 * MINUTE)
+    assert a.interval == timedelta(seconds=60)
+    assert (b.name, b.beat_at, b.interval) == ("host-b", NOW + MINUTE, timedelta(seconds=10))
+    store.forget_worker("host-a")
+    store.forget_worker("nobody")
+    assert [w.name for w in store.workers()] == ["host-b"]
+
+
+def test_a_failed_attempt_reschedules_and_counts_in_the_stats(
+    contract_store: ContractStore,
+) -> None:
+    store = contract_store
+    store.insert(Queued(make_job("t")))
+    [claimed] = store.claim(NOW, 1, LEASE)
+    store.finish([failed_retry(claimed, NOW, NOW + 30 * MINUTE)])
+    stats = store.stats(NOW)
+    assert stats.due_now == 0 and stats.due_next_hour == 1
+    assert dict(stats.success_by_attempt) == {1: (0, 1)}
