@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from payretry.domain.durations import format_duration, parse_duration
+from payretry.domain.network_rules import SETTINGS as NETWORK_SETTINGS
+from payretry.domain.network_rules import NetworkRules, rules_from_settings
 from payretry.domain.policy import PolicyRow, RetryPolicy
 from payretry.domain.validation import shown, validate_code
 from payretry.errors import ConfigError, InvalidInput
@@ -199,6 +201,34 @@ def _choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
+def _network(name: str) -> Callable[[object], Any]:
+    """A `[network]` value, checked and read by the network rules themselves: codes as
+    "03,21", waits as durations, counts as whole numbers (0 turns the generic cap off)."""
+
+    def parse(value: object) -> Any:
+        try:
+            rules = rules_from_settings({name: value})
+        except (ConfigError, InvalidInput) as exc:
+            raise ValueError(exc.message) from None
+        if name.endswith("_codes"):
+            return ",".join(sorted(getattr(rules, name)))
+        if name.startswith("mac_") and name.endswith("_wait"):
+            return rules.mac_waits[name[4:6]]
+        if name == "other_attempts_per_30d":
+            return rules.other_attempts_per_30d or 0
+        return getattr(rules, name)
+
+    return parse
+
+
+def _network_keys() -> tuple[Key, ...]:
+    keys = []
+    for name, default, text in NETWORK_SETTINGS:
+        parse = _network(name)
+        keys.append(Key("network", name, parse(tomllib.loads(f"v = {default}")["v"]), parse, text))
+    return tuple(keys)
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     section: str
@@ -324,6 +354,14 @@ KEYS: tuple[Key, ...] = (
         timedelta(days=30),
         _duration,
         "finished jobs older than this are purged",
+    ),
+    Key(
+        "retention",
+        "card_ledger",
+        timedelta(days=31),
+        _duration_within(timedelta(days=31), timedelta(days=3650)),
+        "card-ledger entries older than this are purged (at least 31 days; never less than "
+        "the network rules look back)",
     ),
     Key("processor", "name", "simulated", _choice("simulated", "stripe"), "payment processor"),
     Key("simulated", "success_rate", 0.7, _float(0.0, 1.0), "chance an attempt succeeds"),
@@ -575,6 +613,7 @@ KEYS: tuple[Key, ...] = (
     Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
     Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
 )
+KEYS = KEYS + _network_keys()  # `[network]`: the card-network rules' numbers
 KEYS_BY_NAME = {key.dotted: key for key in KEYS}
 POLICY_FIELDS = {"retry", "max_attempts", "delays"}
 # The flag each setting is given by, as the user types it (errors name it), where it is not
@@ -632,6 +671,33 @@ class HealthSettings:
 @dataclass(frozen=True, slots=True)
 class RetentionSettings:
     period: timedelta
+    card_ledger: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    """`[network]`: the card-network rules (payretry/domain/network_rules.py SETTINGS)."""
+
+    visa_reattempts_per_30d: int
+    visa_category_1_codes: str
+    mc_declines_per_24h: int
+    mc_declines_per_30d: int
+    mac_new_card_codes: str
+    mac_never_codes: str
+    mac_02_wait: timedelta
+    mac_24_wait: timedelta
+    mac_25_wait: timedelta
+    mac_26_wait: timedelta
+    mac_27_wait: timedelta
+    mac_28_wait: timedelta
+    mac_29_wait: timedelta
+    mac_30_wait: timedelta
+    hard_decline_block: timedelta
+    other_attempts_per_30d: int
+    unknown_network_strictest: bool
+
+    def rules(self) -> NetworkRules:
+        return rules_from_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -750,6 +816,7 @@ VIEWS: dict[str, type] = {
     "runner": RunnerSettings,
     "health": HealthSettings,
     "retention": RetentionSettings,
+    "network": NetworkSettings,
     "processor": ProcessorSettings,
     "simulated": SimulatedSettings,
     "stripe": StripeConfig,
@@ -800,6 +867,16 @@ class Settings:
     @property
     def retention(self) -> RetentionSettings:
         return self.view("retention", RetentionSettings)
+
+    @property
+    def network(self) -> NetworkSettings:
+        return self.view("network", NetworkSettings)
+
+    def ledger_retention(self) -> timedelta:
+        """How long card-ledger entries are kept: `[retention] card_ledger`, and never less
+        than the network rules look back (a day more, for the entries a check reads)."""
+        lookback = self.network.rules().lookback + timedelta(days=1)
+        return max(self.retention.card_ledger, lookback)
 
     @property
     def processor(self) -> ProcessorSettings:
@@ -855,9 +932,9 @@ class Settings:
 
     def policy(self) -> RetryPolicy:
         retry = self.retry
-        return RetryPolicy.standard(cap=retry.max_attempts, jitter=retry.jitter).with_rows(
-            self.policy_rows
-        )
+        return RetryPolicy.standard(
+            cap=retry.max_attempts, jitter=retry.jitter, network=self.network.rules()
+        ).with_rows(self.policy_rows)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every setting with its value (secrets masked), source and variable."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from payretry.domain.outcomes import RunReport
-from payretry.domain.ports import Store
+from payretry.domain.ports import CardLedger, Store
 from payretry.errors import PayretryError
 from payretry.service.duepass import DuePass
 from payretry.signals import restore_signals, stop_on_signals
@@ -49,8 +49,12 @@ class Daemon:
         name: str | None = None,
         delivery: Delivery | None = None,
         events_interval: timedelta = timedelta(seconds=5),
+        ledger: CardLedger | None = None,
+        ledger_retention: timedelta = timedelta(days=31),
     ) -> None:
         self.store = store
+        self.ledger = ledger  # the card ledger: its own retention, purged apart from the jobs
+        self.ledger_retention = ledger_retention
         self.delivery = delivery  # the event outbox's sinks, each delivered by a job of its own
         self.events_interval = events_interval
         self.due = due  # attempts what is due here, or sends it to SQS
@@ -101,9 +105,12 @@ class Daemon:
         if self.delivery is not None:  # outbox entries every sink has taken
             self.delivery.purge(now - self.retention)
         removed = self.store.purge(now - self.retention)
+        pruned = self.ledger.purge_card_ledger(now - self.ledger_retention) if self.ledger else 0
         self.last_purge = now
         if removed:
             log.info("purged %d finished job(s) older than the retention period", removed)
+        if pruned:
+            log.info("purged %d card-ledger entries older than its retention period", pruned)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait for a tick in progress to end; False if it is still running after `timeout`."""

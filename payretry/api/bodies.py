@@ -42,6 +42,10 @@ class JobFields(Body):
     payment_intent: str | None = None
     customer: str | None = None
     payment_method: str | None = None
+    card_network: str | None = Field(None, description="visa, mastercard, amex, ...")
+    card_fingerprint: str | None = Field(
+        None, description="The processor's card fingerprint (an opaque id; never card data)"
+    )
     window: str | None = Field(None, description="Payment window from now: 24h")
     expires_at: str | None = None
     priority: int | None = None
@@ -127,6 +131,8 @@ class Fields:
             "payment_intent",
             "customer",
             "payment_method",
+            "card_network",
+            "card_fingerprint",
             "window",
             "expires_at",
             "priority",

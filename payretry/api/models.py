@@ -82,6 +82,10 @@ class JobOut(Model):
     priority: int
     reason: str | None
     policy_row: str | None
+    network_rule: str | None  # the card-network rule that moved or stopped the job
+    card_network: str | None
+    card_fingerprint: str | None
+    card_key: str | None  # the card ledger its attempts count in
     payment_intent: str | None
     customer: str | None
     payment_method: str | None

@@ -45,7 +45,8 @@ class Services:
 
     @cached_property
     def operations(self) -> Operations:
-        return self.wiring.operations()
+        # queueing: a payment Stripe Billing already retries is refused, as by `payretry queue`
+        return self.wiring.operations(queueing=True)
 
     @cached_property
     def retries(self) -> RetryRequests:

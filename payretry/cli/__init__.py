@@ -14,6 +14,7 @@ from payretry import __version__
 from payretry.cli import (
     api_cmd,
     cancel,
+    card_cmd,
     config_cmd,
     db,
     events,
@@ -249,6 +250,7 @@ for module in (
     health,
     purge,
     policy_cmd,
+    card_cmd,
     config_cmd,
     db,
     stripe_cmd,

@@ -18,7 +18,7 @@ from payretry.domain.models import Job
 from payretry.domain.validation import redact
 from payretry.errors import PayretryError
 from payretry.masking import mask_secrets
-from payretry.service.views import job_dict
+from payretry.service.views import card_key_text, job_dict
 
 __all__ = ["job_dict"]  # the JSON shape of a job, shared with the HTTP API
 
@@ -100,6 +100,11 @@ def job_panel(job: Job) -> Table:
         ("job id", job.id),
     ]
     rows += [(name.replace("_", " "), ref) for name, ref in job.refs.as_dict().items() if ref]
+    card = card_key_text(job)
+    if card is not None:
+        rows.append(("card", card))
+    if job.network_rule:
+        rows.append(("network rule", job.network_rule))
     if job.action:
         rows += [
             ("waiting on", f"checkout session {job.action.ref}"),

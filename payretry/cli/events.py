@@ -30,6 +30,10 @@ def describe_event(event: dict[str, Any]) -> str:
         what += f" ({code}; {'will retry' if event.get('will_retry') else 'no retry'})"
     elif event["type"] == "retry_scheduled":
         what += f" for {str(event.get('next_retry_at'))[:19]}Z"
+    elif event["type"] == "retry_postponed":
+        what += f" to {str(event.get('next_retry_at'))[:19]}Z by {event.get('rule')}"
+    elif event["type"] == "retry_blocked":
+        what += f" by {event.get('rule')}"
     where = ""
     if event["delivered_to"]:
         where += f"; delivered to {', '.join(event['delivered_to'])}"

@@ -23,7 +23,7 @@ def explain(
 
     wiring = get_context(ctx).wiring
     job = wiring.operations().status(transaction_id)
-    steps = story(job, wiring.policy)
+    steps = story(job, wiring.policy, wiring.store.entries_for_job(job.id))
     events = job_events(wiring.store, job.id, wiring.sink_names)
     if json_output:
         print_json(

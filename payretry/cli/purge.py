@@ -21,18 +21,23 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only; remove nothing.")] = False,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
-    """Remove finished jobs (succeeded, failed, exhausted, abandoned, cancelled) and their
-    attempts, last changed longer ago than --older-than, and outbox entries that old which
-    every configured sink has taken. Active jobs are never touched."""
+    """Remove finished jobs (succeeded, failed, exhausted, abandoned, cancelled, blocked) and
+    their attempts, last changed longer ago than --older-than, and outbox entries that old
+    which every configured sink has taken. Active jobs are never touched. The card ledger
+    keeps its own retention ([retention] card_ledger, at least 31 days), whatever
+    --older-than says."""
     app = get_context(ctx)
     if older_than is not None:
         app.set_flag("retention.period", older_than)
     period = app.settings.retention.period
     wiring = app.wiring
-    count = wiring.store.purge(utcnow() - period, dry_run=dry_run)
+    now = utcnow()
+    count = wiring.store.purge(now - period, dry_run=dry_run)
+    ledger = app.settings.ledger_retention()
+    entries = wiring.store.purge_card_ledger(now - ledger, dry_run=dry_run)
     changes = 0
     if not dry_run:  # outbox entries that old which every configured sink has taken
-        changes = wiring.store.purge_events(utcnow() - period, wiring.sink_names)
+        changes = wiring.store.purge_events(now - period, wiring.sink_names)
     if json_output:
         print_json(
             {
@@ -40,13 +45,21 @@ def purge(
                 "older_than": format_duration(period),
                 "jobs": count,
                 "outbox_entries": changes,
+                "card_ledger_entries": entries,
+                "card_ledger_older_than": format_duration(ledger),
             }
         )
         return
     verb = "Would remove" if dry_run else "Removed"
     typer.echo(
         f"{verb} {count} finished job(s) older than {format_duration(period)}"
-        + (f" and {changes} delivered outbox entries." if changes else ".")
+        + (f" and {changes} delivered outbox entries" if changes else "")
+        + (
+            f"; {entries} card-ledger entries older than {format_duration(ledger)}"
+            if entries
+            else ""
+        )
+        + "."
     )
 
 

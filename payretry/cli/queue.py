@@ -50,6 +50,17 @@ def queue(
     customer: Annotated[str | None, typer.Option("--customer")] = None,
     payment_method: Annotated[str | None, typer.Option("--payment-method")] = None,
     checkout_session: Annotated[str | None, typer.Option("--checkout-session")] = None,
+    card_network: Annotated[
+        str | None,
+        typer.Option("--card-network", help="The card's network: visa, mastercard, amex, ..."),
+    ] = None,
+    card_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--card-fingerprint",
+            help="The processor's card fingerprint (an opaque id; never card data).",
+        ),
+    ] = None,
     window: Annotated[
         str | None, typer.Option("--window", help="Payment window from now, e.g. 24h.")
     ] = None,
@@ -94,6 +105,8 @@ def queue(
         "customer": customer,
         "payment_method": payment_method,
         "checkout_session": checkout_session,
+        "card_network": card_network,
+        "card_fingerprint": card_fingerprint,
         "window": window,
         "expires_at": expires_at,
         "priority": priority,
@@ -179,7 +192,9 @@ def _checked_first(app: AppContext, work: Callable[[Operations], T], *, always: 
             work(Operations(cast("Store", _EmptyStore()), app.wiring.policy))
         except _WouldWrite:
             pass
-    return work(app.wiring.operations())
+    # The real pass also asks the processor whether the payment is retried elsewhere (Stripe
+    # Billing): a question the empty pass never asks, so it creates no database either.
+    return work(app.wiring.operations(queueing=True))
 
 
 class _null:

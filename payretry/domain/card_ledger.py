@@ -33,7 +33,12 @@ class Network(StrEnum):
         for anything else, never an error."""
         if isinstance(brand, Network):
             return brand
-        return _ALIASES.get(re.sub(r"[\s_\-]", "", (brand or "").lower()), cls.UNKNOWN)
+        if not brand:
+            return cls.UNKNOWN
+        found = _ALIASES.get(brand)  # as stored: "visa", "mastercard" (the claim's hot path)
+        if found is not None:
+            return found
+        return _ALIASES.get(re.sub(r"[\s_\-]", "", brand.lower()), cls.UNKNOWN)
 
     @classmethod
     def parse(cls, text: str, *, field: str = "card_network") -> Network:
@@ -97,7 +102,7 @@ class CardKey:
     value: str
 
     def __str__(self) -> str:
-        return f"{self.kind.value}:{self.value}"
+        return f"{self.kind}:{self.value}"  # a StrEnum formats as its value
 
     @classmethod
     def parse(cls, text: str, *, field: str = "KEY") -> CardKey:
@@ -178,8 +183,11 @@ class LedgerEntry:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
             raise InvalidInput("must be timezone-aware", field="at")
-        object.__setattr__(self, "network_advice_code", network_code(self.network_advice_code))
-        object.__setattr__(self, "network_decline_code", network_code(self.network_decline_code))
+        if self.network_advice_code is not None:  # most entries carry no code: left as they are
+            object.__setattr__(self, "network_advice_code", network_code(self.network_advice_code))
+        if self.network_decline_code is not None:
+            code = network_code(self.network_decline_code)
+            object.__setattr__(self, "network_decline_code", code)
 
     @property
     def reattempt(self) -> bool:

@@ -9,50 +9,63 @@ the rows, and say themselves what they write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from payretry.domain.card_checks import CardHistory, LedgerSettle, hold_reason, settle
+from payretry.domain.card_ledger import LedgerEntry
 from payretry.domain.events import (
     OutboxEntry,
     on_cancel,
     on_claim,
+    on_held,
     on_outcome,
     on_parked,
     on_queue,
     on_queue_many,
     on_window_closed,
 )
-from payretry.domain.models import AttemptOutcome, Job
+from payretry.domain.models import AttemptOutcome, Job, JobState
+from payretry.domain.network_rules import Verdict
 from payretry.domain.policy import Decision
 from payretry.domain.results import AttemptRequest, AttemptResult
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A new job, scheduled for its first retry."""
+    """A new job, scheduled for its first retry. `card_entry`: the decline it was queued
+    after, as the card ledger records it (attempt 0; None without a card identity);
+    `verdict`: the card-network rule that moved its first retry, if one did."""
 
     job: Job
+    card_entry: LedgerEntry | None = None
+    verdict: Verdict | None = None
 
     @property
     def entry(self) -> OutboxEntry:
-        return on_queue(self.job)
+        return on_queue(self.job, self.verdict)
 
     @staticmethod
     def entries(queued: Sequence[Queued]) -> list[OutboxEntry]:
         """The entries of many new jobs at once (a bulk queue shares a few distinct times)."""
-        return on_queue_many([q.job for q in queued])
+        verdicts = [q.verdict for q in queued]
+        return on_queue_many(
+            [q.job for q in queued], verdicts if any(v is not None for v in verdicts) else None
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A job claimed under a lease, with the attempt row already written. The claim sets the
-    job's `updated_at` to the claim time."""
+    job's `updated_at` to the claim time. `card`: the job's card ledger as the claim read it,
+    this attempt's entry in it (None: no card identity)."""
 
     job: Job
     attempt_number: int
     idempotency_key: str
     lease_token: str
+    card: CardHistory | None = None
 
     @property
     def entry(self) -> OutboxEntry:
@@ -92,11 +105,70 @@ class Finish:
     result: AttemptResult
     decision: Decision
     finished_at: datetime
+    settled: LedgerSettle | None = None  # `ledger`, when the decision already worked it out
 
     @property
     def entry(self) -> OutboxEntry:
         c = self.claimed
         return on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+
+    @property
+    def ledger(self) -> LedgerSettle | None:
+        """What the outcome writes to the card ledger (None: nothing; no card identity)."""
+        if self.settled is not None:
+            return self.settled
+        c = self.claimed
+        return settle(c.job, c.attempt_number, c.card, self.result, self.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A due job the card-network rules kept from being attempted when it was claimed: moved
+    to the earliest time that keeps every rule (never earlier than it was due), or blocked.
+    Written in the claim's transaction instead of the attempt; `job` is as stored after it."""
+
+    job: Job
+    number: int  # the attempt that was not made
+    verdict: Verdict
+    at: datetime
+
+    @classmethod
+    def of(cls, job: Job, number: int, verdict: Verdict, at: datetime) -> Held:
+        if verdict.blocked:
+            state, when = JobState.BLOCKED, None
+        else:
+            assert verdict.at is not None
+            due = job.next_retry_at
+            state, when = JobState.SCHEDULED, verdict.at if due is None else max(verdict.at, due)
+        held = replace(
+            job,
+            state=state,
+            next_retry_at=when,
+            reason=hold_reason(number, verdict),
+            network_rule=verdict.rule,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=at,
+        )
+        return cls(held, number, verdict, at)
+
+    @property
+    def blocked(self) -> bool:
+        return self.job.state is JobState.BLOCKED
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_held(self.job, self.number, self.verdict, self.at)
+
+
+class ClaimBatch(list[Claimed]):
+    """What a claim took: the jobs claimed (the list itself) and `held`, the due jobs the
+    card-network rules kept from being attempted (postponed or blocked in the claim's
+    transaction)."""
+
+    def __init__(self, claimed: Iterable[Claimed] = (), held: Iterable[Held] = ()) -> None:
+        super().__init__(claimed)
+        self.held: tuple[Held, ...] = tuple(held)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from typing import Any
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, attempt_key
 from payretry.domain.money import Money
+from payretry.domain.network_rules import Verdict
 from payretry.domain.policy import Decision, Outcome
 from payretry.domain.results import AttemptResult
 
@@ -41,6 +42,8 @@ class EventType(StrEnum):
     ABANDONED = "retry_abandoned"  # the payment window closed
     CANCELLED = "retry_cancelled"  # an operator cancelled the job
     PARKED = "retry_parked"  # rescued too often without an outcome: held for an operator
+    POSTPONED = "retry_postponed"  # a card-network rule moved attempt N later
+    BLOCKED = "retry_blocked"  # a card-network rule stopped the job
     NOTIFICATION = "user_notification"  # a message for the customer
 
 
@@ -62,6 +65,8 @@ ANALYTICS: Mapping[EventType, str] = {
 }
 
 _COMMON = ("transaction_id", "user_id", "amount_minor", "currency")
+# What a rule-driven event says: the rule's id, its sentence, its source.
+_RULE = ("rule", "rule_reason", "rule_source")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +103,22 @@ def _to_second(text: Any) -> str:
     return value[:dot] + "Z" if dot != -1 and value.endswith("Z") else value
 
 
-def event_id(job_id: str, attempt: int, kind: EventType, notice: Notice | None = None) -> str:
+def event_id(
+    job_id: str,
+    attempt: int,
+    kind: EventType,
+    notice: Notice | None = None,
+    *,
+    until: str | None = None,
+) -> str:
+    """`<job id>:<attempt>:<type>`; a notification adds its kind, a postponement the time it
+    moved the attempt to (one attempt may be moved more than once)."""
     base = f"{job_id}:{attempt}:{kind.value}"
-    return f"{base}:{notice.value}" if notice is not None else base
+    if notice is not None:
+        return f"{base}:{notice.value}"
+    if kind is EventType.POSTPONED and until:
+        return f"{base}:{until.replace('-', '').replace(':', '')}"
+    return base
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +156,9 @@ class OutboxEntry:
             out["notification"] = notice.value
         out.update(extra)
         number = self.attempt if attempt is None else attempt
+        until = str(data.get("next_retry_at") or "") if kind is EventType.POSTPONED else None
         return Event(
-            event_id(self.job_id, number, kind, notice),
+            event_id(self.job_id, number, kind, notice, until=until),
             kind,
             self.job_id,
             number,
@@ -180,6 +199,14 @@ class OutboxEntry:
             )
         return [self._event(EventType.SCHEDULED, state, fields, attempt=attempt), note]
 
+    def _postponed(self, attempt: int) -> Event:
+        """A card-network rule moved `attempt` to `next_retry_at`."""
+        fields = ("next_retry_at", *_RULE)
+        return self._event(EventType.POSTPONED, JobState.SCHEDULED, fields, attempt=attempt)
+
+    def _blocked(self, state: str) -> Event:
+        return self._event(EventType.BLOCKED, state, ("reason", *_RULE))
+
     def _failed_for_good(self, state: str) -> Event:
         notify = self.data.get("notify")
         why = f": {notify}" if notify else ""
@@ -193,7 +220,8 @@ class OutboxEntry:
 
 
 def _render_scheduled(entry: OutboxEntry) -> list[Event]:
-    return entry._planned(entry.attempt)
+    moved = [entry._postponed(entry.attempt)] if entry.data.get("rule") else []
+    return [*moved, *entry._planned(entry.attempt)]
 
 
 def _render_initiated(entry: OutboxEntry) -> list[Event]:
@@ -218,16 +246,19 @@ def _render_failed(entry: OutboxEntry) -> list[Event]:
     failed = entry._event(
         EventType.FAILED,
         state,
-        ("error_code", "decline_code", "next_retry_at", "policy_row", "reason"),
+        ("error_code", "decline_code", "next_retry_at", "policy_row", "reason", "rule"),
         will_retry=will_retry,
     )
     if will_retry:
-        return [failed, *entry._planned(entry.attempt + 1)]
+        moved = [entry._postponed(entry.attempt + 1)] if entry.data.get("rule") else []
+        return [failed, *moved, *entry._planned(entry.attempt + 1)]
     events = [failed]
     if state == JobState.EXHAUSTED.value:
         events.append(entry._event(EventType.EXHAUSTED, state, ("reason",)))
     elif state == JobState.ABANDONED.value:
         events.append(entry._event(EventType.ABANDONED, state, ("reason",)))
+    elif state == JobState.BLOCKED.value:
+        events.append(entry._blocked(state))
     return [*events, entry._failed_for_good(state)]
 
 
@@ -254,6 +285,17 @@ def _render_parked(entry: OutboxEntry) -> list[Event]:
     return [entry._event(EventType.PARKED, JobState.PARKED, ("reason", "rescues"))]
 
 
+def _render_postponed(entry: OutboxEntry) -> list[Event]:
+    """Claimed, but a card-network rule moved the attempt: no retry_scheduled again (its id
+    would repeat the first one's); the postponement carries the new time."""
+    return [entry._postponed(entry.attempt)]
+
+
+def _render_blocked(entry: OutboxEntry) -> list[Event]:
+    state = JobState.BLOCKED.value
+    return [entry._blocked(state), entry._failed_for_good(state)]
+
+
 def _render_window_closed(entry: OutboxEntry) -> list[Event]:
     state = JobState.ABANDONED.value
     return [
@@ -271,6 +313,8 @@ _RENDER = {
     EventType.CANCELLED: _render_cancelled,
     EventType.PARKED: _render_parked,
     EventType.ABANDONED: _render_window_closed,
+    EventType.POSTPONED: _render_postponed,
+    EventType.BLOCKED: _render_blocked,
 }
 
 
@@ -286,6 +330,15 @@ def _common(job: Job) -> dict[str, Any]:
     }
 
 
+def _rule_data(data: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
+    """The card-network rule that moved or stopped a retry: its id, sentence and source."""
+    if verdict is not None and not verdict.allowed:
+        data["rule"] = verdict.rule
+        data["rule_reason"] = verdict.reason
+        data["rule_source"] = verdict.source
+    return data
+
+
 def queue_data(job: Job, stamp: Callable[[datetime | None], str | None] = iso) -> dict[str, Any]:
     """What a queued job's entry holds (`stamp` formats times: a bulk queue memoises it)."""
     return {
@@ -299,12 +352,15 @@ def queue_data(job: Job, stamp: Callable[[datetime | None], str | None] = iso) -
     }
 
 
-def on_queue(job: Job) -> OutboxEntry:
-    """A job was queued: attempt 1 is scheduled."""
-    return OutboxEntry(job.id, 1, EventType.SCHEDULED, job.created_at, queue_data(job))
+def on_queue(job: Job, verdict: Verdict | None = None) -> OutboxEntry:
+    """A job was queued: attempt 1 is scheduled (moved by a card-network rule: `verdict`)."""
+    data = _rule_data(queue_data(job), verdict)
+    return OutboxEntry(job.id, 1, EventType.SCHEDULED, job.created_at, data)
 
 
-def on_queue_many(jobs: Sequence[Job]) -> list[OutboxEntry]:
+def on_queue_many(
+    jobs: Sequence[Job], verdicts: Sequence[Verdict | None] | None = None
+) -> list[OutboxEntry]:
     """`on_queue` for many new jobs: a bulk queue shares a handful of distinct times, so each
     is formatted once."""
     times: dict[datetime | None, str | None] = {}
@@ -316,7 +372,14 @@ def on_queue_many(jobs: Sequence[Job]) -> list[OutboxEntry]:
         return found
 
     kind = EventType.SCHEDULED
-    return [OutboxEntry(job.id, 1, kind, job.created_at, queue_data(job, stamp)) for job in jobs]
+    if verdicts is None:
+        return [
+            OutboxEntry(job.id, 1, kind, job.created_at, queue_data(job, stamp)) for job in jobs
+        ]
+    return [
+        OutboxEntry(job.id, 1, kind, job.created_at, _rule_data(queue_data(job, stamp), v))
+        for job, v in zip(jobs, verdicts, strict=True)
+    ]
 
 
 def on_claim(job: Job, attempt: int, at: datetime) -> OutboxEntry:
@@ -352,6 +415,7 @@ def on_outcome(
     data["reason"] = decision.reason
     if result.notify:
         data["notify"] = result.notify
+    _rule_data(data, decision.verdict)
     return OutboxEntry(job.id, attempt, EventType.FAILED, at, data)
 
 
@@ -368,6 +432,18 @@ def on_parked(job: Job, at: datetime) -> OutboxEntry:
     data["reason"] = job.reason
     data["rescues"] = job.rescues
     return OutboxEntry(job.id, job.attempt_count + 1, EventType.PARKED, at, data)
+
+
+def on_held(job: Job, attempt: int, verdict: Verdict, at: datetime) -> OutboxEntry:
+    """A claimed job the card-network rules kept from attempt `attempt`: postponed (`job` is
+    scheduled at its new time) or blocked."""
+    data = _common(job)
+    data["state"] = job.state.value
+    data["next_retry_at"] = iso(job.next_retry_at)
+    data["reason"] = job.reason
+    _rule_data(data, verdict)
+    kind = EventType.BLOCKED if job.state is JobState.BLOCKED else EventType.POSTPONED
+    return OutboxEntry(job.id, attempt, kind, at, data)
 
 
 def on_window_closed(job: Job, at: datetime) -> OutboxEntry:

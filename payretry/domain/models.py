@@ -26,6 +26,10 @@ class JobState(StrEnum):
     # max_rescues` times without an outcome, it is held for an operator. Nothing automatic
     # moves it; `payretry retry` re-sends the same attempt under its same key, `cancel` ends it.
     PARKED = "parked"
+    # A card-network rule forbids the next retry on the job's card (a Visa category 1 or
+    # Mastercard MAC 01/03/21 decline), or moves it past the payment window; the job's reason
+    # names the rule and its source (payretry/domain/network_rules.py).
+    BLOCKED = "blocked"
 
     @property
     def final(self) -> bool:
@@ -39,6 +43,7 @@ FINAL_STATES = frozenset(
         JobState.EXHAUSTED,
         JobState.ABANDONED,
         JobState.CANCELLED,
+        JobState.BLOCKED,
     }
 )
 # Active: at most one per transaction. A parked job counts: its attempt may have charged, so
@@ -50,7 +55,13 @@ ACTIVE_STATES = frozenset(
 # The one table of legal transitions. Final states have no way out.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.SCHEDULED: frozenset(
-        {JobState.RUNNING, JobState.CANCELLED, JobState.ABANDONED, JobState.SCHEDULED}
+        {
+            JobState.RUNNING,
+            JobState.CANCELLED,
+            JobState.ABANDONED,
+            JobState.SCHEDULED,  # rescheduled, or postponed by a card-network rule at claim
+            JobState.BLOCKED,  # a card-network rule stopped it at claim
+        }
     ),
     JobState.RUNNING: frozenset(
         {
@@ -61,6 +72,7 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
             JobState.ABANDONED,
             JobState.AWAITING_PAYER,  # a Checkout Session now waits for the customer
             JobState.PARKED,  # rescued too often: held for an operator
+            JobState.BLOCKED,  # a card-network rule forbids the next retry
         }
     ),
     JobState.PARKED: frozenset(
@@ -138,6 +150,10 @@ class NewJob:
     expires_at: datetime | None
     priority: int | None  # None: from the amount
     window: str | None = None  # how the window was given, for the record
+    # The card, when the caller knows it: its network and the processor's fingerprint (an
+    # opaque id, never card data). With them the card-network rules count per card.
+    card_network: str | None = None
+    card_fingerprint: str | None = None
 
     @property
     def effective_priority(self) -> int:
@@ -164,6 +180,8 @@ class NewJob:
             priority=self.effective_priority,
             refs=self.refs,
             metadata=self.metadata,
+            card_network=self.card_network,
+            card_fingerprint=self.card_fingerprint,
         )
 
     def same_request_as(self, other: NewJob) -> bool:
@@ -176,6 +194,8 @@ class NewJob:
             and self.refs == other.refs
             and dict(self.metadata) == dict(other.metadata)
             and self.effective_priority == other.effective_priority
+            and self.card_network == other.card_network
+            and self.card_fingerprint == other.card_fingerprint
         )
 
     def same_request(self, job: Job) -> bool:
@@ -189,6 +209,8 @@ class NewJob:
             and job.refs == self.refs
             and dict(job.metadata) == dict(self.metadata)
             and job.priority == self.effective_priority
+            and job.card_network == self.card_network
+            and job.card_fingerprint == self.card_fingerprint
         )
 
 
@@ -234,6 +256,9 @@ class Job:
     rescues: int = 0  # times the current attempt was rescued without an outcome
     attempts: tuple[Attempt, ...] = ()
     action: CustomerAction | None = None  # set while awaiting_payer
+    card_network: str | None = None  # visa, mastercard, ... (Network values)
+    card_fingerprint: str | None = None  # the processor's card fingerprint: an opaque id
+    network_rule: str | None = None  # the card-network rule that moved or stopped the job
 
     @property
     def attempts_remaining(self) -> int:

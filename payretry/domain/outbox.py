@@ -78,6 +78,7 @@ class Telemetry:
     due_now: int
     oldest_due_at: datetime | None
     pending_events: Mapping[str, int] = field(default_factory=dict)  # per sink
+    blocked_by_rule: Mapping[str, int] = field(default_factory=dict)  # blocked jobs, per rule
 
     @property
     def success_rate(self) -> float | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from payretry.domain.changes import Finish, Settlement, Unsettled
+from payretry.domain.changes import Finish, Held, Settlement, Unsettled
 from payretry.domain.dispatch import Dispatch
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState
@@ -18,9 +18,11 @@ LOST_LEASE = "lost_lease"
 IN_DOUBT = "in_doubt"
 DISPATCHED = "dispatched"
 PARKED = "parked"
+POSTPONED = "postponed"  # claimed, but a card-network rule moved the attempt: not sent
+BLOCKED = "blocked"
 # Outcomes whose attempt was recorded: what followed is in the database.
 RECORDED = frozenset(
-    {"succeeded", "rescheduled", "failed", "exhausted", "abandoned", "awaiting_payer"}
+    {"succeeded", "rescheduled", "failed", "exhausted", "abandoned", "awaiting_payer", "blocked"}
 )
 
 
@@ -110,6 +112,22 @@ class JobResult:
         )
 
     @classmethod
+    def of_held(cls, held: Held) -> JobResult:
+        """A claimed job a card-network rule kept from its attempt: postponed or blocked."""
+        job = held.job
+        return cls(
+            job.transaction_id,
+            job.id,
+            held.number,
+            BLOCKED if held.blocked else POSTPONED,
+            job.state.value,
+            job.error_code,
+            job.decline_code,
+            job.next_retry_at,
+            job.reason,
+        )
+
+    @classmethod
     def of_window_closed(cls, job: Job) -> JobResult:
         """A waiting job abandoned because its window closed: the attempt never made."""
         return cls(
@@ -166,6 +184,8 @@ class RunReport:
                     IN_DOUBT,
                     "awaiting_payer",
                     PARKED,
+                    POSTPONED,
+                    BLOCKED,
                 )
             },
             "rescued": self.rescued,

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from payretry.domain.card_checks import REASON_LIMIT, CardHistory
 from payretry.domain.durations import format_duration, iso
 from payretry.domain.models import Job, JobState
+from payretry.domain.network_rules import NetworkRules, Verdict
 from payretry.domain.results import AttemptResult
-
-REASON_LIMIT = 1000  # the job's reason column
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,7 @@ class Outcome(StrEnum):
     EXHAUSTED = "exhausted"
     ABANDONED = "abandoned"
     AWAITING = "awaiting_payer"  # a Checkout Session waits for the customer
+    BLOCKED = "blocked"  # a card-network rule forbids the next retry on the card
 
     @property
     def state(self) -> JobState:
@@ -156,6 +157,7 @@ _OUTCOME_STATE: Mapping[Outcome, JobState] = {  # built once: read per attempt o
     Outcome.FAILED: JobState.FAILED,
     Outcome.EXHAUSTED: JobState.EXHAUSTED,
     Outcome.ABANDONED: JobState.ABANDONED,
+    Outcome.BLOCKED: JobState.BLOCKED,
 }
 
 
@@ -167,15 +169,24 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """`verdict`: what the card-network rules said of the next retry, when they moved it
+    (postponed) or stopped it (blocked); None when they were not asked or let it go."""
+
     outcome: Outcome
     row: PolicyRow
     reason: str
     next_retry_at: datetime | None = None
     max_attempts: int = 0
+    verdict: Verdict | None = None
 
     @property
     def state(self) -> JobState:
         return self.outcome.state
+
+    @property
+    def rule(self) -> str | None:
+        """The card-network rule that moved or stopped the next retry, if one did."""
+        return self.verdict.rule if self.verdict is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +195,13 @@ class RetryPolicy:
     default: PolicyRow = DEFAULT_ROW
     cap: int = 3  # the global cap on attempts (PAYRETRY_MAX_ATTEMPTS)
     jitter: float = 0.0  # 0.1 spreads each delay by up to +/-10%, deterministically per attempt
+    network: NetworkRules = field(default_factory=NetworkRules)  # the `[network]` rules
 
     @classmethod
-    def standard(cls, *, cap: int = 3, jitter: float = 0.0) -> RetryPolicy:
-        return cls(rows=default_rows(), cap=cap, jitter=jitter)
+    def standard(
+        cls, *, cap: int = 3, jitter: float = 0.0, network: NetworkRules | None = None
+    ) -> RetryPolicy:
+        return cls(rows=default_rows(), cap=cap, jitter=jitter, network=network or NetworkRules())
 
     def with_rows(self, rows: Iterable[PolicyRow]) -> RetryPolicy:
         merged = dict(self.rows)
@@ -224,14 +238,24 @@ class RetryPolicy:
         return f"error code {error_code}"
 
     def decide(
-        self, job: Job, attempt_number: int, result: AttemptResult, now: datetime
+        self,
+        job: Job,
+        attempt_number: int,
+        result: AttemptResult,
+        now: datetime,
+        card: CardHistory | None = None,
     ) -> Decision:
         """What follows attempt `attempt_number` of `job` ending with `result`, at `now`.
 
         One path for every attempt: attempt 0 is the failure the job was queued after (its first
         retry is decided on it, `AttemptResult.queued_after(job)`); a failed attempt is looked up
         by its own error (the new error's row decides, bounded by the job's limit); a success or
-        a checkout that now waits on the customer keep the job's row."""
+        a checkout that now waits on the customer keep the job's row.
+
+        `card`: the job's card ledger, this attempt's outcome in it (None: no card identity).
+        A retry the policy would make is then checked against the card-network rules
+        (`self.network`): moved to the earliest time that keeps every rule, or blocked when no
+        time does or that time falls after the payment window."""
         if result.action is not None:  # a Checkout Session waits for the customer
             row = self.lookup(job.error_code, job.decline_code).row
             until = f" until {iso(result.action.expires_at)}" if result.action.expires_at else ""
@@ -261,6 +285,8 @@ class RetryPolicy:
                 result.decline_code,
                 now,
             )
+            if card is not None and decision.outcome is Outcome.RETRY:
+                decision = self._by_the_card(job, decision, card)
         if result.notify:  # `status` shows what the customer was asked to do
             reason = f"{decision.reason}; customer notified: {result.notify}"
             decision = replace(decision, reason=reason[:REASON_LIMIT])
@@ -314,6 +340,29 @@ class RetryPolicy:
             f"{number} of {limit}",
             at,
             limit,
+        )
+
+    def _by_the_card(self, job: Job, decision: Decision, card: CardHistory) -> Decision:
+        """The policy's retry, checked against the card-network rules."""
+        assert decision.next_retry_at is not None
+        verdict = card.verdict(self.network, job, decision.next_retry_at)
+        if verdict.allowed:
+            return decision
+        why = f"{verdict.reason} (source: {verdict.source})"
+        if verdict.blocked:
+            return Decision(
+                Outcome.BLOCKED,
+                decision.row,
+                f"{decision.reason}, but a card-network rule stops it: {why}"[:REASON_LIMIT],
+                None,
+                decision.max_attempts,
+                verdict,
+            )
+        return replace(
+            decision,
+            next_retry_at=verdict.at,
+            reason=f"{decision.reason}; moved by a card-network rule: {why}"[:REASON_LIMIT],
+            verdict=verdict,
         )
 
     def table(self) -> list[PolicyRow]:

@@ -1,5 +1,6 @@
-"""The ports the service drives: a store of jobs, a payment processor, and the customer's
-actions some processors wait on."""
+"""The ports the service drives: a store of jobs, a payment processor, the customer's actions
+some processors wait on, the card ledger the network rules read, and a processor's own retries
+of a payment."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from payretry.domain.changes import Cancelled, Claimed, Finish, Queued, Rescue, Settlement
-from payretry.domain.models import Job, JobState
+from payretry.domain.card_checks import CardIdentity, CardPool
+from payretry.domain.card_ledger import CardKey, LedgerEntry
+from payretry.domain.changes import (
+    Cancelled,
+    ClaimBatch,
+    Claimed,
+    Finish,
+    Queued,
+    Rescue,
+    Settlement,
+)
+from payretry.domain.models import Job, JobState, NewJob
+from payretry.domain.network_rules import NetworkRules
 from payretry.domain.results import AttemptRequest, AttemptResult
 
 
@@ -36,6 +48,35 @@ class CustomerActions(Protocol):
     def check_action(self, job: Job) -> AttemptResult | None:
         """The outcome of the customer's action, or None while it is still open (or its state
         could not be read this time)."""
+        ...
+
+
+class RetriedElsewhere(Protocol):
+    """A processor that retries some payments itself (Stripe Billing's retries of an invoice):
+    asked at queue time, so a payment is never retried by two engines at once."""
+
+    def retried_elsewhere(self, request: NewJob) -> str | None:
+        """A sentence saying who already retries this payment (the job is refused), or None."""
+        ...
+
+
+class CardLedger(Protocol):
+    """The card ledger (payretry/domain/card_ledger.py): every authorization sent on a card,
+    from any job. The store writes it with each change that sends or settles one (a queue, a
+    claim, an outcome); this is what the decision and `payretry card` read, and its own
+    retention, apart from the jobs'."""
+
+    def card_history(self, key: CardKey, since: datetime) -> list[LedgerEntry]:
+        """The card's entries newer than `since`, oldest first (for a payment method's key,
+        also the entries written for it under its card's key)."""
+        ...
+
+    def card_pool(self, cards: Sequence[CardIdentity], since: datetime) -> CardPool:
+        """The entries newer than `since` of many jobs' cards at once (a queue file)."""
+        ...
+
+    def purge_card_ledger(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Remove entries older than `before` (the ledger's retention, not the jobs')."""
         ...
 
 
@@ -103,8 +144,19 @@ class Store(Protocol):
         ...
 
     def claim(
-        self, now: datetime, limit: int, lease_for: timedelta, *, job_id: str | None = None
-    ) -> list[Claimed]: ...
+        self,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        job_id: str | None = None,
+        rules: NetworkRules | None = None,
+    ) -> ClaimBatch:
+        """Lease up to `limit` due jobs (or the job `job_id`) and write their attempts, in one
+        short transaction. A job with a card identity is first checked against the card's
+        ledger under `rules` (None: the networks' defaults): one the rules hold is postponed
+        or blocked in that transaction instead (`ClaimBatch.held`)."""
+        ...
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         """Record outcomes, each fenced by its lease token; False where the lease was lost."""

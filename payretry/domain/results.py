@@ -30,6 +30,10 @@ class AttemptResult:
 
     `retry_after`: the processor asks the whole run to slow down (it answered 429).
     `notify`: a message for the customer (update the card, authenticate, complete checkout).
+    The card network's own codes and the card's identity, when the processor reports them (the
+    card ledger records them; the network rules read them): `advice_code` (the processor's),
+    `network_advice_code` (Mastercard's MAC), `network_decline_code` (the issuer's response
+    code), `card_network` and `card_fingerprint` (an opaque id; never card data).
     """
 
     succeeded: bool
@@ -40,6 +44,11 @@ class AttemptResult:
     retry_after: float | None = None
     notify: str | None = None
     action: CustomerAction | None = None
+    advice_code: str | None = None
+    network_advice_code: str | None = None
+    network_decline_code: str | None = None
+    card_network: str | None = None
+    card_fingerprint: str | None = None
 
     @property
     def awaiting(self) -> bool:

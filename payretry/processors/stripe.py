@@ -26,6 +26,7 @@ from payretry.clock import utcnow
 from payretry.domain.models import Attempt, AttemptOutcome, Job
 from payretry.domain.results import AttemptInDoubt, AttemptRequest, AttemptResult
 from payretry.pacing import RateLimiter
+from payretry.processors.stripe_billing import BillingRetries
 from payretry.processors.stripe_checkout import CheckoutFlow
 from payretry.processors.stripe_classify import (
     AUTHENTICATION_REQUIRED,
@@ -37,6 +38,25 @@ from payretry.processors.stripe_errors import classify
 from payretry.processors.stripe_metadata import metadata_for, metadata_of
 
 log = logging.getLogger("payretry")
+
+
+def decline_fields(error: Any, code: str | None) -> dict[str, Any]:
+    """What a Stripe card error says, for the policy and for the card ledger: the codes
+    (Stripe's advice, the network's MAC and response code) and the card's brand and
+    fingerprint from the error's payment method (never card data)."""
+    method = getattr(error, "payment_method", None)
+    card = getattr(method, "card", None) if method is not None else None
+    return {
+        "code": code,
+        "decline_code": getattr(error, "decline_code", None),
+        "advice_code": getattr(error, "advice_code", None),
+        "network_advice_code": getattr(error, "network_advice_code", None),
+        "network_decline_code": getattr(error, "network_decline_code", None),
+        "card_network": getattr(card, "brand", None) if card is not None else None,
+        "card_fingerprint": getattr(card, "fingerprint", None) if card is not None else None,
+        "message": getattr(error, "message", None),
+    }
+
 
 KEY_TTL = timedelta(hours=24)  # Stripe prunes idempotency keys once at least this old
 _LOOKBACK = timedelta(minutes=10)  # clock skew allowance when listing a customer's intents
@@ -59,6 +79,7 @@ class StripeProcessor:
         self.clock = clock
         self.rate: float | None = conf.rate
         self.checkout = CheckoutFlow(self.requests, conf)  # the CustomerActions port
+        self.billing = BillingRetries(self.requests)  # the RetriedElsewhere port
 
     @property
     def limiter(self) -> RateLimiter:
@@ -92,11 +113,7 @@ class StripeProcessor:
             assert error is not None
             return self._card_result(
                 request,
-                code=exc.code,
-                decline_code=error.decline_code,
-                advice_code=getattr(error, "advice_code", None),
-                network_advice_code=getattr(error, "network_advice_code", None),
-                message=error.message,
+                **decline_fields(error, exc.code),
                 reference=error.payment_intent.id if error.payment_intent is not None else None,
             )
         except stripe.StripeError as exc:
@@ -231,13 +248,7 @@ class StripeProcessor:
         error = intent.last_payment_error
         if error is not None:
             return self._card_result(
-                request,
-                code=error.code,
-                decline_code=error.decline_code,
-                advice_code=getattr(error, "advice_code", None),
-                network_advice_code=getattr(error, "network_advice_code", None),
-                message=error.message,
-                reference=intent.id,
+                request, **decline_fields(error, error.code), reference=intent.id
             )
         return AttemptResult.failure(
             "processing_error",

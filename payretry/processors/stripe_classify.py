@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from payretry.domain.card_ledger import (
@@ -143,6 +143,9 @@ def classify_card_failure(
     """A declined or failed card payment, as the policy reads it (`.result`) and as the card
     network said it (the codes, kept as the network spells them)."""
     mac, issuer = network_code(network_advice_code), network_code(network_decline_code)
+    network = Network.of(card_network)
+    fingerprint = (card_fingerprint or "").strip() or None
+    advice = (advice_code or "").strip() or None
     result = _result(
         code=code,
         decline_code=decline_code,
@@ -152,14 +155,15 @@ def classify_card_failure(
         message=message,
         reference=reference,
     )
-    return CardDecline(
+    result = replace(  # what the card ledger records of this decline
         result,
-        (advice_code or "").strip() or None,
-        mac,
-        issuer,
-        Network.of(card_network),
-        (card_fingerprint or "").strip() or None,
+        advice_code=advice,
+        network_advice_code=mac,
+        network_decline_code=issuer,
+        card_network=network.value if network is not Network.UNKNOWN else None,
+        card_fingerprint=fingerprint,
     )
+    return CardDecline(result, advice, mac, issuer, network, fingerprint)
 
 
 def card_failure(
@@ -168,15 +172,22 @@ def card_failure(
     decline_code: str | None,
     advice_code: str | None = None,
     network_advice_code: str | None = None,
+    network_decline_code: str | None = None,
+    card_network: str | None = None,
+    card_fingerprint: str | None = None,
     message: str | None = None,
     reference: str | None = None,
 ) -> AttemptResult:
-    """A declined or failed card payment, as the policy reads it."""
+    """A declined or failed card payment, as the policy reads it, with the network's codes and
+    the card's identity for the card ledger."""
     return classify_card_failure(
         code=code,
         decline_code=decline_code,
         advice_code=advice_code,
         network_advice_code=network_advice_code,
+        network_decline_code=network_decline_code,
+        card_network=card_network,
+        card_fingerprint=card_fingerprint,
         message=message,
         reference=reference,
     ).result

@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from payretry.domain.card_checks import after_outcome, settle
 from payretry.domain.changes import Claimed, Finish, Unsettled
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.ports import Processor, Store
@@ -101,8 +102,15 @@ class Execution:
         if result.retry_after:
             self.pace(result.retry_after)
         now = self.clock()
-        decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now)
-        return Finish(claimed, result, decision, now)
+        card, settled = claimed.card, None
+        if card is not None:  # what the outcome writes to the card's ledger
+            settled = settle(claimed.job, claimed.attempt_number, card, result, now)
+            assert settled is not None
+            # A failure's next retry is checked on the card's ledger as claimed, this
+            # attempt's outcome in it; nothing else asks the card.
+            card = after_outcome(card, settled) if not result.succeeded else None
+        decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now, card)
+        return Finish(claimed, result, decision, now, settled)
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
         """In a pool thread: wait for the limiter right before the request, so the pace the

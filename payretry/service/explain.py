@@ -1,13 +1,17 @@
 """A job's story in plain sentences: what failed, which policy row applied, why the next retry
-is when it is, why it stopped. Built from the job, its attempts and the current policy."""
+is when it is, which card-network rule moved or stopped it, why it stopped. Built from the job,
+its attempts, the current policy and the job's outbox entries (what each rule-driven decision
+said, with its source)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from payretry.domain.durations import format_duration, iso
+from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import Attempt, AttemptOutcome, Job
 from payretry.domain.policy import RetryPolicy
 
@@ -43,7 +47,39 @@ def _matched(
     return f"policy row {lookup.row.code!r}, matched on {how} ({lookup.row.describe()})"
 
 
-def _attempt_steps(job: Job, attempt: Attempt, policy: RetryPolicy) -> list[Step]:
+def _rule(data: Mapping[str, Any]) -> str:
+    return f"{data.get('rule_reason')} (source: {data.get('rule_source')})"
+
+
+def _rule_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: data.get(name) for name in ("rule", "rule_reason", "rule_source")}
+
+
+def _hold_step(entry: OutboxEntry) -> Step:
+    """A claim the card-network rules held: the attempt was not sent."""
+    data = entry.data
+    if entry.kind is EventType.BLOCKED:
+        text = (
+            f"At {iso(entry.occurred_at)} attempt {entry.attempt} was not sent and the job is "
+            f"blocked: {_rule(data)}."
+        )
+    else:
+        text = f"At {iso(entry.occurred_at)} attempt {entry.attempt} was not sent: {_rule(data)}."
+    return Step(
+        entry.occurred_at,
+        "rule",
+        text,
+        {
+            "attempt": entry.attempt,
+            "next_retry_at": data.get("next_retry_at"),
+            **_rule_fields(data),
+        },
+    )
+
+
+def _attempt_steps(
+    job: Job, attempt: Attempt, policy: RetryPolicy, said: Mapping[str, Any] | None = None
+) -> list[Step]:
     key = {"idempotency_key": attempt.idempotency_key, "attempt": attempt.number}
     started = iso(attempt.started_at)
     if attempt.outcome is AttemptOutcome.PENDING:
@@ -85,9 +121,24 @@ def _attempt_steps(job: Job, attempt: Attempt, policy: RetryPolicy) -> list[Step
     if attempt.error_code is None or attempt.decision is None:
         return steps
     rule = _matched(policy, attempt.error_code, attempt.decline_code, describe=False)
+    row = policy.lookup(attempt.error_code, attempt.decline_code).row
     when = attempt.finished_at
     decision = attempt.decision
-    if decision == "rescheduled" and attempt.next_retry_at is not None and when is not None:
+    moved = said is not None and said.get("rule")
+    extra: dict[str, Any] = _rule_fields(said) if said is not None and moved else {}
+    if decision == "rescheduled" and moved and attempt.next_retry_at is not None:
+        text = (
+            f"Under {rule}, attempt {attempt.number + 1} would have waited "
+            f"{format_duration(row.delay_before(attempt.number + 1))}; a card-network rule "
+            f"moved it: {_rule(said or {})}."
+        )
+    elif decision == "blocked":
+        why = f": {_rule(said or {})}" if moved else ""
+        text = (
+            f"Under {rule}, attempt {attempt.number + 1} would have followed, but a "
+            f"card-network rule stops the job{why}."
+        )
+    elif decision == "rescheduled" and attempt.next_retry_at is not None and when is not None:
         wait = format_duration(attempt.next_retry_at - when)
         text = (
             f"Under {rule}, attempt {attempt.number + 1} waits {wait}: next retry at "
@@ -116,15 +167,19 @@ def _attempt_steps(job: Job, attempt: Attempt, policy: RetryPolicy) -> list[Step
             text,
             {
                 "decision": decision,
-                "policy_row": policy.lookup(attempt.error_code, attempt.decline_code).row.code,
+                "policy_row": row.code,
                 "next_retry_at": iso(attempt.next_retry_at),
+                **extra,
             },
         )
     )
     return steps
 
 
-def explain(job: Job, policy: RetryPolicy) -> list[Step]:
+def explain(job: Job, policy: RetryPolicy, entries: Sequence[OutboxEntry] = ()) -> list[Step]:
+    """The story; `entries` (the job's outbox entries) add what each card-network rule said
+    when it moved or stopped a retry."""
+    failed = {e.attempt: e.data for e in entries if e.kind is EventType.FAILED}
     steps = [
         Step(
             job.created_at,
@@ -151,6 +206,16 @@ def explain(job: Job, policy: RetryPolicy) -> list[Step]:
             },
         ),
     ]
+    queued = next((e for e in entries if e.kind is EventType.SCHEDULED), None)
+    if queued is not None and queued.data.get("rule"):
+        steps.append(
+            Step(
+                job.created_at,
+                "rule",
+                f"Its first retry was moved by a card-network rule: {_rule(queued.data)}.",
+                {"next_retry_at": queued.data.get("next_retry_at"), **_rule_fields(queued.data)},
+            )
+        )
     if job.expires_at is not None:
         steps.append(
             Step(
@@ -160,8 +225,13 @@ def explain(job: Job, policy: RetryPolicy) -> list[Step]:
                 {"expires_at": iso(job.expires_at)},
             )
         )
+    story: list[Step] = []
     for attempt in job.attempts:
-        steps.extend(_attempt_steps(job, attempt, policy))
+        story.extend(_attempt_steps(job, attempt, policy, failed.get(attempt.number)))
+    holds = [_hold_step(e) for e in entries if e.kind in (EventType.POSTPONED, EventType.BLOCKED)]
+    if holds:  # claims the rules held, in time among the attempts
+        story = sorted([*story, *holds], key=lambda s: s.at or job.created_at)
+    steps.extend(story)
     state = job.state.value
     if job.state.final:
         now = f"It is {state}: {job.reason}." if job.reason else f"It is {state}."

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from payretry.domain.card_checks import is_fingerprint
+from payretry.domain.card_ledger import Network
 from payretry.domain.durations import MAX_DURATION, parse_duration, parse_time
 from payretry.domain.models import NewJob, ProcessorRefs
 from payretry.domain.money import Money
@@ -47,6 +49,8 @@ FIELDS = (
     "expires_at",
     "priority",
     "metadata",
+    "card_network",
+    "card_fingerprint",
 )
 _KNOWN = frozenset(FIELDS) | {"amount_minor"}
 _PRIORITY_LIMIT = 2**62
@@ -168,6 +172,7 @@ def new_job(
         expires_at = now + default_window
     priority = _priority(fields.get("priority"))
     metadata = _metadata(fields.get("metadata"))
+    card_network, card_fingerprint = _card(fields)
     assert transaction_id is not None and user_id is not None and error_code is not None
     return NewJob(
         transaction_id=transaction_id,
@@ -181,7 +186,41 @@ def new_job(
         expires_at=expires_at,
         priority=priority,
         window=window_text,
+        card_network=card_network,
+        card_fingerprint=card_fingerprint,
     )
+
+
+def _card(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The card's network (one of the known networks) and the processor's fingerprint (an
+    opaque id). Never card data: a fingerprint that looks like a card number is refused
+    without being echoed."""
+    network_text = _text(fields, "card_network")
+    network = None
+    if network_text is not None:
+        no_card(network_text, "card_network")
+        try:
+            network = Network.parse(network_text)
+        except InvalidInput:  # said again with the value shown safely
+            names = ", ".join(n.value for n in Network)
+            raise InvalidInput(
+                f"{shown(network_text)} is not a card network (one of: {names})",
+                field="card_network",
+            ) from None
+    known = network.value if network is not None and network is not Network.UNKNOWN else None
+    fingerprint = _text(fields, "card_fingerprint")
+    if fingerprint is None:
+        return known, None
+    validate_id(fingerprint, "card_fingerprint")  # no card number, no e-mail address
+    if not is_fingerprint(fingerprint):
+        raise InvalidInput(
+            "is not a card fingerprint (the processor's opaque id: 1 to 64 letters, digits, "
+            "'_', '-', '.', ':', not digits alone); never card data",
+            field="card_fingerprint",
+        )
+    if known is None:
+        raise InvalidInput("a card fingerprint needs its card network", field="card_network")
+    return known, fingerprint
 
 
 class _BadJson(ValueError):

@@ -9,12 +9,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from payretry.domain.card_checks import (
+    CardHistory,
+    CardIdentity,
+    CardPool,
+    job_card,
+    queue_entry,
+)
+from payretry.domain.card_ledger import LedgerEntry
 from payretry.domain.changes import Cancelled, Queued
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, NewJob
 from payretry.domain.outcomes import JobResult, RunReport
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
-from payretry.domain.ports import DuplicateActive, Store
+from payretry.domain.ports import CardLedger, DuplicateActive, RetriedElsewhere, Store
 from payretry.domain.results import AttemptResult
 from payretry.errors import InvalidRows, NotFound, Refused
 from payretry.service.execution import Execution
@@ -33,14 +41,18 @@ def new_job_id() -> str:
             return job_id
 
 
-def _first_decision(policy: RetryPolicy, job: Job, now: datetime) -> Decision:
+def _first_decision(
+    policy: RetryPolicy, job: Job, now: datetime, card: CardHistory | None = None
+) -> Decision:
     if job.expires_at is not None and job.expires_at <= now:
         raise Refused(f"the payment window closed at {iso(job.expires_at)}; nothing queued")
-    decision = policy.decide(job, 0, AttemptResult.queued_after(job), now)
+    decision = policy.decide(job, 0, AttemptResult.queued_after(job), now, card)
     if decision.outcome is Outcome.FAILED:
         raise Refused(f"not retryable: {decision.reason}; nothing queued")
     if decision.outcome is Outcome.ABANDONED:
         raise Refused(f"window too short: {decision.reason}; nothing queued")
+    if decision.outcome is Outcome.BLOCKED:
+        raise Refused(f"blocked: {decision.reason}; nothing queued")
     return decision
 
 
@@ -51,7 +63,30 @@ def _scheduled(job: Job, decision: Decision) -> Job:
         next_retry_at=decision.next_retry_at,
         reason=decision.reason,
         policy_code=decision.row.code,
+        network_rule=decision.rule,
     )
+
+
+class _Cards:
+    """The card ledgers a queue reads (one read for a whole file), each new job's queueing
+    decline added as it is decided, so the next job on the same card counts it."""
+
+    def __init__(
+        self, ledger: CardLedger | None, cards: Sequence[CardIdentity], since: datetime
+    ) -> None:
+        self.pool = ledger.card_pool(cards, since) if ledger is not None and cards else CardPool()
+
+    def history(self, job: Job, now: datetime) -> tuple[CardHistory, LedgerEntry] | None:
+        card = job_card(job)
+        if card is None:
+            return None
+        if card.link is not None:  # it came with both: its method is its card's from now on
+            self.pool.link(*card.link)
+        entry = queue_entry(job, card, now)
+        return self.pool.history(card).with_entry(entry), entry
+
+    def add(self, entry: LedgerEntry) -> None:
+        self.pool.add(entry)
 
 
 def _conflict(existing: Job) -> Refused:
@@ -72,11 +107,33 @@ class Operations:
     `execution` (how an attempt is made) is needed only by `retry_now`."""
 
     def __init__(
-        self, store: Store, policy: RetryPolicy, *, execution: Execution | None = None
+        self,
+        store: Store,
+        policy: RetryPolicy,
+        *,
+        execution: Execution | None = None,
+        ledger: CardLedger | None = None,
+        elsewhere: RetriedElsewhere | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.execution = execution
+        self.ledger = ledger  # the card ledger the first retry is checked against
+        self.elsewhere = elsewhere  # the processor's own retries (Stripe Billing)
+
+    def _not_retried_elsewhere(self, request: NewJob) -> None:
+        if self.elsewhere is None or not request.refs.payment_intent:
+            return
+        who = self.elsewhere.retried_elsewhere(request)
+        if who is not None:
+            raise Refused(
+                f"{who}; a second retry engine on the same payment risks a double charge and "
+                "network fees: nothing queued"
+            )
+
+    def _cards(self, jobs: Sequence[Job], now: datetime) -> _Cards:
+        cards = [card for card in (job_card(job) for job in jobs) if card is not None]
+        return _Cards(self.ledger, cards, now - self.policy.network.lookback)
 
     def queue(
         self, request: NewJob, now: datetime, *, job_id: str | None = None
@@ -95,8 +152,12 @@ class Operations:
                 f"transaction {request.transaction_id} was already paid by an earlier retry; "
                 "queueing it again could charge the customer twice"
             )
+        self._not_retried_elsewhere(request)
         draft = request.draft(job_id or new_job_id(), now)
-        queued = Queued(_scheduled(draft, _first_decision(self.policy, draft, now)))
+        carded = self._cards([draft], now).history(draft, now)
+        card, entry = carded if carded is not None else (None, None)
+        decision = _first_decision(self.policy, draft, now, card)
+        queued = Queued(_scheduled(draft, decision), entry, decision.verdict)
         try:
             job = self.store.insert(queued)
         except DuplicateActive:  # a concurrent queue of the same transaction won the race
@@ -140,6 +201,7 @@ class Operations:
         # Without jitter the first decision depends only on the codes and the window, so rows
         # that share them share it (a bulk file has a handful of codes and one "now").
         decisions: dict[tuple[str, str | None, datetime | None], Decision] = {}
+        drafts: list[tuple[int, NewJob, Job]] = []
         for line, request in rows:
             txn = request.transaction_id
             if txn in seen:
@@ -161,18 +223,26 @@ class Operations:
             if txn in paid:
                 problems.append((line, f"transaction {txn} was already paid by an earlier retry"))
                 continue
-            draft = request.draft(new_job_id(), now)
+            drafts.append((line, request, request.draft(new_job_id(), now)))
+        cards = self._cards([draft for _, _, draft in drafts], now)
+        for line, request, draft in drafts:
+            carded = cards.history(draft, now)
+            card, entry = carded if carded is not None else (None, None)
             key = (request.error_code, request.decline_code, request.expires_at)
-            decision = decisions.get(key) if not self.policy.jitter else None
-            if decision is None:
-                try:
-                    decision = _first_decision(self.policy, draft, now)
-                except Refused as exc:
-                    problems.append((line, exc.message))
-                    continue
-                if not self.policy.jitter:
-                    decisions[key] = decision
-            jobs.append(Queued(_scheduled(draft, decision)))
+            shared = not self.policy.jitter and card is None  # a card's history is its own
+            decision = decisions.get(key) if shared else None
+            try:
+                self._not_retried_elsewhere(request)
+                if decision is None:
+                    decision = _first_decision(self.policy, draft, now, card)
+            except Refused as exc:
+                problems.append((line, exc.message))
+                continue
+            if shared:
+                decisions[key] = decision
+            if entry is not None:
+                cards.add(entry)
+            jobs.append(Queued(_scheduled(draft, decision), entry, decision.verdict))
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)
         try:
@@ -216,7 +286,11 @@ class Operations:
             raise Refused(
                 f"the payment window for {transaction_id} closed at {iso(job.expires_at)}"
             )
-        claimed = self.store.claim(now, 1, self.execution.lease_for, job_id=job.id)
+        claimed = self.store.claim(
+            now, 1, self.execution.lease_for, job_id=job.id, rules=self.policy.network
+        )
+        if claimed.held:  # a card-network rule moved or stopped it: nothing sent
+            raise Refused(f"not attempted: {claimed.held[0].job.reason}")
         if not claimed:
             raise Refused(f"an attempt for {transaction_id} is already in progress")
         results: list[JobResult] = []

@@ -26,7 +26,7 @@ from payretry.domain.durations import iso, parse_time
 from payretry.domain.models import Job, JobState, NewJob, ProcessorRefs, attempt_key
 from payretry.domain.money import Money
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
-from payretry.domain.ports import Processor, Store
+from payretry.domain.ports import CardLedger, Processor, Store
 from payretry.domain.requests import FirstAttempt, FirstAttemptStore
 from payretry.domain.results import AttemptInDoubt, AttemptRequest, AttemptResult
 from payretry.domain.validation import sanitize_message
@@ -137,6 +137,7 @@ class ProcessPayment:
         *,
         clock: Clock,
         lease_for: timedelta,
+        ledger: CardLedger | None = None,
     ) -> None:
         self.first = first
         self.store = store
@@ -144,7 +145,8 @@ class ProcessPayment:
         self.processor = processor
         self.clock = clock
         self.lease_for = lease_for
-        self.operations = Operations(store, policy)
+        # The retry it queues is checked against the card's ledger, as any queue's.
+        self.operations = Operations(store, policy, ledger=ledger)
 
     def process(self, request: NewJob) -> Processed:
         txn = request.transaction_id

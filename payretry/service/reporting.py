@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from payretry.domain.changes import Finish, Settlement, Unsettled
+from payretry.domain.changes import Finish, Held, Settlement, Unsettled
 from payretry.domain.models import Job
 from payretry.domain.outcomes import IN_DOUBT, PARKED, JobResult, OnResult, RunReport
 
@@ -64,6 +64,12 @@ class Reporter:
     def parked(self, job: Job) -> None:
         self.report.counts[PARKED] += 1
         self._emit(JobResult.of_parked(job), "poison job: %s", job.reason, warn=True)
+
+    def held(self, held: Held) -> None:
+        """A claimed job the card-network rules kept from its attempt (postponed, blocked)."""
+        result = JobResult.of_held(held)
+        self.report.counts[result.outcome] += 1
+        self._emit(result, "not attempted: %s", held.job.reason)
 
     def window_closed(self, job: Job) -> None:
         self.report.counts["abandoned"] += 1

@@ -120,14 +120,20 @@ class Runner:
                     prepared = True
                 self.steps.abandon(reporter)
                 size = self.claim_size(None if limit is None else limit - done)
-                batch = self.store.claim(self.clock(), size, self.lease_for)
+                batch = self.store.claim(
+                    self.clock(), size, self.lease_for, rules=self.policy.network
+                )
                 outage.reset()
             except StoreError as exc:
                 # Leases of a batch whose outcomes could not be written expire, and the
                 # rescue re-sends them with the same keys.
                 reconnect(outage, exc)
                 continue
+            for held in batch.held:  # postponed or blocked by a card-network rule, not sent
+                reporter.held(held)
             if not batch:
+                if batch.held:
+                    continue  # they are no longer due: claim the next ones
                 break
             execution.process(batch, reporter)
             done += len(batch)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from payretry.domain.card_checks import job_card
 from payretry.domain.durations import iso
 from payretry.domain.events import Event
 from payretry.domain.models import Job
@@ -44,6 +45,10 @@ def job_dict(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "reason": job.reason,
         "policy_row": job.policy_code,
+        "network_rule": job.network_rule,
+        "card_network": job.card_network,
+        "card_fingerprint": job.card_fingerprint,
+        "card_key": card_key_text(job),
         **job.refs.as_dict(),
         "customer_action": (
             {
@@ -72,6 +77,12 @@ def job_dict(job: Job) -> dict[str, Any]:
             for a in job.attempts
         ],
     }
+
+
+def card_key_text(job: Job) -> str | None:
+    """The key of the card ledger the job's attempts count in (`payretry card KEY`)."""
+    card = job_card(job)
+    return str(card.key) if card is not None else None
 
 
 def stats_document(stats: Stats) -> dict[str, Any]:

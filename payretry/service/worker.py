@@ -285,8 +285,13 @@ class Worker:
             self.store.undispatch(job.id, retry.attempt_number)
             self._ack(message)
             return "dropped"
-        claimed = self.store.claim(now, 1, self.runner.lease_for, job_id=job.id)
-        if not claimed:  # another runner took it between our read and our claim
+        runner = self.runner
+        claimed = self.store.claim(
+            now, 1, runner.lease_for, job_id=job.id, rules=runner.policy.network
+        )
+        for held in claimed.held:  # a card-network rule moved or stopped it: not sent
+            log.info("not attempted: %s", held.job.reason, extra=extra)
+        if not claimed:  # another runner took it meanwhile, or the rules held it
             return self._look_again(message, retry, job, looked_again)
         if claimed[0].attempt_number != retry.attempt_number:  # pragma: no cover - a race
             self.store.release(claimed, now)

@@ -12,6 +12,7 @@ they are gauges of what is stored, and fall when `purge` removes old jobs.
 - payments_retry_success_rate: succeeded / finished attempts, 0 to 1 (absent before any).
 - retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds.
 - payretry_jobs{state}; payretry_outbox_pending{sink}: entries a sink has yet to take.
+- payments_retry_blocked{rule}: jobs blocked by a card-network rule, by the rule.
 - run-due's textfile adds payretry_run_due_last_run_timestamp_seconds and
   payretry_run_due_jobs{outcome} for the run that wrote it.
 """
@@ -67,6 +68,12 @@ def families(t: Telemetry) -> Iterable[Metric]:
     for state, count in sorted(t.by_state.items()):
         jobs.add_metric([state], count)
     yield jobs
+    blocked = GaugeMetricFamily(
+        "payments_retry_blocked", "Jobs blocked by a card-network rule", labels=["rule"]
+    )
+    for rule, count in t.blocked_by_rule.items():
+        blocked.add_metric([rule], count)
+    yield blocked
     pending = GaugeMetricFamily(
         "payretry_outbox_pending", "Outbox entries a sink has yet to take", labels=["sink"]
     )

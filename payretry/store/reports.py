@@ -127,6 +127,14 @@ class ReportsMixin:
             groups = _attempt_groups(conn)
             due_now, oldest = _due(conn, now)
             pending = pending_counts(conn, self.dialect, sinks)
+            blocked = {
+                str(r.network_rule or "unknown"): int(r.n)
+                for r in conn.execute(
+                    select(JOBS.c.network_rule, func.count().label("n"))
+                    .where(JOBS.c.state == JobState.BLOCKED.value)
+                    .group_by(JOBS.c.network_rule)
+                )
+            }
         attempts: dict[int, int] = defaultdict(int)
         failures: dict[tuple[str, int], int] = defaultdict(int)
         succeeded = finished = 0
@@ -149,4 +157,5 @@ class ReportsMixin:
             due_now=due_now,
             oldest_due_at=oldest,
             pending_events=pending,
+            blocked_by_rule=dict(sorted(blocked.items())),
         )

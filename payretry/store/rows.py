@@ -51,6 +51,9 @@ def job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
             if r["action_ref"]
             else None
         ),
+        card_network=r["card_network"],
+        card_fingerprint=r["card_fingerprint"],
+        network_rule=r["network_rule"],
     )
 
 
@@ -115,4 +118,7 @@ def job_values(job: Job) -> dict[str, Any]:
         "action_ref": job.action.ref if job.action else None,
         "action_url": job.action.url if job.action else None,
         "action_expires_at": job.action.expires_at if job.action else None,
+        "card_network": job.card_network,
+        "card_fingerprint": job.card_fingerprint,
+        "network_rule": job.network_rule,
     }

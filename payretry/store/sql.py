@@ -13,10 +13,14 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from payretry.domain.card_checks import job_card
+from payretry.domain.card_ledger import EntryKind
 from payretry.domain.changes import (
     Cancelled,
+    ClaimBatch,
     Claimed,
     Finish,
+    Held,
     Parked,
     Queued,
     Rescue,
@@ -32,9 +36,19 @@ from payretry.domain.models import (
     attempt_key,
     check_transition,
 )
+from payretry.domain.network_rules import NetworkRules
 from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.bulk import Bulk
+from payretry.store.cards import (
+    CardLedgerMixin,
+    apply_settles,
+    check_claims,
+    hold,
+    insert_entries,
+    unclaim,
+    write_links,
+)
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
@@ -64,9 +78,10 @@ def _held() -> tuple[ColumnElement[bool], ...]:
     )
 
 
-class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
+class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, CardLedgerMixin):
     """Jobs and attempts in SQL. Each method is one short transaction; each change writes its
-    events (store/outbox.py) in that same transaction."""
+    events (store/outbox.py) and its card-ledger entries (store/cards.py) in that same
+    transaction."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
@@ -205,6 +220,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         try:
             with self._tx() as conn:
                 conn.execute(JOBS.insert().values(**job_values(job)))
+                self._write_cards(conn, [queued])
                 write_entries(conn, [queued.entry])
         except IntegrityError:
             raise DuplicateActive(job.transaction_id) from None
@@ -226,9 +242,23 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 for start in range(0, len(queued), 5000):
                     chunk = queued[start : start + 5000]
                     insert.run(conn, [job_values(q.job) for q in chunk])
+                    self._write_cards(conn, chunk)
                     write_entries(conn, Queued.entries(chunk))
         except IntegrityError:
             raise DuplicateActive("another job became active meanwhile; nothing written") from None
+
+    def _write_cards(self, conn: Connection, queued: Sequence[Queued]) -> None:
+        """The queueing declines, and the links of jobs that came with both a payment method
+        and their card."""
+        insert_entries(conn, [q.card_entry for q in queued if q.card_entry is not None])
+        links = [
+            link
+            for q in queued
+            if q.card_entry is not None
+            and (card := job_card(q.job)) is not None
+            and (link := card.link) is not None
+        ]
+        write_links(conn, self._insert, links)
 
     def cancel(self, cancelled: Cancelled) -> Job:
         seen = cancelled.job
@@ -330,10 +360,18 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         )
 
     def claim(
-        self, now: datetime, limit: int, lease_for: timedelta, *, job_id: str | None = None
-    ) -> list[Claimed]:
+        self,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        job_id: str | None = None,
+        rules: NetworkRules | None = None,
+    ) -> ClaimBatch:
         """Take up to `limit` due jobs in priority order under a new lease and write their
-        attempt rows, in one short transaction."""
+        attempt rows, in one short transaction. Jobs with a card identity are checked against
+        their card's ledger first (store/cards.py): one the network rules hold is postponed or
+        blocked in this same transaction instead of attempted."""
         token = uuid.uuid4().hex
         expires = now + lease_for
         # An operator's retry (by job id) may also take a parked job, whatever its due time.
@@ -374,7 +412,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 # SQLite: BEGIN IMMEDIATE already holds the write lock; select, then update.
                 seqs = list(conn.execute(picked).scalars())
                 if not seqs:
-                    return []
+                    return ClaimBatch()
                 rows = list(
                     conn.execute(
                         update(JOBS)
@@ -392,14 +430,19 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 order = {seq: i for i, seq in enumerate(seqs)}
                 rows.sort(key=lambda r: order[r.seq])
             if not rows:
-                return []
-            claimed = []
+                return ClaimBatch()
+            jobs = [job_from_row(row) for row in rows]
+            checks, entries = check_claims(conn, jobs, now, rules or NetworkRules())
+            claimed: list[Claimed] = []
+            held: list[Held] = []
             attempt_rows = []
-            for row in rows:
-                job = job_from_row(row)
+            for row, job, card in zip(rows, jobs, checks, strict=True):
+                if isinstance(card, Held):
+                    held.append(card)
+                    continue
                 number = job.attempt_count + 1
                 key = attempt_key(job.id, number)
-                claimed.append(Claimed(job, number, key, token))
+                claimed.append(Claimed(job, number, key, token, card))
                 attempt_rows.append(
                     {
                         "job_seq": row.seq,
@@ -409,17 +452,20 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                         "started_at": now,
                     }
                 )
-            # A rescued attempt keeps its row (and so its key): insert only what is missing.
-            Bulk.of(
-                "insert_attempts",
-                self.engine.dialect,
-                lambda: self._insert(ATTEMPTS).on_conflict_do_nothing(
-                    index_elements=["job_seq", "number"]
-                ),
-                column_keys=list(attempt_rows[0]),
-            ).run(conn, attempt_rows)
-            write_entries(conn, [c.entry for c in claimed])
-        return claimed
+            hold(conn, held, token)
+            insert_entries(conn, entries)
+            if attempt_rows:
+                # A rescued attempt keeps its row (and so its key): insert only what is missing.
+                Bulk.of(
+                    "insert_attempts",
+                    self.engine.dialect,
+                    lambda: self._insert(ATTEMPTS).on_conflict_do_nothing(
+                        index_elements=["job_seq", "number"]
+                    ),
+                    column_keys=list(attempt_rows[0]),
+                ).run(conn, attempt_rows)
+            write_entries(conn, [c.entry for c in claimed] + [h.entry for h in held])
+        return ClaimBatch(claimed, held)
 
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
@@ -453,6 +499,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 next_retry_at=bindparam("b_next"),
                 reason=bindparam("b_reason"),
                 policy_code=bindparam("b_policy"),
+                network_rule=bindparam("b_rule"),
                 lease_token=None,
                 lease_expires_at=None,
                 rescues=0,
@@ -483,6 +530,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                     "b_max": f.decision.max_attempts or f.claimed.job.max_attempts,
                     "b_reason": f.decision.reason,
                     "b_policy": f.decision.row.code,
+                    "b_rule": f.decision.rule,
                 }
             )
         with self._tx() as conn:
@@ -493,14 +541,23 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 dialect = self.engine.dialect
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
+                settles = [
+                    (settled, f.claimed.job)
+                    for f, ok in zip(finishes, applied, strict=True)
+                    if ok and (settled := f.ledger) is not None
+                ]
+                apply_settles(conn, self._insert, settles)
                 write_entries(
                     conn, [f.entry for f, ok in zip(finishes, applied, strict=True) if ok]
                 )
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
+        return self._still_leased_claims(conn, [f.claimed for f in finishes])
+
+    def _still_leased_claims(self, conn: Connection, claims: Sequence[Claimed]) -> list[bool]:
         held: set[tuple[int, str]] = set()
-        pairs = [(f.claimed.job.seq, f.claimed.lease_token) for f in finishes]
+        pairs = [(c.job.seq, c.lease_token) for c in claims]
         for start in range(0, len(pairs), _CHUNK):
             chunk = pairs[start : start + _CHUNK]
             rows = conn.execute(
@@ -535,6 +592,18 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
             for c in claimed
         ]
         with self._tx() as conn:
+            # Their card-ledger entries first, while the lease fence still holds.
+            sent = [
+                (c, entry)
+                for c in claimed
+                if c.card is not None
+                and (entry := c.card.entry_of(c.job.id, c.attempt_number)) is not None
+                and entry.kind is EntryKind.ATTEMPT
+                and entry.at == c.job.updated_at  # this claim's: a re-send keeps the first
+            ]
+            if sent:
+                held = self._still_leased_claims(conn, [c for c, _ in sent])
+                unclaim(conn, [e for (_, e), ok in zip(sent, held, strict=True) if ok])
             conn.execute(
                 ATTEMPTS.delete().where(
                     ATTEMPTS.c.job_seq == bindparam("b_seq"),

@@ -155,6 +155,11 @@ class JobRow(SQLModel, table=True):
     dispatch_attempt: int | None = Field(default=None, sa_column=Column(Integer))
     dispatched_at: datetime | None = _ts()
     dispatch_message_id: str | None = Field(default=None, sa_column=Column(String(128)))
+    # The card (migration 0007): its network and the processor's fingerprint, when known, and
+    # the card-network rule that last moved or stopped the job.
+    card_network: str | None = Field(default=None, sa_column=Column(String(16)))
+    card_fingerprint: str | None = Field(default=None, sa_column=Column(String(64)))
+    network_rule: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
 class AttemptRow(SQLModel, table=True):
@@ -234,6 +239,43 @@ class OutboxSinkRow(SQLModel, table=True):
     updated_at: datetime = _ts(nullable=False)
 
 
+class CardLedgerRow(SQLModel, table=True):
+    """The card ledger (migration 0007): one row per authorization payretry sent on a card, and
+    per decline a job was queued after (attempt 0), whichever job it belongs to, under the key
+    it was written with (store/cards.py). Written in the transaction of the change that makes
+    it; kept for its own retention, apart from the jobs' (`purge` of jobs leaves it). No
+    foreign key: a purged job's entries still count. One index: each entry costs one."""
+
+    __tablename__ = "card_ledger"
+    __table_args__ = (Index("ix_card_ledger_card", "card_key", "at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    card_key: str = Field(sa_column=Column(String(300), nullable=False))
+    at: datetime = _ts(nullable=False)  # when it was sent (or queued): indexed, never changed
+    settled_at: datetime | None = _ts()  # when its outcome came back: a decline's own time
+    network: str = Field(sa_column=Column(String(16), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    initiated_by: str = Field(sa_column=Column(String(16), nullable=False))
+    network_advice_code: str | None = Field(default=None, sa_column=Column(String(8)))
+    network_decline_code: str | None = Field(default=None, sa_column=Column(String(8)))
+    job_id: str = Field(sa_column=Column(String(32), nullable=False))
+    attempt_number: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class CardLinkRow(SQLModel, table=True):
+    """A payment method whose card is known (migration 0007): its entries count with the
+    card's, and with every other payment method of that card."""
+
+    __tablename__ = "card_links"
+    __table_args__ = (Index("ix_card_links_card", "card_key"),)
+
+    method_key: str = Field(sa_column=Column(String(300), primary_key=True))
+    card_key: str = Field(sa_column=Column(String(300), nullable=False))
+
+
 # -- the HTTP API (migration 0005) --------------------------------------------------------------
 
 
@@ -306,6 +348,8 @@ ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 OUTBOX_SINKS = OutboxSinkRow.__table__  # type: ignore[attr-defined]
+CARD_LEDGER = CardLedgerRow.__table__  # type: ignore[attr-defined]
+CARD_LINKS = CardLinkRow.__table__  # type: ignore[attr-defined]
 API_TOKENS = ApiTokenRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]

@@ -94,6 +94,11 @@ class ReportsMixin(EventsMixin, Tables):
             groups = self._attempt_groups()
             due_now, oldest = self._due_since(now)
             pending = self._pending(sinks)
+            blocked: Counter[str] = Counter(
+                r.job.network_rule or "unknown"
+                for r in self._rows.values()
+                if r.job.state is JobState.BLOCKED
+            )
         attempts: Counter[int] = Counter()
         failures: Counter[tuple[str, int]] = Counter()
         succeeded = finished = 0
@@ -116,6 +121,7 @@ class ReportsMixin(EventsMixin, Tables):
             due_now=due_now,
             oldest_due_at=oldest,
             pending_events=pending,
+            blocked_by_rule=dict(sorted(blocked.items())),
         )
 
     # -- housekeeping --------------------------------------------------------------------------

@@ -10,6 +10,9 @@ suite, tests/contract, runs on all three):
 - every change writes the outbox entry the domain decided (`change.entry`) with it, under the
   same lock; a change that fails (an injected failure, an entry that cannot be stored) leaves
   no trace;
+- the card ledger (testing/cards.py): a queue's, a claim's and an outcome's entries written
+  with the change; a claim checks each job with a card first and holds (postpones or blocks)
+  one the card-network rules stop;
 - times are aware UTC; `now` is always passed in.
 
 Thread-safe: one lock, held for each call, so the runner's pool and its heartbeat can share it.
@@ -25,10 +28,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from payretry.domain.card_checks import job_card
+from payretry.domain.card_ledger import EntryKind
 from payretry.domain.changes import (
     Cancelled,
+    ClaimBatch,
     Claimed,
     Finish,
+    Held,
     Parked,
     Queued,
     Rescue,
@@ -43,10 +50,12 @@ from payretry.domain.models import (
     attempt_key,
     check_transition,
 )
+from payretry.domain.network_rules import NetworkRules
 from payretry.domain.ports import DuplicateActive
 from payretry.domain.results import AttemptResult
 from payretry.errors import NotFound, Refused
 from payretry.testing._base import JobRow, aware, stored_job
+from payretry.testing.cards import CardsMixin
 from payretry.testing.dispatch import DispatchMixin
 from payretry.testing.events import EventsMixin
 from payretry.testing.reports import ReportsMixin
@@ -81,8 +90,9 @@ def _finished(attempt: Attempt, result: AttemptResult, finish: Finish | Settleme
     )
 
 
-class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
-    """Jobs, attempts, the outbox, sinks, dispatch marks and worker beats, in memory."""
+class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
+    """Jobs, attempts, the outbox, sinks, dispatch marks, worker beats and the card ledger, in
+    memory."""
 
     url = "memory://"
 
@@ -179,6 +189,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
             entries = self._encoded([queued.entry])
             row = self._add(stored_job(queued.job, self._next_seq))
             self._next_seq += 1
+            self._write_cards([queued])
             self._write(entries)
             return row.record()
 
@@ -196,7 +207,20 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
             for q in queued:
                 self._add(stored_job(q.job, self._next_seq))
                 self._next_seq += 1
+            self._write_cards(queued)
             self._write(entries)
+
+    def _write_cards(self, queued: Sequence[Queued]) -> None:
+        """The queueing declines, and the links of jobs that came with a payment method and
+        their card (as the SQL store writes them)."""
+        self._add_entries(q.card_entry for q in queued if q.card_entry is not None)
+        self._add_links(
+            link
+            for q in queued
+            if q.card_entry is not None
+            and (card := job_card(q.job)) is not None
+            and (link := card.link) is not None
+        )
 
     def cancel(self, cancelled: Cancelled) -> Job:
         seen = cancelled.job
@@ -283,10 +307,18 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
             return jobs
 
     def claim(
-        self, now: datetime, limit: int, lease_for: timedelta, *, job_id: str | None = None
-    ) -> list[Claimed]:
+        self,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        job_id: str | None = None,
+        rules: NetworkRules | None = None,
+    ) -> ClaimBatch:
         """Take up to `limit` due jobs in priority order under a new lease and write their
-        attempt rows (a rescued attempt keeps its row and key); `job_id`: that job, due or not."""
+        attempt rows (a rescued attempt keeps its row and key); `job_id`: that job, due or not.
+        A job with a card is checked against its card's ledger first: one the network rules
+        hold is postponed or blocked instead (`ClaimBatch.held`), its lease given back."""
         now = aware(now)
         token = uuid.uuid4().hex
         with self._tx("claim"):
@@ -296,26 +328,39 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
                 picked = [row] if row is not None and row.job.state in claimable else []
             else:
                 picked = self._due(now, limit)
-            claimed = []
-            for row in picked:
-                job = replace(
+            leased = [
+                replace(
                     row.job,
                     state=JobState.RUNNING,
                     lease_token=token,
                     lease_expires_at=now + lease_for,
                     updated_at=now,
                 )
+                for row in picked
+            ]
+            checks, new = self._check_claims(leased, now, rules or NetworkRules())
+            claimed: list[Claimed] = []
+            held: list[tuple[JobRow, Held]] = []
+            taken: list[JobRow] = []
+            for row, job, card in zip(picked, leased, checks, strict=True):
+                if isinstance(card, Held):
+                    held.append((row, card))
+                    continue
                 number = job.attempt_count + 1
-                claimed.append(Claimed(job, number, attempt_key(job.id, number), token))
-            entries = self._encoded(c.entry for c in claimed)
-            for row, c in zip(picked, claimed, strict=True):
+                claimed.append(Claimed(job, number, attempt_key(job.id, number), token, card))
+                taken.append(row)
+            entries = self._encoded([*(c.entry for c in claimed), *(h.entry for _, h in held)])
+            for row, c in zip(taken, claimed, strict=True):
                 self._put(row, c.job)
                 row.attempts.setdefault(
                     c.attempt_number,
                     Attempt(c.attempt_number, c.idempotency_key, AttemptOutcome.PENDING, now),
                 )
+            for row, h in held:
+                self._put(row, h.job)
+            self._add_entries(new)
             self._write(entries)
-            return claimed
+            return ClaimBatch(claimed, [h for _, h in held])
 
     def _held(self, claimed: Claimed) -> JobRow | None:
         row = self._rows.get(claimed.job.seq)
@@ -345,6 +390,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
                     next_retry_at=d.next_retry_at,
                     reason=d.reason,
                     policy_code=d.row.code,
+                    network_rule=d.rule,
                     lease_token=None,
                     lease_expires_at=None,
                     rescues=0,
@@ -354,10 +400,26 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
                 attempt = row.attempts.get(c.attempt_number)
                 planned.append((row, job, attempt and _finished(attempt, result, f)))
             entries = self._encoded(f.entry for f, row in zip(finishes, held, strict=True) if row)
+            settles = [
+                (settled, f.claimed.job)
+                for f, row in zip(finishes, held, strict=True)
+                if row is not None and (settled := f.ledger) is not None
+            ]
             for row, job, attempt in planned:
                 self._put(row, job)
                 if attempt is not None:
                     row.attempts[attempt.number] = attempt
+            for job_id, learnt in self._settle_entries(settles).items():
+                row = self._row(job_id)
+                if row is not None:
+                    self._put(
+                        row,
+                        replace(
+                            row.job,
+                            card_network=learnt.card_network,
+                            card_fingerprint=learnt.card_fingerprint,
+                        ),
+                    )
             self._write(entries)
             return [row is not None for row in held]
 
@@ -389,6 +451,10 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin):
                     and attempt.started_at == c.job.updated_at
                 ):
                     del row.attempts[c.attempt_number]
+                sent = c.card.entry_of(c.job.id, c.attempt_number) if c.card else None
+                if sent is not None and sent.kind is EntryKind.ATTEMPT:
+                    if sent.at == c.job.updated_at:  # this claim's entry, not a first send's
+                        self._unclaim([sent])
                 self._put(
                     row,
                     replace(

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from payretry.clock import utcnow
 from payretry.config import Settings
+from payretry.domain.models import NewJob
 from payretry.domain.outbox import Telemetry
 from payretry.domain.policy import RetryPolicy
-from payretry.domain.ports import Processor
+from payretry.domain.ports import Processor, RetriedElsewhere
 from payretry.domain.requests import JobLookups
 from payretry.errors import QueueError
 from payretry.pacing import RateLimiter
@@ -42,6 +43,18 @@ if TYPE_CHECKING:
     from payretry.store.sql import SqlStore
 
 Clock = Callable[[], datetime]
+
+
+class _OnFirstUse:
+    """The processor's RetriedElsewhere port, built only when a queue first asks it (queueing a
+    job that names no payment intent needs no processor, nor its credentials)."""
+
+    def __init__(self, build: Callable[[], RetriedElsewhere | None]) -> None:
+        self.build = build
+
+    def retried_elsewhere(self, request: NewJob) -> str | None:
+        port = self.build()
+        return port.retried_elsewhere(request) if port is not None else None
 
 
 class Wiring:
@@ -146,12 +159,21 @@ class Wiring:
         )
         return DispatchPass(steps, self.dispatcher(), stop=stop)
 
-    def operations(self, *, processor: str | None = None, attempts: bool = False) -> Operations:
-        """Queue, status, cancel; with `attempts`, also retry now (through `processor`)."""
+    def operations(
+        self, *, processor: str | None = None, attempts: bool = False, queueing: bool = False
+    ) -> Operations:
+        """Queue, status, cancel; with `attempts`, also retry now (through `processor`). With
+        `queueing`, a processor that retries payments itself (Stripe Billing) is asked first
+        whether a new job's payment is already being retried there."""
         from payretry.service.operations import Operations
 
         execution = self.runner(processor).execution if attempts else None
-        return Operations(self.store, self.policy, execution=execution)
+        elsewhere = None
+        if queueing:  # built on first use: only a job naming a payment intent asks
+            elsewhere = _OnFirstUse(lambda: self.built_processor(processor).retried_elsewhere)
+        return Operations(
+            self.store, self.policy, execution=execution, ledger=self.store, elsewhere=elsewhere
+        )
 
     # -- SQS -----------------------------------------------------------------------------------
 
@@ -313,6 +335,7 @@ class Wiring:
             self.processor(processor),
             clock=self.clock,
             lease_for=self.settings.database.lock_timeout,
+            ledger=self.store,
         )
 
     def lookups(self) -> JobLookups:
@@ -331,6 +354,8 @@ class Wiring:
             stop=stop,
             interval=self.settings.runner.processing_interval,
             retention=self.settings.retention.period,
+            ledger=self.store,
+            ledger_retention=self.settings.ledger_retention(),
             clock=self.clock,
             delivery=self.delivery(stop=stop),
             events_interval=self.settings.events.interval,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from payretry.clock import utcnow
 from payretry.config import Settings
-from payretry.domain.ports import CustomerActions, Processor
+from payretry.domain.ports import CustomerActions, Processor, RetriedElsewhere
 from payretry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ NAMES = ("simulated", "stripe")
 class BuiltProcessor:
     processor: Processor
     customer_actions: CustomerActions | None = None  # Checkout Sessions the customer completes
+    retried_elsewhere: RetriedElsewhere | None = None  # payments it retries itself (Billing)
 
 
 def build_processor(
@@ -44,7 +45,7 @@ def build_processor(
         from payretry.processors.stripe import StripeProcessor
 
         stripe = StripeProcessor(stripe_settings(settings), clock=clock)
-        return BuiltProcessor(stripe, stripe.checkout)
+        return BuiltProcessor(stripe, stripe.checkout, stripe.billing)
     raise InvalidInput(f"unknown processor {name!r} (known: {', '.join(NAMES)})", field="processor")
 
 

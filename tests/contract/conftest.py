@@ -16,7 +16,7 @@ import pytest
 
 from payretry.domain.dispatch import DispatchStore
 from payretry.domain.outbox import EventStore
-from payretry.domain.ports import Store
+from payretry.domain.ports import CardLedger, Store
 from payretry.store.sql import SqlStore, open_store
 from payretry.testing import MemoryStore
 
@@ -27,7 +27,7 @@ BACKENDS = [
 ]
 
 
-class ContractStore(Store, DispatchStore, EventStore, Protocol):
+class ContractStore(Store, DispatchStore, EventStore, CardLedger, Protocol):
     """Everything the service and the CLI's read paths use of a store."""
 
     def dispatch_counts(self) -> dict[str, int]: ...

@@ -121,3 +121,35 @@ def test_purge_never_touches_active_jobs(store: SqlStore) -> None:
     queue_jobs(store, 3, T0)
     assert store.purge(T0 + timedelta(days=365)) == 0
     assert store.stats(T0).by_state == {JobState.SCHEDULED.value: 3}
+
+
+def test_the_daily_purge_prunes_the_card_ledger_on_its_own_retention(store: SqlStore) -> None:
+    from payretry.domain.card_ledger import CardKey, KeyKind
+    from payretry.service.intake import new_job
+    from payretry.service.operations import Operations
+
+    clock = Clock(T0)
+    fields = {"user_id": "u", "amount": "1.00", "currency": "USD", "error_code": "network_error"}
+    operations = Operations(store, load_settings(env={}).policy(), ledger=store)
+    for n in range(2):
+        row = {**fields, "transaction_id": f"t{n}", "customer": "cus_daily"}
+        operations.queue(new_job(row, now=T0), T0)
+    policy = load_settings(env={}).policy()
+    runner = Runner(store, policy, SimulatedProcessor(success_rate=1.0), clock=clock)
+    daemon = Daemon(
+        store,
+        runner,
+        stop=runner.stop,
+        interval=timedelta(seconds=30),
+        retention=timedelta(days=1),
+        clock=clock,
+        ledger=store,
+        ledger_retention=timedelta(days=31),
+    )
+    card = CardKey(KeyKind.CUSTOMER, "cus_daily")
+    clock.now = T0 + timedelta(days=2)
+    daemon.tick()  # the jobs' retention is a day: the ledger's is not
+    assert len(store.card_history(card, T0 - timedelta(days=1))) >= 2
+    clock.now = T0 + timedelta(days=40)
+    daemon.tick()
+    assert store.card_history(card, T0 - timedelta(days=1)) == []

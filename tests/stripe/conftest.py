@@ -93,6 +93,8 @@ class Harness:
         window: timedelta | None = None,
         amount_minor: int = 4999,
         metadata: dict[str, str] | None = None,
+        card_network: str | None = None,
+        card_fingerprint: str | None = None,
     ) -> Job:
         request = NewJob(
             transaction_id=transaction_id,
@@ -105,8 +107,11 @@ class Harness:
             metadata=metadata or {"order": transaction_id},
             expires_at=self.clock() + window if window else None,
             priority=None,
+            card_network=card_network,
+            card_fingerprint=card_fingerprint,
         )
-        job, _ = Operations(self.store, self.policy).queue(request, self.clock())
+        operations = Operations(self.store, self.policy, ledger=self.store)
+        job, _ = operations.queue(request, self.clock())
         return job
 
     def run(self) -> dict[str, Any]:

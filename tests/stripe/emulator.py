@@ -5,9 +5,11 @@ checked (401); idempotency as Stripe documents it: the first answer under a key 
 (successes, card errors, 500s) and replayed with `Idempotent-Replayed: true`; the same key with
 other parameters -> 400 `idempotency_error`; the same key while its first request still runs
 -> 409. Endpoints: PaymentIntents create/retrieve/update/confirm/list/search, Checkout Sessions
-create/retrieve/expire, the account. Scripted: card outcomes per payment method, faults per
-endpoint (429, 500 before or after the charge, slow or held answers). Every executed charge is
-counted per idempotency key.
+create/retrieve/expire, Invoices retrieve and InvoicePayments list (the invoice a PaymentIntent
+pays), the account. Scripted: card outcomes per payment method (with the network's advice and
+response codes, and the card's brand and fingerprint on each decline), invoices Stripe Billing
+retries, faults per endpoint (429, 500 before or after the charge, slow or held answers). Every
+executed charge is counted per idempotency key.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Request:
 class State:
     intents: dict[str, Json] = field(default_factory=dict)
     sessions: dict[str, Json] = field(default_factory=dict)
+    invoices: dict[str, Json] = field(default_factory=dict)
+    invoice_payments: dict[str, Json] = field(default_factory=dict)
+    cards: dict[str, Json] = field(default_factory=dict)  # payment method -> brand, fingerprint
     outcomes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     keys: dict[str, tuple[str, str, int, Json]] = field(default_factory=dict)  # first answers
@@ -105,7 +110,13 @@ def _id(prefix: str) -> str:
 
 
 def card_error(
-    intent: Json, code: str, decline: str | None, advice: str | None, net: str | None
+    intent: Json,
+    code: str,
+    decline: str | None,
+    advice: str | None,
+    net: str | None,
+    net_decline: str | None = None,
+    card: Json | None = None,
 ) -> StripeFailure:
     error: Json = {
         "type": "card_error",
@@ -113,9 +124,17 @@ def card_error(
         "decline_code": decline,
         "advice_code": advice or None,
         "network_advice_code": net or None,
+        "network_decline_code": net_decline or None,
         "message": "Your card was declined." if code == "card_declined" else f"card error {code}",
         "payment_intent": intent,
     }
+    if card is not None:  # Stripe's error names the payment method, with its card's details
+        error["payment_method"] = {
+            "id": intent.get("payment_method"),
+            "object": "payment_method",
+            "type": "card",
+            "card": card,
+        }
     intent["last_payment_error"] = {k: v for k, v in error.items() if k != "payment_intent"}
     intent["status"] = "requires_payment_method"
     return StripeFailure(402, error)
@@ -149,10 +168,52 @@ class Emulator:
 
     def card(self, payment_method: str, *outcomes: str) -> None:
         """Outcomes of successive charges on a payment method: `succeeded`,
-        `decline:<decline_code>[:<advice_code>[:<network_advice_code>]]`, `error:<code>`,
-        `auth` (needs authentication). The last one repeats."""
+        `decline:<decline_code>[:<advice_code>[:<network_advice_code>[:<network_decline_code>]]]`,
+        `error:<code>`, `auth` (needs authentication). The last one repeats."""
         with self.lock:
             self.state.outcomes[payment_method] = list(outcomes)
+
+    def card_details(self, payment_method: str, brand: str, fingerprint: str) -> None:
+        """The card behind a payment method, as Stripe shows it (`card.brand`,
+        `card.fingerprint`): several payment methods may share one card."""
+        with self.lock:
+            self.state.cards[payment_method] = {"brand": brand, "fingerprint": fingerprint}
+
+    def invoice(
+        self,
+        payment_intent: str,
+        *,
+        status: str = "open",
+        collection_method: str = "charge_automatically",
+        auto_advance: bool = True,
+        next_payment_attempt: int | None = None,
+    ) -> str:
+        """A Stripe invoice the PaymentIntent pays (an InvoicePayment links them), with the
+        fields that say whether Stripe Billing retries it itself."""
+        with self.lock:
+            invoice_id = _id("in")
+            self.state.invoices[invoice_id] = {
+                "id": invoice_id,
+                "object": "invoice",
+                "status": status,
+                "collection_method": collection_method,
+                "auto_advance": auto_advance,
+                "next_payment_attempt": next_payment_attempt,
+                "attempted": True,
+                "attempt_count": 1,
+                "livemode": False,
+            }
+            payment_id = _id("inpay")
+            self.state.invoice_payments[payment_id] = {
+                "id": payment_id,
+                "object": "invoice_payment",
+                "invoice": invoice_id,
+                "is_default": True,
+                "status": "open",
+                "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                "livemode": False,
+            }
+            return invoice_id
 
     def fault(self, route: str, *faults: Fault) -> None:
         with self.lock:
@@ -238,8 +299,9 @@ class Emulator:
         if kind == "succeeded":
             intent["status"] = "succeeded"
         elif kind == "decline":
-            rest += [""] * 3
-            raise card_error(intent, "card_declined", rest[0], rest[1], rest[2])
+            rest += [""] * 4
+            card = self.state.cards.get(intent["payment_method"] or "")
+            raise card_error(intent, "card_declined", rest[0], rest[1], rest[2], rest[3], card)
         elif kind == "error":
             raise card_error(intent, rest[0], rest[0], None, None)
         elif kind == "auth":
@@ -341,6 +403,20 @@ class Emulator:
                 return intent
             intent["metadata"].update(params.get("metadata") or {})
             return intent
+        if method == "GET" and path == "/v1/invoice_payments":
+            wanted = params.get("payment") or {}
+            found = [
+                p
+                for p in s.invoice_payments.values()
+                if p["payment"]["payment_intent"] == wanted.get("payment_intent")
+                and p["payment"]["type"] == wanted.get("type", "payment_intent")
+            ]
+            return {"object": "list", "data": found, "has_more": False, "url": path}
+        if m := re.fullmatch(r"/v1/invoices/(in_\w+)", path):
+            found_invoice = s.invoices.get(m.group(1))
+            if found_invoice is None or method != "GET":
+                raise self._not_found("invoice", m.group(1))
+            return found_invoice
         if method == "POST" and path == "/v1/checkout/sessions":
             expires = int(params.get("expires_at") or 0)
             if not _now() + 30 * 60 - 5 <= expires <= _now() + 24 * 3600 + 5:

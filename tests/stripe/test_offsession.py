@@ -144,8 +144,10 @@ def test_a_429_storm_slows_the_run_and_loses_no_job(
 ) -> None:
     storm = [Fault(status=429, retry_after=0.4) for _ in range(3)]
     emulator.fault("POST /v1/payment_intents", *storm)
-    for n in range(6):
-        harness.queue(f"t-429-{n}", error_code="network_error", decline_code=None)
+    for n in range(6):  # each its own card: no card-network limit holds any of them
+        harness.queue(
+            f"t-429-{n}", error_code="network_error", decline_code=None, payment_method=f"pm_{n}"
+        )
     report = harness.run()
     assert report["succeeded"] == 3 and report["rescheduled"] == 3, report
     creates = emulator.requests("POST", "/v1/payment_intents")

@@ -29,6 +29,7 @@ CANDIDATES = [
     "true",
     "sqs",
     "2d",
+    "40d",
 ]
 
 

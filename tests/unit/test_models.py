@@ -45,6 +45,8 @@ LEGAL = {
     (JobState.RUNNING, JobState.PARKED),
     (JobState.PARKED, JobState.RUNNING),
     (JobState.PARKED, JobState.CANCELLED),
+    (JobState.SCHEDULED, JobState.BLOCKED),  # a card-network rule, at claim
+    (JobState.RUNNING, JobState.BLOCKED),  # a card-network rule, after an attempt
 }
 ALL_PAIRS = list(product(JobState, JobState))
 
@@ -97,7 +99,9 @@ def test_states_and_their_values() -> None:
         "cancelled",
         "awaiting_payer",
         "parked",
+        "blocked",
     }
+    assert all(len(s.value) <= 16 for s in JobState)  # the state column's width
     assert FINAL_STATES | ACTIVE_STATES == set(JobState)
     assert not FINAL_STATES & ACTIVE_STATES
     assert {s for s in JobState if s.final} == FINAL_STATES

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from payretry.domain.changes import Claimed, Finish
+from payretry.domain.changes import ClaimBatch, Claimed, Finish
 from payretry.domain.dispatch import HORIZON, Outgoing, RetryMessage
 from payretry.domain.models import CustomerAction, Job, JobState, attempt_key
+from payretry.domain.network_rules import NetworkRules
 from payretry.domain.results import AttemptInDoubt, AttemptRequest, AttemptResult
 from payretry.errors import ProcessorError
 from payretry.service.dispatcher import Dispatcher
@@ -178,11 +179,17 @@ class RivalStore(MemoryStore):
     """Another runner always claims the job a message names just before the worker does."""
 
     def claim(
-        self, now: datetime, limit: int, lease_for: timedelta, *, job_id: str | None = None
-    ) -> list[Claimed]:
+        self,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        job_id: str | None = None,
+        rules: NetworkRules | None = None,
+    ) -> ClaimBatch:
         if job_id is not None:
-            super().claim(now, limit, lease_for, job_id=job_id)
-        return super().claim(now, limit, lease_for, job_id=job_id)
+            super().claim(now, limit, lease_for, job_id=job_id, rules=rules)
+        return super().claim(now, limit, lease_for, job_id=job_id, rules=rules)
 
 
 def test_a_job_taken_twice_under_the_worker_is_busy(clock: ManualClock) -> None:
