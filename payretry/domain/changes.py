@@ -10,7 +10,7 @@ the rows, and say themselves what they write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from payretry.domain.events import (
@@ -26,6 +26,25 @@ from payretry.domain.events import (
 from payretry.domain.models import AttemptOutcome, Job
 from payretry.domain.policy import Decision
 from payretry.domain.results import AttemptRequest, AttemptResult
+from payretry.domain.rollups import Rollup, attempt_ended, job_ended
+
+
+def _job_ended(job: Job, state: str, at: datetime) -> list[Rollup]:
+    return job_ended(
+        state,
+        at,
+        currency=job.money.currency,
+        amount_minor=job.money.amount_minor,
+        error_code=job.error_code,
+        decline_code=job.decline_code,
+        first_failure_at=job.created_at,
+    )
+
+
+def _outcome(result: AttemptResult) -> str:
+    if result.succeeded:
+        return AttemptOutcome.SUCCEEDED.value
+    return AttemptOutcome.AWAITING.value if result.awaiting else AttemptOutcome.FAILED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +111,33 @@ class Finish:
     result: AttemptResult
     decision: Decision
     finished_at: datetime
+    processor: str | None = None  # the processor's name, for its attempt durations
 
     @property
     def entry(self) -> OutboxEntry:
         c = self.claimed
-        return on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+        entry = on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+        if not self.processor:
+            return entry
+        took = max(0.0, (self.finished_at - c.job.updated_at).total_seconds())
+        data = {**entry.data, "processor": self.processor, "duration_ms": round(took * 1000)}
+        return replace(entry, data=data)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        """The counts this outcome adds: the attempt (and how long the processor took; the
+        claim set the job's `updated_at` to the attempt's start), and the job's end if any."""
+        c = self.claimed
+        found = attempt_ended(
+            c.attempt_number,
+            _outcome(self.result),
+            self.finished_at,
+            processor=self.processor,
+            started_at=c.job.updated_at,
+        )
+        if self.decision.state.final:
+            found += _job_ended(c.job, self.decision.state.value, self.finished_at)
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +168,13 @@ class Settlement:
     def entry(self) -> OutboxEntry:
         return on_outcome(self.job, self.number, self.result, self.decision, self.finished_at)
 
+    @property
+    def rollups(self) -> list[Rollup]:
+        found = attempt_ended(self.number, _outcome(self.result), self.finished_at)
+        if self.decision.state.final:
+            found += _job_ended(self.job, self.decision.state.value, self.finished_at)
+        return found
+
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
@@ -140,6 +188,10 @@ class Cancelled:
     def entry(self) -> OutboxEntry:
         return on_cancel(self.job, self.at, self.reason)
 
+    @property
+    def rollups(self) -> list[Rollup]:
+        return _job_ended(self.job, "cancelled", self.at)
+
 
 @dataclass(frozen=True, slots=True)
 class WindowClosed:
@@ -151,6 +203,10 @@ class WindowClosed:
     @property
     def entry(self) -> OutboxEntry:
         return on_window_closed(self.job, self.at)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        return _job_ended(self.job, "abandoned", self.at)
 
 
 @dataclass(frozen=True, slots=True)

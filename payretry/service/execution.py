@@ -102,7 +102,7 @@ class Execution:
             self.pace(result.retry_after)
         now = self.clock()
         decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now)
-        return Finish(claimed, result, decision, now)
+        return Finish(claimed, result, decision, now, self.processor.name)
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
         """In a pool thread: wait for the limiter right before the request, so the pace the

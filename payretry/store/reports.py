@@ -13,9 +13,11 @@ from typing import Protocol
 
 from sqlalchemy import Connection, func, select
 
+from payretry.domain.analytics import USER_WINDOW
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
 from payretry.domain.outbox import Telemetry
 from payretry.domain.ports import Stats
+from payretry.store.analytics import processing_times, retry_frequency
 from payretry.store.outbox import pending_counts
 from payretry.store.tables import ATTEMPTS, JOBS
 
@@ -127,6 +129,8 @@ class ReportsMixin:
             groups = _attempt_groups(conn)
             due_now, oldest = _due(conn, now)
             pending = pending_counts(conn, self.dialect, sinks)
+            processing = processing_times(conn)
+            frequency = retry_frequency(conn, now, USER_WINDOW)
         attempts: dict[int, int] = defaultdict(int)
         failures: dict[tuple[str, int], int] = defaultdict(int)
         succeeded = finished = 0
@@ -149,4 +153,6 @@ class ReportsMixin:
             due_now=due_now,
             oldest_due_at=oldest,
             pending_events=pending,
+            processing=processing,
+            retry_frequency=frequency,
         )

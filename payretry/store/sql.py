@@ -34,6 +34,7 @@ from payretry.domain.models import (
 )
 from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
+from payretry.store.analytics import AnalyticsMixin, rollups_of, write_rollups
 from payretry.store.bulk import Bulk
 from payretry.store.dispatch import DispatchMixin
 from payretry.store.engine import READONLY, describe_url, make_engine
@@ -64,7 +65,7 @@ def _held() -> tuple[ColumnElement[bool], ...]:
     )
 
 
-class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
+class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, AnalyticsMixin):
     """Jobs and attempts in SQL. Each method is one short transaction; each change writes its
     events (store/outbox.py) in that same transaction."""
 
@@ -257,6 +258,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
             if not done.rowcount:  # an attempt started or ended since the caller looked
                 raise Refused("the job changed while it was being cancelled; look again")
             write_entries(conn, [cancelled.entry])
+            write_rollups(conn, cancelled.rollups)
         job = self.get(seen.id)
         assert job is not None
         return job
@@ -318,7 +320,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 .returning(*JOBS.c)
             ).all()
             jobs = [job_from_row(r) for r in rows]
-            write_entries(conn, [WindowClosed(job, now).entry for job in jobs])
+            closed = [WindowClosed(job, now) for job in jobs]
+            write_entries(conn, [c.entry for c in closed])
+            write_rollups(conn, rollups_of(closed))
         return jobs
 
     def _due_query(self, now: datetime, limit: int) -> Any:
@@ -493,9 +497,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                 dialect = self.engine.dialect
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
-                write_entries(
-                    conn, [f.entry for f, ok in zip(finishes, applied, strict=True) if ok]
-                )
+                done = [f for f, ok in zip(finishes, applied, strict=True) if ok]
+                write_entries(conn, [f.entry for f in done])
+                write_rollups(conn, rollups_of(done))
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
@@ -576,6 +580,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
         runners checking one session record its end once."""
         applied = []
         with self._tx() as conn:
+            settled = []
             for s in settlements:
                 check_transition(JobState.AWAITING_PAYER, s.decision.state)
                 job, number = s.job, s.job.attempt_count
@@ -614,7 +619,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin):
                         )
                     )
                     write_entries(conn, [s.entry])
+                    settled.append(s)
                 applied.append(bool(done))
+            write_rollups(conn, rollups_of(settled))
         return applied
 
 
