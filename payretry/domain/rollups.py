@@ -144,7 +144,5 @@ def job_ended(
     ]
     if state == "succeeded":
         took = max(0.0, (at - first_failure_at).total_seconds())
-        found.append(
-            Rollup(day, Metric.RECOVERY, bucket(took, RECOVERY_BUCKETS), seconds=took)
-        )
+        found.append(Rollup(day, Metric.RECOVERY, bucket(took, RECOVERY_BUCKETS), seconds=took))
     return found

@@ -63,14 +63,15 @@ def write_rollups(conn: Connection, rollups: Iterable[Rollup]) -> None:
 
 
 def _rollup(row: Any) -> Rollup:
+    r = row._mapping  # `count` is also a method of a row
     return Rollup(
-        row.day,
-        Metric(row.metric),
-        row.key,
-        row.currency,
-        int(row.count),
-        int(row.amount_minor),
-        float(row.seconds),
+        r["day"],
+        Metric(r["metric"]),
+        r["key"],
+        r["currency"],
+        int(r["count"]),
+        int(r["amount_minor"]),
+        float(r["seconds"]),
     )
 
 
@@ -101,9 +102,7 @@ def retry_frequency(conn: Connection, now: datetime, window: timedelta) -> Retry
         .group_by(JOBS.c.user_id)
         .subquery()
     )
-    rows = conn.execute(
-        select(per_user.c.n, func.count().label("users")).group_by(per_user.c.n)
-    )
+    rows = conn.execute(select(per_user.c.n, func.count().label("users")).group_by(per_user.c.n))
     return RetryFrequency({int(r.n): int(r.users) for r in rows}, window)
 
 

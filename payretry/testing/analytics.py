@@ -15,11 +15,7 @@ from payretry.testing._base import Tables, aware
 class AnalyticsMixin(Tables):
     def rollups(self, since: date | None = None) -> list[Rollup]:
         with self._tx("rollups"):
-            return [
-                r
-                for _, r in sorted(self._rollups.items())
-                if since is None or r.day >= since
-            ]
+            return [r for _, r in sorted(self._rollups.items()) if since is None or r.day >= since]
 
     def search_jobs(
         self, where: JobFilter, *, before_seq: int | None = None, limit: int = 50
@@ -75,9 +71,7 @@ class AnalyticsMixin(Tables):
             totals[(processor, outcome)] = totals.get((processor, outcome), 0.0) + r.seconds
         return {k: Histogram(dict(counts[k]), totals[k]) for k in sorted(counts)}
 
-    def retry_frequency(
-        self, now: datetime, window: timedelta = USER_WINDOW
-    ) -> RetryFrequency:
+    def retry_frequency(self, now: datetime, window: timedelta = USER_WINDOW) -> RetryFrequency:
         with self._tx("retry_frequency"):
             return self._retry_frequency(aware(now), window)
 
