@@ -10,6 +10,7 @@ would refuse). Output is deterministic: fixed hash salt, no creation date.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ TITLES = {
     "time_to_recovery": "Time from first failure to recovery",
     "daily": "Recovered and lost per day",
 }
+_LOCK = threading.Lock()  # matplotlib's caches are shared; draw one chart at a time
 _INK, _OK, _LOST = "#1f2933", "#2f7d4f", "#b4462b"
 
 
@@ -85,12 +87,25 @@ _DRAW: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 }
 
 
+def available() -> bool:
+    """Whether matplotlib (the charts extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def chart(report: dict[str, Any], name: str, fmt: str = "svg") -> bytes:
     """One chart of the report, as SVG or PNG bytes."""
-    import matplotlib
 
     if name not in _DRAW:
         raise KeyError(name)
+    with _LOCK:
+        return _draw(report, name, fmt)
+
+
+def _draw(report: dict[str, Any], name: str, fmt: str) -> bytes:
+    import matplotlib
+
     figure = _figure()
     ax = figure.add_subplot()
     ax.set_title(TITLES[name], fontsize=10, color=_INK)

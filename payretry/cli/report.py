@@ -78,18 +78,10 @@ def _print(document: dict[str, Any]) -> None:
 
 
 def _renderer() -> Any:
-    try:
-        from payretry.charts import render
-    except ImportError as exc:  # pragma: no cover - the charts extra is missing
-        raise PayretryError(
-            f"charts need the charts extra (pip install 'payretry[charts]'): {exc}"
-        ) from None
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise PayretryError(
-            f"charts need the charts extra (pip install 'payretry[charts]'): {exc}"
-        ) from None
+    from payretry.charts import render
+
+    if not render.available():
+        raise PayretryError("charts need the charts extra: pip install 'payretry[charts]'")
     return render
 
 
