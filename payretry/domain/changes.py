@@ -112,6 +112,7 @@ class Finish:
     decision: Decision
     finished_at: datetime
     processor: str | None = None  # the processor's name, for its attempt durations
+    sent_at: datetime | None = None  # when the processor was called (else: the claim time)
 
     @property
     def entry(self) -> OutboxEntry:
@@ -119,21 +120,27 @@ class Finish:
         entry = on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
         if not self.processor:
             return entry
-        took = max(0.0, (self.finished_at - c.job.updated_at).total_seconds())
+        took = max(0.0, (self.finished_at - self.started_at).total_seconds())
         data = {**entry.data, "processor": self.processor, "duration_ms": round(took * 1000)}
         return replace(entry, data=data)
 
     @property
+    def started_at(self) -> datetime:
+        """When the processor was called for this attempt (the claim time, the job's
+        `updated_at`, when not told)."""
+        return self.sent_at or self.claimed.job.updated_at
+
+    @property
     def rollups(self) -> list[Rollup]:
-        """The counts this outcome adds: the attempt (and how long the processor took; the
-        claim set the job's `updated_at` to the attempt's start), and the job's end if any."""
+        """The counts this outcome adds: the attempt (and how long the processor took), and
+        the job's end if any."""
         c = self.claimed
         found = attempt_ended(
             c.attempt_number,
             _outcome(self.result),
             self.finished_at,
             processor=self.processor,
-            started_at=c.job.updated_at,
+            started_at=self.started_at,
         )
         if self.decision.state.final:
             found += _job_ended(c.job, self.decision.state.value, self.finished_at)

@@ -87,6 +87,7 @@ class Execution:
 
     def attempt(self, claimed: Claimed) -> Finish | Unsettled:
         claimed = self._with_history(claimed)
+        sent_at = self.clock()
         try:
             result = self.processor.attempt(claimed.request())
         except AttemptInDoubt as exc:
@@ -102,7 +103,7 @@ class Execution:
             self.pace(result.retry_after)
         now = self.clock()
         decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now)
-        return Finish(claimed, result, decision, now, self.processor.name)
+        return Finish(claimed, result, decision, now, self.processor.name, sent_at)
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
         """In a pool thread: wait for the limiter right before the request, so the pace the

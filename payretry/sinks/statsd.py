@@ -12,7 +12,7 @@ and gauges of the queue each delivery pass (at most every `every` seconds).
 - retry_processing_time (histogram, tags processor, outcome): seconds the processor took over
   an attempt, from each retry_success and retry_failed event.
 - user_retry_frequency (gauge, tag le): users with at most `le` retries in the last 24 hours
-  (`le:+Inf`: every user who had any); user_retry_frequency.max: the most any one user had.
+  (`le:inf`: every user who had any); user_retry_frequency.max: the most any one user had.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class StatsdSink:
             client.gauge("payretry.outbox.pending", pending, tags=[f"sink:{sink}"])
         frequency = telemetry.retry_frequency
         for le, users in frequency.histogram():
-            client.gauge("user_retry_frequency", users, tags=[f"le:{le}"])
+            bound = "inf" if le == "+Inf" else le  # DogStatsD would turn "+" into "_"
+            client.gauge("user_retry_frequency", users, tags=[f"le:{bound}"])
         client.gauge("user_retry_frequency.max", frequency.most)
         self._reported = time.monotonic()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,8 @@ __all__ = ["Api", "Clock", "MakeApi", "api", "api_url", "make_api", "SECRET"]
 CHROMIUM = os.environ.get("PAYRETRY_TEST_CHROMIUM", "/usr/bin/chromium")
 # Read at import, before the autouse fixture clears PAYRETRY_* from the environment: where the
 # browser tests also save their screenshots (the README's, docs/screenshots).
-SCREENSHOTS = os.environ.get("PAYRETRY_SCREENSHOTS")
+_SHOTS = os.environ.get("PAYRETRY_SCREENSHOTS")
+SCREENSHOTS = str(Path(_SHOTS).resolve()) if _SHOTS else None
 UNDER_CI = bool(os.environ.get("CI"))
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _KEY = re.compile(r'name="key" value="([^"]+)"')
@@ -74,7 +74,8 @@ def browser() -> Iterator[Any]:
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    profile = tempfile.mkdtemp(prefix="payretry-chromium-")
+    # launch() gives Chromium a fresh temporary profile (--user-data-dir) of its own, removed
+    # on close; each test then gets its own context (cookies, storage) within it.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -87,14 +88,12 @@ def browser() -> Iterator[Any]:
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
-                f"--user-data-dir={profile}",
             ],
         )
         try:
             yield browser
         finally:
             browser.close()
-            shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
