@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from payretry.domain.access import Role
 from tests.api.conftest import SECRET, Api, Clock, MakeApi, api, api_url, make_api
 
 __all__ = ["Api", "Clock", "MakeApi", "api", "api_url", "make_api", "SECRET"]
@@ -112,6 +111,3 @@ def shots(tmp_path: Path) -> Any:
         return path
 
     return shot
-
-
-ROLE = Role

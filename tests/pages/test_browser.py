@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -230,6 +230,3 @@ def test_no_js_needed_the_form_posts_plainly(browser: Any, api: Api) -> None:
         assert tab.locator(".headline").inner_text() == "Paid"
     finally:
         context.close()
-
-
-_ = (UTC, datetime)
