@@ -610,6 +610,20 @@ KEYS: tuple[Key, ...] = (
         _duration_within(timedelta(seconds=1), timedelta(days=30)),
         "the per-user window",
     ),
+    Key(
+        "pages",
+        "session_ttl",
+        timedelta(hours=8),
+        _duration_within(timedelta(minutes=5), timedelta(days=7)),
+        "how long a dashboard login lasts (a customer's, at most its token's lifetime)",
+    ),
+    Key(
+        "pages",
+        "secure_cookies",
+        False,
+        _bool,
+        "page cookies always Secure (TLS ended by a proxy); else Secure when served over TLS",
+    ),
     Key("log", "format", "auto", _choice("auto", "human", "json"), "log format on stderr"),
     Key("log", "level", "warning", _choice("debug", "info", "warning", "error"), "log level"),
 )
@@ -805,6 +819,12 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PagesSettings:
+    session_ttl: timedelta
+    secure_cookies: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     format: str
     level: str
@@ -829,6 +849,7 @@ VIEWS: dict[str, type] = {
     "metrics": MetricsSettings,
     "http": HttpSettings,
     "throttle": ThrottleSettings,
+    "pages": PagesSettings,
     "log": LogSettings,
 }
 _View = TypeVar("_View")
@@ -925,6 +946,10 @@ class Settings:
     @property
     def throttle(self) -> ThrottleSettings:
         return self.view("throttle", ThrottleSettings)
+
+    @property
+    def pages(self) -> PagesSettings:
+        return self.view("pages", PagesSettings)
 
     @property
     def log(self) -> LogSettings:

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from payretry import __version__
-from payretry.api import errors
+from payretry.api import errors, pages
 from payretry.api.middleware import Guard
 from payretry.api.routes import checkout, events, ops, payments, process, tokens
 from payretry.api.services import Services
@@ -64,6 +64,7 @@ def create_app(wiring: Wiring, *, services: Services | None = None) -> FastAPI:
     errors.install(app)
     for module in (payments, checkout, process, events, tokens, ops):
         app.include_router(module.router)
+    pages.install(app, services)  # /pay/{id}, /admin, /static
     http = wiring.settings.http
     origins = [o.strip() for o in http.cors_origins.split(",") if o.strip()]
     if origins:

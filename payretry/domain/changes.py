@@ -30,6 +30,25 @@ from payretry.domain.models import AttemptOutcome, Job, JobState
 from payretry.domain.network_rules import Verdict
 from payretry.domain.policy import Decision
 from payretry.domain.results import AttemptRequest, AttemptResult
+from payretry.domain.rollups import Rollup, attempt_ended, job_ended
+
+
+def _job_ended(job: Job, state: str, at: datetime) -> list[Rollup]:
+    return job_ended(
+        state,
+        at,
+        currency=job.money.currency,
+        amount_minor=job.money.amount_minor,
+        error_code=job.error_code,
+        decline_code=job.decline_code,
+        first_failure_at=job.created_at,
+    )
+
+
+def _outcome(result: AttemptResult) -> str:
+    if result.succeeded:
+        return AttemptOutcome.SUCCEEDED.value
+    return AttemptOutcome.AWAITING.value if result.awaiting else AttemptOutcome.FAILED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +125,40 @@ class Finish:
     decision: Decision
     finished_at: datetime
     settled: LedgerSettle | None = None  # `ledger`, when the decision already worked it out
+    processor: str | None = None  # the processor's name, for its attempt durations
+    sent_at: datetime | None = None  # when the processor was called (else: the claim time)
 
     @property
     def entry(self) -> OutboxEntry:
         c = self.claimed
-        return on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+        entry = on_outcome(c.job, c.attempt_number, self.result, self.decision, self.finished_at)
+        if not self.processor:
+            return entry
+        took = max(0.0, (self.finished_at - self.started_at).total_seconds())
+        data = {**entry.data, "processor": self.processor, "duration_ms": round(took * 1000)}
+        return replace(entry, data=data)
+
+    @property
+    def started_at(self) -> datetime:
+        """When the processor was called for this attempt (the claim time, the job's
+        `updated_at`, when not told)."""
+        return self.sent_at or self.claimed.job.updated_at
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        """The counts this outcome adds: the attempt (and how long the processor took), and
+        the job's end if any."""
+        c = self.claimed
+        found = attempt_ended(
+            c.attempt_number,
+            _outcome(self.result),
+            self.finished_at,
+            processor=self.processor,
+            started_at=self.started_at,
+        )
+        if self.decision.state.final:
+            found += _job_ended(c.job, self.decision.state.value, self.finished_at)
+        return found
 
     @property
     def ledger(self) -> LedgerSettle | None:
@@ -199,6 +247,13 @@ class Settlement:
     def entry(self) -> OutboxEntry:
         return on_outcome(self.job, self.number, self.result, self.decision, self.finished_at)
 
+    @property
+    def rollups(self) -> list[Rollup]:
+        found = attempt_ended(self.number, _outcome(self.result), self.finished_at)
+        if self.decision.state.final:
+            found += _job_ended(self.job, self.decision.state.value, self.finished_at)
+        return found
+
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
@@ -212,6 +267,10 @@ class Cancelled:
     def entry(self) -> OutboxEntry:
         return on_cancel(self.job, self.at, self.reason)
 
+    @property
+    def rollups(self) -> list[Rollup]:
+        return _job_ended(self.job, "cancelled", self.at)
+
 
 @dataclass(frozen=True, slots=True)
 class WindowClosed:
@@ -223,6 +282,10 @@ class WindowClosed:
     @property
     def entry(self) -> OutboxEntry:
         return on_window_closed(self.job, self.at)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        return _job_ended(self.job, "abandoned", self.at)
 
 
 @dataclass(frozen=True, slots=True)

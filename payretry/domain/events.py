@@ -236,8 +236,13 @@ def _render_initiated(entry: OutboxEntry) -> list[Event]:
     ]
 
 
+def _timing(entry: OutboxEntry) -> dict[str, Any]:
+    """How long the processor took over the attempt, and which it was (when known)."""
+    return {name: entry.data[name] for name in ("processor", "duration_ms") if name in entry.data}
+
+
 def _render_success(entry: OutboxEntry) -> list[Event]:
-    return [entry._event(EventType.SUCCESS, JobState.SUCCEEDED, ("reference",))]
+    return [entry._event(EventType.SUCCESS, JobState.SUCCEEDED, ("reference",), **_timing(entry))]
 
 
 def _render_failed(entry: OutboxEntry) -> list[Event]:
@@ -248,6 +253,7 @@ def _render_failed(entry: OutboxEntry) -> list[Event]:
         state,
         ("error_code", "decline_code", "next_retry_at", "policy_row", "reason", "rule"),
         will_retry=will_retry,
+        **_timing(entry),
     )
     if will_retry:
         moved = [entry._postponed(entry.attempt + 1)] if entry.data.get("rule") else []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from payretry.domain.analytics import Histogram, RetryFrequency
 from payretry.domain.events import Event, OutboxEntry
 
 
@@ -79,6 +80,10 @@ class Telemetry:
     oldest_due_at: datetime | None
     pending_events: Mapping[str, int] = field(default_factory=dict)  # per sink
     blocked_by_rule: Mapping[str, int] = field(default_factory=dict)  # blocked jobs, per rule
+    # retry_processing_time: attempt durations by (processor, outcome), from the rollups
+    processing: Mapping[tuple[str, str], Histogram] = field(default_factory=dict)
+    # user_retry_frequency: users by their number of retries in the last USER_WINDOW
+    retry_frequency: RetryFrequency = field(default_factory=RetryFrequency)
 
     @property
     def success_rate(self) -> float | None:

@@ -88,6 +88,10 @@ class ThrottleStore(Protocol):
         counted in one transaction, so concurrent requests (other processes) cannot both pass."""
         ...
 
+    def peek(self, limits: Sequence[Limit], now: datetime) -> Verdict:
+        """What `take` would answer now, counting nothing (a page showing the wait)."""
+        ...
+
 
 # -- the first attempt of POST /api/payments/process ------------------------------------------
 

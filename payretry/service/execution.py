@@ -88,6 +88,7 @@ class Execution:
 
     def attempt(self, claimed: Claimed) -> Finish | Unsettled:
         claimed = self._with_history(claimed)
+        sent_at = self.clock()
         try:
             result = self.processor.attempt(claimed.request())
         except AttemptInDoubt as exc:
@@ -110,7 +111,15 @@ class Execution:
             # attempt's outcome in it; nothing else asks the card.
             card = after_outcome(card, settled) if not result.succeeded else None
         decision = self.policy.decide(claimed.job, claimed.attempt_number, result, now, card)
-        return Finish(claimed, result, decision, now, settled)
+        return Finish(
+            claimed,
+            result,
+            decision,
+            now,
+            settled,
+            processor=self.processor.name,
+            sent_at=sent_at,
+        )
 
     def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
         """In a pool thread: wait for the limiter right before the request, so the pace the

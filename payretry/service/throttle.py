@@ -60,6 +60,11 @@ class RetryThrottle:
             retry_after=wait,
         )
 
+    def wait(self, job: Job, now: datetime) -> timedelta | None:
+        """How long a retry of `job` would be held now (None: it would pass); counts nothing."""
+        verdict = self.store.peek(self.limits(job), now)
+        return None if verdict.allowed else verdict.retry_after
+
 
 def _window(window: timedelta) -> str:
     return format_duration(window)

@@ -13,6 +13,10 @@ they are gauges of what is stored, and fall when `purge` removes old jobs.
 - retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds.
 - payretry_jobs{state}; payretry_outbox_pending{sink}: entries a sink has yet to take.
 - payments_retry_blocked{rule}: jobs blocked by a card-network rule, by the rule.
+- retry_processing_time{processor,outcome}: a histogram of how long the processor took over
+  each attempt, in seconds (from the daily rollups, so it never falls).
+- user_retry_frequency: a histogram of retries per user over the last 24 hours (one
+  observation per user who had any; buckets, never a label per user).
 - run-due's textfile adds payretry_run_due_last_run_timestamp_seconds and
   payretry_run_due_jobs{outcome} for the run that wrote it.
 """
@@ -23,9 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, write_to_textfile
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from payretry.domain.analytics import duration_bounds
 from payretry.domain.outbox import Telemetry
 from payretry.errors import PayretryError
 
@@ -80,6 +85,32 @@ def families(t: Telemetry) -> Iterable[Metric]:
     for sink, count in t.pending_events.items():
         pending.add_metric([sink], count)
     yield pending
+    yield from distributions(t)
+
+
+def distributions(t: Telemetry) -> Iterable[Metric]:
+    processing = HistogramMetricFamily(
+        "retry_processing_time",
+        "How long the processor took over a retry attempt, in seconds",
+        labels=["processor", "outcome"],
+    )
+    bounds = duration_bounds()
+    for (processor, outcome), histogram in t.processing.items():
+        processing.add_metric(
+            [processor, outcome],
+            buckets=[(le, float(n)) for le, n in histogram.cumulative(bounds)],
+            sum_value=round(histogram.total, 6),
+        )
+    yield processing
+    frequency = t.retry_frequency
+    users = HistogramMetricFamily(
+        "user_retry_frequency",
+        "Retries per user over the last 24 hours (users who had any)",
+    )
+    users.add_metric(
+        [], buckets=[(le, float(n)) for le, n in frequency.histogram()], sum_value=frequency.total
+    )
+    yield users
 
 
 class StoreCollector(Collector):

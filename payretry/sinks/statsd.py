@@ -10,6 +10,10 @@ and gauges of the queue each delivery pass (at most every `every` seconds).
 - retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds (gauges): active
   jobs, scheduled jobs due now, how long the oldest due job has waited.
 - payretry.outbox.pending (gauge, tag sink): outbox entries a sink has yet to take.
+- retry_processing_time (histogram, tags processor, outcome): seconds the processor took over
+  an attempt, from each retry_success and retry_failed event.
+- user_retry_frequency (gauge, tag le): users with at most `le` retries in the last 24 hours
+  (`le:inf`: every user who had any); user_retry_frequency.max: the most any one user had.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class StatsdSink:
                 client.increment("payments.retry.attempt_count", tags=[attempt])
             elif event.type is EventType.SUCCESS:
                 client.increment("payments.retry.success_count", tags=[attempt])
+                self._duration(event, "succeeded")
             elif event.type is EventType.BLOCKED:
                 rule = event.data.get("rule") or "unknown"
                 client.increment("payments.retry.blocked", tags=[f"rule:{rule}"])
@@ -55,6 +60,18 @@ class StatsdSink:
                     "payments.retry.failure_count",
                     tags=[f"failure_reason:{reason or 'unknown'}", attempt],
                 )
+                self._duration(event, "failed")
+
+    def _duration(self, event: Event, outcome: str) -> None:
+        took = event.data.get("duration_ms")
+        processor = event.data.get("processor")
+        if took is None or not processor:
+            return
+        self.client.histogram(
+            "retry_processing_time",
+            float(took) / 1000.0,
+            tags=[f"processor:{processor}", f"outcome:{outcome}"],
+        )
 
     def report_due(self) -> bool:
         return time.monotonic() - self._reported >= self.every
@@ -69,6 +86,11 @@ class StatsdSink:
         client.gauge("retry_queue_oldest_due_age_seconds", telemetry.oldest_due_age.total_seconds())
         for sink, pending in telemetry.pending_events.items():
             client.gauge("payretry.outbox.pending", pending, tags=[f"sink:{sink}"])
+        frequency = telemetry.retry_frequency
+        for le, users in frequency.histogram():
+            bound = "inf" if le == "+Inf" else le  # DogStatsD would turn "+" into "_"
+            client.gauge("user_retry_frequency", users, tags=[f"le:{bound}"])
+        client.gauge("user_retry_frequency.max", frequency.most)
         self._reported = time.monotonic()
 
     def close(self) -> None:

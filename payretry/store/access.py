@@ -123,3 +123,16 @@ class SqlThrottle:
                     .values(window_start=start, count=count)
                 )
         return Verdict(True)
+
+    def peek(self, limits: Sequence[Limit], now: datetime) -> Verdict:
+        if not limits:
+            return Verdict(True)
+        by_bucket = {limit.bucket: limit for limit in limits}
+        with self.store._tx(readonly=True) as conn:
+            rows = conn.execute(select(THROTTLE).where(THROTTLE.c.bucket.in_(list(by_bucket))))
+            for row in sorted((r._mapping for r in rows), key=lambda r: str(r["bucket"])):
+                limit = by_bucket[row["bucket"]]
+                ends = row["window_start"] + limit.window
+                if now < ends and int(row["count"]) >= limit.count:
+                    return Verdict(False, ends - now, limit.bucket)
+        return Verdict(True)

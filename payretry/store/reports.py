@@ -13,9 +13,11 @@ from typing import Protocol
 
 from sqlalchemy import Connection, func, select
 
+from payretry.domain.analytics import USER_WINDOW
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
 from payretry.domain.outbox import Telemetry
 from payretry.domain.ports import Stats
+from payretry.store.analytics import processing_times, retry_frequency
 from payretry.store.outbox import pending_counts
 from payretry.store.tables import ATTEMPTS, JOBS
 
@@ -135,6 +137,8 @@ class ReportsMixin:
                     .group_by(JOBS.c.network_rule)
                 )
             }
+            processing = processing_times(conn)
+            frequency = retry_frequency(conn, now, USER_WINDOW)
         attempts: dict[int, int] = defaultdict(int)
         failures: dict[tuple[str, int], int] = defaultdict(int)
         succeeded = finished = 0
@@ -158,4 +162,6 @@ class ReportsMixin:
             oldest_due_at=oldest,
             pending_events=pending,
             blocked_by_rule=dict(sorted(blocked.items())),
+            processing=processing,
+            retry_frequency=frequency,
         )

@@ -39,6 +39,7 @@ from payretry.domain.models import (
 from payretry.domain.network_rules import NetworkRules
 from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
+from payretry.store.analytics import AnalyticsMixin, rollups_of, write_rollups
 from payretry.store.bulk import Bulk
 from payretry.store.cards import (
     CardLedgerMixin,
@@ -78,7 +79,9 @@ def _held() -> tuple[ColumnElement[bool], ...]:
     )
 
 
-class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, CardLedgerMixin):
+class SqlStore(
+    ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, CardLedgerMixin, AnalyticsMixin
+):
     """Jobs and attempts in SQL. Each method is one short transaction; each change writes its
     events (store/outbox.py) and its card-ledger entries (store/cards.py) in that same
     transaction."""
@@ -287,6 +290,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
             if not done.rowcount:  # an attempt started or ended since the caller looked
                 raise Refused("the job changed while it was being cancelled; look again")
             write_entries(conn, [cancelled.entry])
+            write_rollups(conn, cancelled.rollups)
         job = self.get(seen.id)
         assert job is not None
         return job
@@ -348,7 +352,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                 .returning(*JOBS.c)
             ).all()
             jobs = [job_from_row(r) for r in rows]
-            write_entries(conn, [WindowClosed(job, now).entry for job in jobs])
+            closed = [WindowClosed(job, now) for job in jobs]
+            write_entries(conn, [c.entry for c in closed])
+            write_rollups(conn, rollups_of(closed))
         return jobs
 
     def _due_query(self, now: datetime, limit: int) -> Any:
@@ -541,15 +547,13 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                 dialect = self.engine.dialect
                 Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
                 Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
+                done = [f for f, ok in zip(finishes, applied, strict=True) if ok]
                 settles = [
-                    (settled, f.claimed.job)
-                    for f, ok in zip(finishes, applied, strict=True)
-                    if ok and (settled := f.ledger) is not None
+                    (settled, f.claimed.job) for f in done if (settled := f.ledger) is not None
                 ]
                 apply_settles(conn, self._insert, settles)
-                write_entries(
-                    conn, [f.entry for f, ok in zip(finishes, applied, strict=True) if ok]
-                )
+                write_entries(conn, [f.entry for f in done])
+                write_rollups(conn, rollups_of(done))
         return applied
 
     def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
@@ -645,6 +649,7 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
         runners checking one session record its end once."""
         applied = []
         with self._tx() as conn:
+            settled = []
             for s in settlements:
                 check_transition(JobState.AWAITING_PAYER, s.decision.state)
                 job, number = s.job, s.job.attempt_count
@@ -683,7 +688,9 @@ class SqlStore(ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, Card
                         )
                     )
                     write_entries(conn, [s.entry])
+                    settled.append(s)
                 applied.append(bool(done))
+            write_rollups(conn, rollups_of(settled))
         return applied
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -343,6 +344,21 @@ class FirstAttemptRow(SQLModel, table=True):
     queued: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
 
 
+class RollupRow(SQLModel, table=True):
+    """Daily rollups (migration 0007): counts added as attempts and jobs end, in the same
+    transaction as the change (domain/rollups.py says which). Never purged."""
+
+    __tablename__ = "retry_rollups"
+
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    metric: str = Field(sa_column=Column(String(16), primary_key=True))
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    currency: str = Field(sa_column=Column(String(3), primary_key=True))
+    count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    seconds: float = Field(sa_column=Column(Float, nullable=False))
+
+
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
@@ -354,3 +370,4 @@ API_TOKENS = ApiTokenRow.__table__  # type: ignore[attr-defined]
 IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]
 FIRST_ATTEMPTS = FirstAttemptRow.__table__  # type: ignore[attr-defined]
+ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]

@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from payretry.domain.events import OutboxEntry
 from payretry.domain.models import ACTIVE_STATES, Attempt, Job, JobState
 from payretry.domain.outbox import SinkState
 from payretry.domain.ports import WorkerBeat
+from payretry.domain.rollups import Rollup, merge
 from payretry.errors import StoreError
 
 # Compact JSON, as the SQL outbox stores it: data that could not be stored there fails here too.
@@ -94,6 +95,7 @@ class Tables:
         self._next_seq = 1
         self._next_entry = 1  # never handed out twice, even after a purge (AUTOINCREMENT)
         self._faults: Counter[str] = Counter()
+        self._rollups: dict[tuple[date, str, str, str], Rollup] = {}  # never purged
 
     # -- failures --------------------------------------------------------------------------
 
@@ -155,6 +157,13 @@ class Tables:
         """Entries as they read back once stored (data through JSON). Done before a change is
         applied: an entry that cannot be stored stops the change."""
         return [replace(e, data=json.loads(_encode(e.data)), txid=0) for e in entries]
+
+    def _roll(self, rollups: Iterable[Rollup]) -> None:
+        """Add rollups, as the SQL store's grouped upsert does (in the change's critical
+        section)."""
+        for r in merge(rollups):
+            seen = self._rollups.get(r.identity)
+            self._rollups[r.identity] = merge([seen, r])[0] if seen else r
 
     def _write(self, entries: Iterable[OutboxEntry]) -> None:
         for entry in entries:

@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from payretry.domain.analytics import USER_WINDOW
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
 from payretry.domain.outbox import Telemetry
 from payretry.domain.ports import Stats, WorkerBeat
-from payretry.testing._base import Tables, aware
+from payretry.testing._base import aware
+from payretry.testing.analytics import AnalyticsMixin
 from payretry.testing.events import EventsMixin
 
 _FINISHED = (AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED)
@@ -18,7 +20,7 @@ _FINISHED = (AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED)
 Groups = Counter[tuple[int, AttemptOutcome, str | None, str | None]]
 
 
-class ReportsMixin(EventsMixin, Tables):
+class ReportsMixin(EventsMixin, AnalyticsMixin):
     def _by_state(self) -> dict[str, int]:
         return dict(Counter(r.job.state.value for r in self._rows.values()))
 
@@ -99,6 +101,8 @@ class ReportsMixin(EventsMixin, Tables):
                 for r in self._rows.values()
                 if r.job.state is JobState.BLOCKED
             )
+            processing = self._processing_times()
+            frequency = self._retry_frequency(now, USER_WINDOW)
         attempts: Counter[int] = Counter()
         failures: Counter[tuple[str, int]] = Counter()
         succeeded = finished = 0
@@ -122,6 +126,8 @@ class ReportsMixin(EventsMixin, Tables):
             oldest_due_at=oldest,
             pending_events=pending,
             blocked_by_rule=dict(sorted(blocked.items())),
+            processing=processing,
+            retry_frequency=frequency,
         )
 
     # -- housekeeping --------------------------------------------------------------------------

@@ -246,6 +246,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
                 ),
             )
             self._write(entries)
+            self._roll(cancelled.rollups)
             return row.record()
 
     # -- leases ----------------------------------------------------------------------------------
@@ -300,10 +301,12 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
                 )
                 for r in lapsed
             ]
-            entries = self._encoded(WindowClosed(job, now).entry for job in jobs)
+            closed = [WindowClosed(job, now) for job in jobs]
+            entries = self._encoded(c.entry for c in closed)
             for row, job in zip(lapsed, jobs, strict=True):
                 self._put(row, job)
             self._write(entries)
+            self._roll(r for c in closed for r in c.rollups)
             return jobs
 
     def claim(
@@ -421,6 +424,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
                         ),
                     )
             self._write(entries)
+            self._roll(r for f, row in zip(finishes, held, strict=True) if row for r in f.rollups)
             return [row is not None for row in held]
 
     def extend_leases(self, claimed: Sequence[Claimed], until: datetime) -> int:
@@ -505,6 +509,8 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
                 if ok:
                     self._settle(self._rows[s.job.seq], s)
             self._write(entries)
+            settled = [s for s, ok in zip(settlements, applied, strict=True) if ok]
+            self._roll(r for s in settled for r in s.rollups)
             return applied
 
     def _settle(self, row: JobRow, s: Settlement) -> None:

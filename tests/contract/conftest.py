@@ -14,6 +14,7 @@ from typing import Protocol
 
 import pytest
 
+from payretry.domain.analytics import AnalyticsStore
 from payretry.domain.dispatch import DispatchStore
 from payretry.domain.outbox import EventStore
 from payretry.domain.ports import CardLedger, Store
@@ -27,7 +28,7 @@ BACKENDS = [
 ]
 
 
-class ContractStore(Store, DispatchStore, EventStore, CardLedger, Protocol):
+class ContractStore(Store, DispatchStore, EventStore, CardLedger, AnalyticsStore, Protocol):
     """Everything the service and the CLI's read paths use of a store."""
 
     def dispatch_counts(self) -> dict[str, int]: ...

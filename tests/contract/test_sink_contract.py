@@ -163,7 +163,15 @@ def statsd_sink(sock: socket.socket) -> SinkUnderTest:
         return sorted(name for name, _, kind, _ in map(parse_datagram, datagrams(sock)))
 
     def counters(found: Sequence[Event]) -> list[str]:
-        return sorted(_COUNTERS[e.type] for e in found if e.type in _COUNTERS)
+        names = [_COUNTERS[e.type] for e in found if e.type in _COUNTERS]
+        # and the processor's time over each finished attempt, a histogram
+        timed = (EventType.SUCCESS, EventType.FAILED)
+        names += [
+            "retry_processing_time"
+            for e in found
+            if e.type in timed and e.data.get("duration_ms") is not None
+        ]
+        return sorted(names)
 
     udp_only = "DogStatsD is UDP: no answer comes back, so a send cannot fail"
     return SinkUnderTest(
