@@ -133,8 +133,11 @@ _RUN = re.compile(r"[0-9][0-9 ]{11,}")
 # suffix of one: the look-behind keeps the search linear) holding a letter, digit or symbol,
 # an @, then labels and dots: at least two labels, the last of two or more characters with a
 # letter. Backtracking only gives back whole labels, each looked at once more.
+# An address's domain may run straight into another address's local part ("a@b.cc=@d.ee"):
+# such a chain is one span, else redacting the first would leave the second whole.
+_DOMAIN = r"(?:[a9_\-]++\.)+(?=[9_\-]*+a)[a9_\-]{2,}+"
 _ADDRESS = re.compile(
-    r"(?<![a9_l.\-])[.\-]*+[a9_l][a9_l.\-]*+@(?:[a9_\-]++\.)+(?=[9_\-]*+a)[a9_\-]{2,}+"
+    rf"(?<![a9_l.\-])[.\-]*+[a9_l][a9_l.\-]*+@{_DOMAIN}(?:[a9_l.\-]*+@{_DOMAIN})*+"
 )
 _LUHN_PLAIN = bytes.maketrans(b"0123456789", bytes(range(10)))
 _LUHN_DOUBLE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))

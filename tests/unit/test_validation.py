@@ -578,3 +578,18 @@ def test_time_grows_linearly_not_quadratically() -> None:
 
     small, large = cost(unit), cost(unit * 10)
     assert large < small * 40, (small, large)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # One address's domain runs into the next one's local part: one span, all of it.
+        ("0@0.0A=@0.0A", "[redacted-email]"),
+        ("see a@b.cc.dd@e.ff here", "see [redacted-email] here"),
+        ("x@y.zz=@q.rs and m@n.op", "[redacted-email] and [redacted-email]"),
+    ],
+)
+def test_chained_addresses_leave_no_address_behind(text: str, expected: str) -> None:
+    redacted = sanitize_message(text)
+    assert redacted == expected
+    assert not looks_like_email(redacted)
