@@ -116,10 +116,18 @@ _SECRET = st.text(
 )
 
 
+_AROUND = (
+    "postgresql://app:@db.internal:5432/pay?password=PassWord=sslpassword=token=&x=1",
+    "connection failed: host=db",
+)
+
+
 @FUZZ
 @given(secret=_SECRET, name=st.sampled_from(["password", "PassWord", "sslpassword", "token"]))
 def test_a_secret_is_never_shown_wherever_it_is_put(secret: str, name: str) -> None:
     assume(not re.fullmatch(r"[0-9.\-]+", secret))
+    # The texts around the secret must not hold it themselves ("connec" is in "connection").
+    assume(not any(secret in part for part in _AROUND))
     for text in (
         f"postgresql://app:{quote(secret, safe='')}@db.internal:5432/pay",
         f"postgresql://app@db.internal:5432/pay?{name}={quote(secret, safe='')}&x=1",

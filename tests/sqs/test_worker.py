@@ -95,7 +95,8 @@ def test_a_retry_due_within_15_minutes_is_dispatched_by_the_worker(
             "two attempts, the second sent by the worker",
         )
         wait_for(lambda: drained(sqs), 10, "both messages deleted")
-    assert len(sqs.sent_delays) == 2 and set(sqs.sent_delays) <= {1, 2}  # each sent at once
+    assert len(sqs.sent_delays) == 2 and set(sqs.sent_delays) <= {0, 1, 2}  # each sent at once
+    # (0: a loaded machine took over a second between the scheduling and the send)
     assert worker.counts == {"rescheduled": 1, "succeeded": 1}
     assert sorted(k for k, _ in ledger_rows(tmp_path / "ledger.db")) == [
         f"payretry:{job_id}:1",
