@@ -225,6 +225,9 @@ def test_a_payment_made_elsewhere_is_never_charged_again(hooked: Hooked) -> None
         hooked.store.webhooks_for_job(job.id, webhook_ids(entries_of)),
     )
     assert any(step.kind == "webhook" and event["id"] in step.text for step in story)
+    # Purged with the jobs: a record older than the retention can no longer stop a repeat.
+    hooked.store.purge(hooked.clock() + timedelta(days=1))
+    assert hooked.count(STRIPE_EVENTS) == 0
 
 
 def test_a_webhook_racing_a_running_attempt_makes_one_outcome_and_one_charge(
@@ -445,6 +448,20 @@ def test_automatically_updated_revives_but_not_other_failures(hooked: Hooked) ->
     answer = hooked.send(event)
     assert answer["applied"] is False and "waits for new card data" in answer["effect"]
     assert hooked.job("txn_stolen").state is JobState.FAILED  # final stays final
+    # The card networks' updater refreshed a card the issuer asked to confirm: revived.
+    confirm = _failed_on(hooked, "txn_confirm", "pm_c", "decline:card_declined:confirm_card_data")
+    assert confirm.state is JobState.FAILED and confirm.attempts[-1].decline_code == (
+        "confirm_card_data"
+    )
+    hooked.emulator.card("pm_c", "succeeded")
+    event = hooked.emulator.payment_method(
+        "pm_c", "cus_rev", "payment_method.automatically_updated"
+    )
+    answer = hooked.send(event)
+    assert answer["applied"] is True and answer["transaction_id"] == "txn_confirm"
+    assert hooked.job("txn_stolen").state is JobState.FAILED
+    assert hooked.run()["succeeded"] == 1
+    assert hooked.job("txn_confirm").state is JobState.SUCCEEDED
 
 
 def test_update_by_hand_over_patch(hooked: Hooked) -> None:
