@@ -430,6 +430,28 @@ KEYS: tuple[Key, ...] = (
     Key("stripe", "checkout_success_url", None, _str, "Checkout: where a paying customer lands"),
     Key("stripe", "checkout_cancel_url", None, _str, "Checkout: where one who backs out lands"),
     Key(
+        "stripe",
+        "webhook_secret",
+        None,
+        _str,
+        "the webhook endpoint's signing secret, whsec_... (POST /webhooks/stripe; unset: off)",
+        secret=True,
+    ),
+    Key(
+        "stripe",
+        "webhook_secret_file",
+        None,
+        _str,
+        "file holding the webhook signing secret; must be mode 0600",
+    ),
+    Key(
+        "stripe",
+        "auto_queue",
+        False,
+        _bool,
+        "open a job from each payment_intent.payment_failed webhook payretry did not cause",
+    ),
+    Key(
         "dispatch",
         "mode",
         "inline",
@@ -740,6 +762,9 @@ class StripeConfig:
     checkout_fallback: bool
     checkout_success_url: str | None
     checkout_cancel_url: str | None
+    webhook_secret: str | None
+    webhook_secret_file: str | None
+    auto_queue: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,3 +102,9 @@ class UsageError(InvalidInput):
 
     def __str__(self) -> str:
         return self.message  # the parser's message already names the option
+
+
+class BadSignature(InvalidInput):
+    """The webhook's signature is missing, wrong, stale or made with another secret."""
+
+    kind = "bad_signature"

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from payretry import __version__
 from payretry.api import errors, pages
 from payretry.api.middleware import Guard
-from payretry.api.routes import checkout, events, ops, payments, process, tokens
+from payretry.api.routes import checkout, events, ops, payments, process, tokens, webhooks
 from payretry.api.services import Services
 from payretry.errors import PayretryError
 from payretry.wiring import Wiring
@@ -62,7 +62,7 @@ def create_app(wiring: Wiring, *, services: Services | None = None) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    for module in (payments, checkout, process, events, tokens, ops):
+    for module in (payments, checkout, process, events, tokens, ops, webhooks):
         app.include_router(module.router)
     pages.install(app, services)  # /pay/{id}, /admin, /static
     http = wiring.settings.http
@@ -71,7 +71,7 @@ def create_app(wiring: Wiring, *, services: Services | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Retry-After", "Idempotent-Replayed"],
         )

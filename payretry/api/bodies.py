@@ -220,3 +220,10 @@ class CustomerTokenBody(Body):
     transaction_id: str
     ttl: str | None = Field(None, description="Lifetime (default [http] customer_token_ttl)")
     name: str | None = None
+
+
+class UpdateBody(Body):
+    """New card data for a job: the payment method to attempt with (and its customer)."""
+
+    payment_method: str = Field(description="The new payment method, pm_...")
+    customer: str | None = Field(None, description="Its customer, cus_... (else the job's)")

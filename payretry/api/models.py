@@ -292,3 +292,16 @@ class ReadyOut(Model):
     ok: bool
     database: str
     draining: bool
+
+
+class WebhookOut(Model):
+    """What a Stripe event did (`duplicate`: a redelivery; nothing was done again)."""
+
+    received: bool
+    event_id: str
+    type: str
+    effect: str
+    applied: bool
+    duplicate: bool
+    job_id: str | None = None
+    transaction_id: str | None = None

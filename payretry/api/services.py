@@ -17,8 +17,10 @@ from payretry.domain.requests import JobLookups
 from payretry.service.idempotency import IdempotencyKeys
 from payretry.service.operations import Operations
 from payretry.service.process import ProcessPayment
+from payretry.service.revival import Revivals
 from payretry.service.throttle import RetryRequests
 from payretry.service.tokens import Tokens
+from payretry.service.webhooks import StripeWebhooks
 from payretry.wiring import Wiring
 
 
@@ -68,9 +70,19 @@ class Services:
     def lookups(self) -> JobLookups:
         return self.wiring.lookups()
 
+    @cached_property
+    def revivals(self) -> Revivals:
+        return self.wiring.revivals()
+
+    @cached_property
+    def webhooks(self) -> StripeWebhooks | None:
+        """Stripe webhooks in; None when no endpoint secret is configured."""
+        return self.wiring.webhooks()
+
     def build(self) -> None:
         """Build everything now (at startup), not in the first request's thread."""
-        for name in ("operations", "retries", "process", "tokens", "idempotency", "lookups"):
+        names = ("operations", "retries", "process", "tokens", "idempotency", "lookups")
+        for name in (*names, "revivals", "webhooks"):
             getattr(self, name)
 
 

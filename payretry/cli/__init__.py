@@ -34,6 +34,7 @@ from payretry.cli import (
     stripe_cmd,
     token_cmd,
     top,
+    update,
     worker,
 )
 from payretry.cli._context import AppContext
@@ -244,6 +245,7 @@ for module in (
     list_cmd,
     cancel,
     retry,
+    update,
     run_due,
     serve,
     stats,

@@ -9,7 +9,10 @@ import typer
 from payretry.cli._context import get_context
 from payretry.cli._output import JsonOption, print_json
 
-stripe_app = typer.Typer(help="The Stripe processor: `stripe check` tests the key and the link.")
+stripe_app = typer.Typer(
+    help="The Stripe processor: `stripe check` tests the key and the link; `stripe webhooks` "
+    "lists the events to subscribe to."
+)
 
 
 @stripe_app.command("check")
@@ -26,6 +29,36 @@ def check(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) 
     typer.echo(f"Stripe account {found.account}{name}, {found.mode} mode, via {found.api_base}.")
     if found.charges_enabled is False:
         typer.echo("warning: this account cannot take charges yet (charges_enabled is false).")
+
+
+@stripe_app.command("webhooks")
+def webhooks(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = False) -> None:
+    """Print the webhook events to subscribe to in the Stripe Dashboard, what each does, and
+    the URL path payretry serves them on (`payretry api` / `serve --http-port`)."""
+    from payretry.domain.webhooks import SUBSCRIBED, WEBHOOK_PATH
+
+    stripe = get_context(ctx).settings.stripe
+    configured = bool(stripe.webhook_secret or stripe.webhook_secret_file)
+    if json_output:
+        print_json(
+            {
+                "path": WEBHOOK_PATH,
+                "events": [{"type": name, "effect": effect} for name, effect in SUBSCRIBED],
+                "secret_configured": configured,
+                "auto_queue": stripe.auto_queue,
+            }
+        )
+        return
+    typer.echo(f"Endpoint URL: https://<your payretry API host>{WEBHOOK_PATH}")
+    typer.echo("Events to subscribe to:")
+    width = max(len(name) for name, _ in SUBSCRIBED)
+    for name, effect in SUBSCRIBED:
+        typer.echo(f"  {name:<{width}}  {effect}")
+    if not configured:
+        typer.echo(
+            "The signing secret is not set: put the endpoint's whsec_... in "
+            "PAYRETRY_STRIPE_WEBHOOK_SECRET or [stripe] webhook_secret_file."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -168,10 +168,13 @@ class CardHistory:
                 return e
         return None
 
-    def last_decline(self, job_id: str) -> LedgerEntry | None:
-        """The job's own latest decline: what its next attempt would retry."""
+    def last_decline(self, job_id: str, after: int | None = None) -> LedgerEntry | None:
+        """The job's own latest decline: what its next attempt would retry. `after`: the job
+        was revived with new card data after that attempt, so no earlier decline is retried."""
         found: LedgerEntry | None = None
         for e in self.entries:
+            if after is not None and (e.attempt_number or 0) <= after:
+                continue
             if e.job_id == job_id and e.kind is EntryKind.DECLINE:
                 if found is None or (e.attempt_number or 0) >= (found.attempt_number or 0):
                     found = e
@@ -187,7 +190,7 @@ class CardHistory:
             network=self.network,
             at=at,
             initiated_by=Initiator.MERCHANT,
-            last_decline=self.last_decline(job.id),
+            last_decline=self.last_decline(job.id, job.revived_after),
             window_end=job.expires_at,
         )
 

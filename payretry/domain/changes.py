@@ -13,7 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from payretry.domain.card_checks import CardHistory, LedgerSettle, hold_reason, settle
+from payretry.domain.card_checks import (
+    REASON_LIMIT,
+    CardHistory,
+    LedgerSettle,
+    hold_reason,
+    settle,
+)
 from payretry.domain.card_ledger import LedgerEntry
 from payretry.domain.events import (
     OutboxEntry,
@@ -21,9 +27,11 @@ from payretry.domain.events import (
     on_claim,
     on_held,
     on_outcome,
+    on_paid_elsewhere,
     on_parked,
     on_queue,
     on_queue_many,
+    on_revived,
     on_window_closed,
 )
 from payretry.domain.models import AttemptOutcome, Job, JobState
@@ -317,3 +325,99 @@ class Rescue:
 
     rescued: int = 0
     parked: tuple[Job, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PaidElsewhere:
+    """The payment a job retries succeeded outside payretry (Stripe said so in a webhook): the
+    job, in whatever active state it is (`job` as the caller saw it), ends succeeded now with
+    the reference. An attempt in flight loses its lease (its late outcome is never recorded);
+    an attempt in flight or waiting on the customer is closed as succeeded with the reference.
+    One of the two explicit exceptions to the transition table (models.PAID_ELSEWHERE_FROM)."""
+
+    job: Job
+    reference: str
+    by: str  # the Stripe event id
+    what: str  # the Stripe event type
+    at: datetime
+
+    @property
+    def open_attempt(self) -> int | None:
+        """The attempt this closes: in flight (running, parked) or waiting on the customer."""
+        state = self.job.state
+        if state in (JobState.RUNNING, JobState.PARKED):
+            return self.job.attempt_count + 1
+        if state is JobState.AWAITING_PAYER:
+            return self.job.attempt_count
+        return None
+
+    @property
+    def number(self) -> int:
+        """The attempt the event is about: the open one, else the one now never made."""
+        return self.open_attempt or self.job.attempt_count + 1
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"paid outside payretry: Stripe {self.what} ({self.by}) says payment "
+            f"{self.reference} succeeded; no further attempt is sent"
+        )
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_paid_elsewhere(self.job, self.number, self.reference, self.by, self.at)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        found = []
+        if self.open_attempt is not None:
+            found += attempt_ended(self.open_attempt, AttemptOutcome.SUCCEEDED.value, self.at)
+        return found + _job_ended(self.job, JobState.SUCCEEDED.value, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Revived:
+    """New card data for a job that stopped or waits because its card needed it (see
+    domain/revival.py, which decides `why`): scheduled for its next attempt now, with the new
+    payment method (and customer, card network and fingerprint when known), counted under the
+    same caps and window. `job` as the caller saw it; `by`: the Stripe event id, or
+    `operator`. The other explicit exception to the transition table (models.REVIVABLE_FROM)."""
+
+    job: Job
+    payment_method: str
+    customer: str | None
+    card_network: str | None
+    card_fingerprint: str | None
+    by: str
+    why: str
+    at: datetime
+
+    @property
+    def revived(self) -> Job:
+        """The job as stored after the revival."""
+        job = self.job
+        refs = replace(
+            job.refs,
+            payment_method=self.payment_method,
+            customer=self.customer or job.refs.customer,
+        )
+        source = "an operator" if self.by == "operator" else f"Stripe event {self.by}"
+        return replace(
+            job,
+            state=JobState.SCHEDULED,
+            next_retry_at=self.at,
+            refs=refs,
+            card_network=self.card_network,
+            card_fingerprint=self.card_fingerprint,
+            network_rule=None,
+            revived_after=job.attempt_count,
+            reason=(
+                f"revived: {source} gave a new payment method {self.payment_method} after the "
+                f"job was {self.why}; attempt {job.attempt_count + 1} follows now"
+            )[:REASON_LIMIT],
+            updated_at=self.at,
+        )
+
+    @property
+    def entry(self) -> OutboxEntry:
+        return on_revived(self.revived, self.by, self.at)

@@ -44,6 +44,7 @@ class EventType(StrEnum):
     PARKED = "retry_parked"  # rescued too often without an outcome: held for an operator
     POSTPONED = "retry_postponed"  # a card-network rule moved attempt N later
     BLOCKED = "retry_blocked"  # a card-network rule stopped the job
+    REVIVED = "retry_revived"  # new card data came: attempt N is scheduled again, now
     NOTIFICATION = "user_notification"  # a message for the customer
 
 
@@ -242,7 +243,21 @@ def _timing(entry: OutboxEntry) -> dict[str, Any]:
 
 
 def _render_success(entry: OutboxEntry) -> list[Event]:
-    return [entry._event(EventType.SUCCESS, JobState.SUCCEEDED, ("reference",), **_timing(entry))]
+    # `settled_by`: the Stripe event that said the payment succeeded outside payretry.
+    extra = {"settled_by": entry.data["settled_by"]} if "settled_by" in entry.data else {}
+    return [
+        entry._event(
+            EventType.SUCCESS, JobState.SUCCEEDED, ("reference",), **_timing(entry), **extra
+        )
+    ]
+
+
+def _render_revived(entry: OutboxEntry) -> list[Event]:
+    return [
+        entry._event(
+            EventType.REVIVED, JobState.SCHEDULED, ("next_retry_at", "reason", "revived_by")
+        )
+    ]
 
 
 def _render_failed(entry: OutboxEntry) -> list[Event]:
@@ -321,6 +336,7 @@ _RENDER = {
     EventType.ABANDONED: _render_window_closed,
     EventType.POSTPONED: _render_postponed,
     EventType.BLOCKED: _render_blocked,
+    EventType.REVIVED: _render_revived,
 }
 
 
@@ -450,6 +466,25 @@ def on_held(job: Job, attempt: int, verdict: Verdict, at: datetime) -> OutboxEnt
     _rule_data(data, verdict)
     kind = EventType.BLOCKED if job.state is JobState.BLOCKED else EventType.POSTPONED
     return OutboxEntry(job.id, attempt, kind, at, data)
+
+
+def on_paid_elsewhere(job: Job, attempt: int, reference: str, by: str, at: datetime) -> OutboxEntry:
+    """The payment a job retries succeeded outside payretry (`by`: the Stripe event that said
+    so). `attempt`: the attempt in flight or waiting on the customer, else the one never made."""
+    data = _common(job)
+    data["reference"] = reference
+    data["settled_by"] = by
+    return OutboxEntry(job.id, attempt, EventType.SUCCESS, at, data)
+
+
+def on_revived(job: Job, by: str, at: datetime) -> OutboxEntry:
+    """New card data came (`by`: a Stripe event id, or `operator`): `job`, as stored after the
+    revival, is scheduled for its next attempt now."""
+    data = _common(job)
+    data["next_retry_at"] = iso(job.next_retry_at)
+    data["reason"] = job.reason
+    data["revived_by"] = by
+    return OutboxEntry(job.id, job.attempt_count + 1, EventType.REVIVED, at, data)
 
 
 def on_window_closed(job: Job, at: datetime) -> OutboxEntry:

@@ -95,6 +95,19 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 }
 
 
+# Two narrow, explicit exceptions to the table, each made by its own change value
+# (domain/changes.py) and recorded with its own event:
+# - paid elsewhere (`PaidElsewhere`): Stripe says the payment a job retries succeeded outside
+#   payretry (a webhook). Whatever active state the job is in, it ends succeeded at once, and a
+#   running attempt's late outcome loses its lease fence.
+PAID_ELSEWHERE_FROM = frozenset(ACTIVE_STATES)
+# - revived (`Revived`): the card needed new data (expired, confirm the card, new account
+#   information, Mastercard MAC 01) and the customer gave it: a job that failed or was blocked for
+#   that reason only, or that waits after such a decline, is scheduled again at once, within its
+#   window and its caps (domain/revival.py decides). No other final job ever changes.
+REVIVABLE_FROM = frozenset({JobState.FAILED, JobState.BLOCKED, JobState.SCHEDULED})
+
+
 def check_transition(current: JobState, target: JobState) -> None:
     """Raise Refused unless `current -> target` is legal."""
     if target not in TRANSITIONS[current]:
@@ -259,6 +272,10 @@ class Job:
     card_network: str | None = None  # visa, mastercard, ... (Network values)
     card_fingerprint: str | None = None  # the processor's card fingerprint: an opaque id
     network_rule: str | None = None  # the card-network rule that moved or stopped the job
+    # Revived with new card data after this many attempts: the declines of attempts up to it
+    # were made on the old card data (the card-network rules no longer hold them against the
+    # job's next attempt). None: never revived.
+    revived_after: int | None = None
 
     @property
     def attempts_remaining(self) -> int:

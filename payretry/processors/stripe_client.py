@@ -41,33 +41,34 @@ class StripeSettings:
         return "live" if "_live_" in self.api_key[:8] else "test"
 
 
-def _read_key_file(path: str) -> str:
+def read_secret_file(
+    path: str, *, field: str = "stripe.api_key_file", what: str = "Stripe key"
+) -> str:
+    """A secret kept in a file only its owner may read (mode 0600, or stricter)."""
     file = Path(path).expanduser()
     try:
         info = file.stat()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the Stripe key file {file}: {exc.strerror}", field="stripe.api_key_file"
+            f"cannot read the {what} file {file}: {exc.strerror}", field=field
         ) from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"the Stripe key file {file} is readable by others (mode "
+            f"the {what} file {file} is readable by others (mode "
             f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {file}`",
-            field="stripe.api_key_file",
+            field=field,
         )
     try:
         with file.open("rb") as handle:  # a key is ~100 bytes; never read a huge file whole
             return handle.read(4096).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
-        raise ConfigError(
-            f"cannot read the Stripe key file {file}", field="stripe.api_key_file"
-        ) from None
+        raise ConfigError(f"cannot read the {what} file {file}", field=field) from None
 
 
 def _api_key(api_key: str | None, api_key_file: str | None) -> str:
     key = api_key or ""
     if not key and api_key_file:
-        key = _read_key_file(api_key_file)
+        key = read_secret_file(api_key_file)
     key = key.strip()
     if not key:
         raise ConfigError(

@@ -14,6 +14,7 @@ from payretry.domain.durations import format_duration, iso
 from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import Attempt, AttemptOutcome, Job
 from payretry.domain.policy import RetryPolicy
+from payretry.domain.webhooks import WebhookRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,15 @@ def _hold_step(entry: OutboxEntry) -> Step:
             "next_retry_at": data.get("next_retry_at"),
             **_rule_fields(data),
         },
+    )
+
+
+def _revived_step(entry: OutboxEntry) -> Step:
+    return Step(
+        entry.occurred_at,
+        "revived",
+        f"At {iso(entry.occurred_at)} the job was {entry.data.get('reason')}.",
+        {"attempt": entry.attempt, "revived_by": entry.data.get("revived_by")},
     )
 
 
@@ -176,9 +186,30 @@ def _attempt_steps(
     return steps
 
 
-def explain(job: Job, policy: RetryPolicy, entries: Sequence[OutboxEntry] = ()) -> list[Step]:
+def webhook_ids(entries: Sequence[OutboxEntry]) -> list[str]:
+    """The Stripe events named by the job's entries (a revival, a payment made elsewhere)."""
+    found = (e.data.get("revived_by") or e.data.get("settled_by") for e in entries)
+    return sorted({str(i) for i in found if i and i != "operator"})
+
+
+def _webhook_step(record: WebhookRecord) -> Step:
+    return Step(
+        record.received_at,
+        "webhook",
+        f"Stripe event {record.event_id} ({record.type}) at {iso(record.received_at)}: "
+        f"{record.effect}.",
+        {"event_id": record.event_id, "type": record.type, "applied": record.applied},
+    )
+
+
+def explain(
+    job: Job,
+    policy: RetryPolicy,
+    entries: Sequence[OutboxEntry] = (),
+    webhooks: Sequence[WebhookRecord] = (),
+) -> list[Step]:
     """The story; `entries` (the job's outbox entries) add what each card-network rule said
-    when it moved or stopped a retry."""
+    when it moved or stopped a retry; `webhooks`, what each Stripe event did to the job."""
     failed = {e.attempt: e.data for e in entries if e.kind is EventType.FAILED}
     steps = [
         Step(
@@ -229,7 +260,9 @@ def explain(job: Job, policy: RetryPolicy, entries: Sequence[OutboxEntry] = ()) 
     for attempt in job.attempts:
         story.extend(_attempt_steps(job, attempt, policy, failed.get(attempt.number)))
     holds = [_hold_step(e) for e in entries if e.kind in (EventType.POSTPONED, EventType.BLOCKED)]
-    if holds:  # claims the rules held, in time among the attempts
+    holds += [_revived_step(e) for e in entries if e.kind is EventType.REVIVED]
+    holds += [_webhook_step(record) for record in webhooks]
+    if holds:  # claims the rules held, revivals, webhooks: in time among the attempts
         story = sorted([*story, *holds], key=lambda s: s.at or job.created_at)
     steps.extend(story)
     state = job.state.value

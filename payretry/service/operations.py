@@ -135,6 +135,22 @@ class Operations:
         cards = [card for card in (job_card(job) for job in jobs) if card is not None]
         return _Cards(self.ledger, cards, now - self.policy.network.lookback)
 
+    def prepare(self, request: NewJob, now: datetime, *, job_id: str | None = None) -> Queued:
+        """The new job a request makes, decided by the policy and the card-network rules, not
+        yet stored (the caller checked no job is active for its transaction); Refused when the
+        transaction was paid already, is retried elsewhere, or the policy will not retry it."""
+        if self.store.succeeded_for([request.transaction_id]):
+            raise Refused(
+                f"transaction {request.transaction_id} was already paid by an earlier retry; "
+                "queueing it again could charge the customer twice"
+            )
+        self._not_retried_elsewhere(request)
+        draft = request.draft(job_id or new_job_id(), now)
+        carded = self._cards([draft], now).history(draft, now)
+        card, entry = carded if carded is not None else (None, None)
+        decision = _first_decision(self.policy, draft, now, card)
+        return Queued(_scheduled(draft, decision), entry, decision.verdict)
+
     def queue(
         self, request: NewJob, now: datetime, *, job_id: str | None = None
     ) -> tuple[Job, bool]:
@@ -147,17 +163,7 @@ class Operations:
                 assert found is not None
                 return found, False
             raise _conflict(existing)
-        if self.store.succeeded_for([request.transaction_id]):
-            raise Refused(
-                f"transaction {request.transaction_id} was already paid by an earlier retry; "
-                "queueing it again could charge the customer twice"
-            )
-        self._not_retried_elsewhere(request)
-        draft = request.draft(job_id or new_job_id(), now)
-        carded = self._cards([draft], now).history(draft, now)
-        card, entry = carded if carded is not None else (None, None)
-        decision = _first_decision(self.policy, draft, now, card)
-        queued = Queued(_scheduled(draft, decision), entry, decision.verdict)
+        queued = self.prepare(request, now, job_id=job_id)
         try:
             job = self.store.insert(queued)
         except DuplicateActive:  # a concurrent queue of the same transaction won the race

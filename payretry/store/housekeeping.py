@@ -10,7 +10,7 @@ from sqlalchemy import Connection, func, select, update
 
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
-from payretry.store.tables import ATTEMPTS, JOBS, WORKERS
+from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS, WORKERS
 
 _CHUNK = 500
 
@@ -31,6 +31,9 @@ class HousekeepingMixin:
             with self._tx() as conn:
                 seqs = list(conn.execute(select(JOBS.c.seq).where(*old).limit(_CHUNK)).scalars())
                 if not seqs:
+                    # Stripe webhook records as old (Stripe redelivers an event for 3 days at
+                    # most, so a record this old can no longer stop a repeat).
+                    conn.execute(STRIPE_EVENTS.delete().where(STRIPE_EVENTS.c.received_at < before))
                     return removed
                 conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(seqs)))
                 conn.execute(JOBS.delete().where(JOBS.c.seq.in_(seqs)))

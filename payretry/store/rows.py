@@ -54,6 +54,7 @@ def job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
         card_network=r["card_network"],
         card_fingerprint=r["card_fingerprint"],
         network_rule=r["network_rule"],
+        revived_after=r["revived_after"],
     )
 
 
@@ -121,4 +122,5 @@ def job_values(job: Job) -> dict[str, Any]:
         "card_network": job.card_network,
         "card_fingerprint": job.card_fingerprint,
         "network_rule": job.network_rule,
+        "revived_after": job.revived_after,
     }

@@ -63,6 +63,7 @@ from payretry.store.rows import (
     job_values,
 )
 from payretry.store.tables import ATTEMPTS, JOBS
+from payretry.store.webhooks import WebhooksMixin, settle_one
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _CHUNK = 500
@@ -80,7 +81,13 @@ def _held() -> tuple[ColumnElement[bool], ...]:
 
 
 class SqlStore(
-    ReportsMixin, HousekeepingMixin, DispatchMixin, OutboxMixin, CardLedgerMixin, AnalyticsMixin
+    ReportsMixin,
+    HousekeepingMixin,
+    DispatchMixin,
+    OutboxMixin,
+    CardLedgerMixin,
+    AnalyticsMixin,
+    WebhooksMixin,
 ):
     """Jobs and attempts in SQL. Each method is one short transaction; each change writes its
     events (store/outbox.py) and its card-ledger entries (store/cards.py) in that same
@@ -647,51 +654,8 @@ class SqlStore(
     def settle_awaiting(self, settlements: Sequence[Settlement]) -> list[bool]:
         """Each settlement applies only while its job still awaits that same attempt, so two
         runners checking one session record its end once."""
-        applied = []
         with self._tx() as conn:
-            settled = []
-            for s in settlements:
-                check_transition(JobState.AWAITING_PAYER, s.decision.state)
-                job, number = s.job, s.job.attempt_count
-                done = conn.execute(
-                    update(JOBS)
-                    .where(
-                        JOBS.c.seq == job.seq,
-                        JOBS.c.state == JobState.AWAITING_PAYER.value,
-                        JOBS.c.attempt_count == number,
-                    )
-                    .values(
-                        state=s.decision.state.value,
-                        max_attempts=s.decision.max_attempts or job.max_attempts,
-                        next_retry_at=s.decision.next_retry_at,
-                        reason=s.decision.reason,
-                        policy_code=s.decision.row.code,
-                        action_ref=None,
-                        action_url=None,
-                        action_expires_at=None,
-                        updated_at=s.finished_at,
-                    )
-                ).rowcount
-                if done:
-                    conn.execute(
-                        update(ATTEMPTS)
-                        .where(ATTEMPTS.c.job_seq == job.seq, ATTEMPTS.c.number == number)
-                        .values(
-                            outcome=attempt_outcome(s.result).value,
-                            finished_at=s.finished_at,
-                            error_code=s.result.error_code,
-                            decline_code=s.result.decline_code,
-                            message=s.result.message,
-                            reference=s.result.reference,
-                            decision=s.decision.outcome.value,
-                            next_retry_at=s.decision.next_retry_at,
-                        )
-                    )
-                    write_entries(conn, [s.entry])
-                    settled.append(s)
-                applied.append(bool(done))
-            write_rollups(conn, rollups_of(settled))
-        return applied
+            return [settle_one(conn, s) for s in settlements]
 
 
 def open_store(

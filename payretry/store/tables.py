@@ -114,6 +114,10 @@ class JobRow(SQLModel, table=True):
             sqlite_where=DISPATCHED_PREDICATE,
             postgresql_where=DISPATCHED_PREDICATE,
         ),
+        # Stripe webhooks (migration 0009): the jobs of a payment, of a customer, of a session.
+        Index("ix_retry_jobs_payment_intent", "payment_intent"),
+        Index("ix_retry_jobs_customer", "customer", "seq"),
+        Index("ix_retry_jobs_action", "action_ref"),
     )
 
     seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -161,6 +165,8 @@ class JobRow(SQLModel, table=True):
     card_network: str | None = Field(default=None, sa_column=Column(String(16)))
     card_fingerprint: str | None = Field(default=None, sa_column=Column(String(64)))
     network_rule: str | None = Field(default=None, sa_column=Column(String(64)))
+    # Revived with new card data after this many attempts (migration 0009); None: never.
+    revived_after: int | None = Field(default=None, sa_column=Column(Integer))
 
 
 class AttemptRow(SQLModel, table=True):
@@ -359,6 +365,27 @@ class RollupRow(SQLModel, table=True):
     seconds: float = Field(sa_column=Column(Float, nullable=False))
 
 
+class StripeEventRow(SQLModel, table=True):
+    """A Stripe webhook event received (migration 0009): its id (so a redelivery does nothing
+    twice), what it was about and what it did, written in the transaction of its effect."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (
+        Index("ix_stripe_events_job", "job_id"),
+        Index("ix_stripe_events_object", "object_id", "type"),
+    )
+
+    event_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    type: str = Field(sa_column=Column(String(64), nullable=False))
+    object_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    job_id: str | None = Field(default=None, sa_column=Column(String(32)))
+    transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    effect: str = Field(sa_column=Column(String(1000), nullable=False))
+    applied: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = _ts(nullable=False)  # when Stripe made the event
+    received_at: datetime = _ts(nullable=False)
+
+
 JOBS = JobRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
@@ -371,3 +398,4 @@ IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]
 FIRST_ATTEMPTS = FirstAttemptRow.__table__  # type: ignore[attr-defined]
 ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
+STRIPE_EVENTS = StripeEventRow.__table__  # type: ignore[attr-defined]

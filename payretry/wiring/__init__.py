@@ -24,7 +24,7 @@ from payretry.domain.ports import Processor, RetriedElsewhere
 from payretry.domain.requests import JobLookups
 from payretry.errors import QueueError
 from payretry.pacing import RateLimiter
-from payretry.wiring.processors import BuiltProcessor, build_processor
+from payretry.wiring.processors import BuiltProcessor, build_processor, stripe_settings
 from payretry.wiring.sinks import build_sinks, configured
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from payretry.service.idempotency import IdempotencyKeys
     from payretry.service.operations import Operations
     from payretry.service.process import ProcessPayment
+    from payretry.service.revival import Revivals
     from payretry.service.runner import Runner
     from payretry.service.throttle import RetryRequests, RetryThrottle
     from payretry.service.tokens import Tokens
+    from payretry.service.webhooks import StripeWebhooks
     from payretry.service.worker import Worker
     from payretry.store.sql import SqlStore
 
@@ -336,6 +338,47 @@ class Wiring:
             clock=self.clock,
             lease_for=self.settings.database.lock_timeout,
             ledger=self.store,
+        )
+
+    def revivals(self) -> Revivals:
+        """New card data for a job by hand (`payretry update`, `PATCH /api/payments/retry`)."""
+        from payretry.service.revival import Revivals
+
+        return Revivals(self.store, self.store, self.policy)
+
+    def webhook_secret(self) -> str | None:
+        """The Stripe webhook endpoint's signing secret, checked; None when not configured."""
+        from payretry.processors.stripe_webhooks import webhook_secret
+
+        s = self.settings.stripe
+        return webhook_secret(s.webhook_secret, s.webhook_secret_file)
+
+    def webhooks(self) -> StripeWebhooks | None:
+        """Stripe webhooks in (`POST /webhooks/stripe`); None when no secret is configured.
+        With `[stripe] auto_queue`, a failure payretry did not make is checked against the
+        PaymentIntent as Stripe has it now, so the API key is needed too."""
+        secret = self.webhook_secret()
+        if secret is None:
+            return None
+        from payretry.processors.stripe_webhooks import StripePayments, StripeWebhookVerifier
+        from payretry.service.webhooks import StripeWebhooks
+
+        payments = None
+        auto_queue = self.settings.stripe.auto_queue
+        if auto_queue:
+            from payretry.processors.stripe_client import StripeRequests
+
+            payments = StripePayments(StripeRequests(stripe_settings(self.settings)))
+        return StripeWebhooks(
+            self.store,
+            self.store,
+            StripeWebhookVerifier(secret),
+            self.policy,
+            self.operations(),
+            clock=self.clock,
+            auto_queue=auto_queue,
+            payments=payments,
+            default_window=self.settings.retry.window,
         )
 
     def lookups(self) -> JobLookups:

@@ -9,16 +9,28 @@ create/retrieve/expire, Invoices retrieve and InvoicePayments list (the invoice 
 pays), the account. Scripted: card outcomes per payment method (with the network's advice and
 response codes, and the card's brand and fingerprint on each decline), invoices Stripe Billing
 retries, faults per endpoint (429, 500 before or after the charge, slow or held answers). Every
-executed charge is counted per idempotency key.
+executed charge is counted per idempotency key, and each payment that went through per
+PaymentIntent.
+
+Webhooks: what happens here (a PaymentIntent succeeds or fails, a session completes or expires,
+and what the test makes happen outside payretry: a payment made elsewhere, a card updated)
+becomes a Stripe event, signed exactly as Stripe documents (`Stripe-Signature: t=<unix
+seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the endpoint secret>`) and POSTed over real
+HTTP to the endpoint set with `webhooks(url, secret)` when the test calls `deliver` (in order,
+or in any order it chooses, again for a redelivery).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +111,8 @@ class State:
     charges: Counter[str] = field(default_factory=Counter)  # executed charges per key
     requests: list[Request] = field(default_factory=list)
     received: threading.Event = field(default_factory=threading.Event)
+    paid: Counter[str] = field(default_factory=Counter)  # payments that went through, per PI
+    events: list[Json] = field(default_factory=list)  # every event made, oldest first
 
 
 def _now() -> int:
@@ -140,10 +154,19 @@ def card_error(
     return StripeFailure(402, error)
 
 
+def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header Stripe sends: `t=<unix seconds>,v1=<hex>`, the HMAC-SHA256
+    of `<t>.<payload>` under the endpoint's signing secret."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
 class Emulator:
     def __init__(self, keys: tuple[str, ...] = (KEY,)) -> None:
         self.keys = set(keys)
         self.state = State()
+        self.endpoint = ("", "")
         self.lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -239,11 +262,145 @@ class Emulator:
             )
             intent["status"] = "succeeded"
             self.state.charges[f"checkout:{session_id}"] += 1
+            self.state.paid[intent["id"]] += 1
             session.update(status="complete", payment_status="paid", payment_intent=intent["id"])
+            self._event("payment_intent.succeeded", intent)
+            self._event("checkout.session.completed", session)
 
     def expire(self, session_id: str) -> None:
         with self.lock:
-            self.state.sessions[session_id]["status"] = "expired"
+            session = self.state.sessions[session_id]
+            session["status"] = "expired"
+            self._event("checkout.session.expired", session)
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def webhooks(self, url: str, secret: str) -> None:
+        """Where events are POSTed, and the endpoint's signing secret."""
+        self.endpoint = (url, secret)
+
+    def _event(self, kind: str, obj: Json, previous: Json | None = None) -> Json:
+        data: Json = {"object": json.loads(json.dumps(obj))}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        event: Json = {
+            "id": _id("evt"),
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": _now(),
+            "type": kind,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "data": data,
+        }
+        self.state.events.append(event)
+        return event
+
+    def events(self, kind: str | None = None) -> list[Json]:
+        with self.lock:
+            return [e for e in self.state.events if kind is None or e["type"] == kind]
+
+    def deliver(
+        self,
+        event: Json,
+        *,
+        secret: str | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Json]:
+        """POST one event to the endpoint, signed with its secret (or `secret`, `timestamp`,
+        or a `signature` header as given; "" sends none): (status, answer)."""
+        url, endpoint_secret = self.endpoint
+        body = json.dumps(event, indent=2)  # Stripe's bodies are pretty-printed JSON
+        if signature is None:
+            signature = sign(body, secret or endpoint_secret, timestamp)
+        sent = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0"}
+        if signature:
+            sent["Stripe-Signature"] = signature
+        request = urllib.request.Request(
+            url, data=body.encode(), method="POST", headers={**sent, **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def deliver_all(self, kind: str | None = None) -> list[tuple[int, Json]]:
+        """Every event made so far (of `kind`), in order."""
+        return [self.deliver(event) for event in self.events(kind)]
+
+    # -- what happens outside payretry -----------------------------------------------------------
+
+    def pay_elsewhere(self, payment_intent: str) -> Json:
+        """The customer pays the PaymentIntent by other means (in the app, by bank transfer):
+        one payment, a payment_intent.succeeded event."""
+        with self.lock:
+            intent = self.state.intents[payment_intent]
+            intent.update(status="succeeded", last_payment_error=None)
+            self.state.paid[payment_intent] += 1
+            return self._event("payment_intent.succeeded", intent)
+
+    def failed_payment(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer: str | None,
+        payment_method: str,
+        outcome: str,
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[Json, Json]:
+        """A payment made outside payretry that failed (`outcome` as for `card`): the
+        PaymentIntent and its payment_intent.payment_failed event."""
+        with self.lock:
+            intent = self._intent(
+                {
+                    "amount": amount,
+                    "currency": currency,
+                    "customer": customer,
+                    "payment_method": payment_method,
+                    "metadata": metadata or {},
+                }
+            )
+            kind, *rest = outcome.split(":")
+            self._failure(intent, kind, rest)
+            return intent, self._event("payment_intent.payment_failed", intent)
+
+    def payment_method(
+        self, payment_method: str, customer: str | None, kind: str = "payment_method.attached"
+    ) -> Json:
+        """A payment method event (attached to the customer, or its card updated by the card
+        networks' updater), with the card's brand and fingerprint when known."""
+        with self.lock:
+            card = self.state.cards.get(payment_method) or {"brand": "visa", "fingerprint": None}
+            method = {
+                "id": payment_method,
+                "object": "payment_method",
+                "type": "card",
+                "customer": customer,
+                "card": {**card, "exp_month": 12, "exp_year": 2031, "last4": "4242"},
+            }
+            return self._event(kind, method)
+
+    def default_payment_method(self, customer: str, new: str, old: str | None) -> Json:
+        """customer.updated with a new invoice_settings.default_payment_method."""
+        with self.lock:
+            obj = {
+                "id": customer,
+                "object": "customer",
+                "invoice_settings": {"default_payment_method": new},
+            }
+            return self._event(
+                "customer.updated", obj, {"invoice_settings": {"default_payment_method": old}}
+            )
+
+    def event(self, kind: str, obj: Json) -> Json:
+        """Any other event, made here."""
+        with self.lock:
+            return self._event(kind, obj)
 
     def forget_keys(self) -> None:
         """Stripe prunes keys once they are at least 24 hours old."""
@@ -298,18 +455,25 @@ class Emulator:
         kind, *rest = outcome.split(":")
         if kind == "succeeded":
             intent["status"] = "succeeded"
-        elif kind == "decline":
+            self.state.paid[intent["id"]] += 1
+            self._event("payment_intent.succeeded", intent)
+        else:
+            failure = self._failure(intent, kind, rest)
+            self._event("payment_intent.payment_failed", intent)
+            raise failure
+
+    def _failure(self, intent: Json, kind: str, rest: list[str]) -> StripeFailure:
+        if kind == "decline":
             rest += [""] * 4
             card = self.state.cards.get(intent["payment_method"] or "")
-            raise card_error(intent, "card_declined", rest[0], rest[1], rest[2], rest[3], card)
-        elif kind == "error":
-            raise card_error(intent, rest[0], rest[0], None, None)
-        elif kind == "auth":
-            raise card_error(
+            return card_error(intent, "card_declined", rest[0], rest[1], rest[2], rest[3], card)
+        if kind == "error":
+            return card_error(intent, rest[0], rest[0], None, None)
+        if kind == "auth":
+            return card_error(
                 intent, "authentication_required", "authentication_required", None, None
             )
-        else:  # pragma: no cover - a typo in a test
-            raise AssertionError(outcome)
+        raise AssertionError(kind)  # pragma: no cover - a typo in a test
 
     def _session(self, params: Json, sid: str | None = None, status: str = "open") -> Json:
         sid = sid or _id("cs_test")
@@ -439,6 +603,7 @@ class Emulator:
             session = found_session
             if m.group(2):
                 session["status"] = "expired"
+                self._event("checkout.session.expired", session)
             return session
         raise StripeFailure(
             404,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from payretry.api.auth import check_customer
-from payretry.api.bodies import QueueBody, queue_fields
+from payretry.api.bodies import QueueBody, UpdateBody, queue_fields
 from payretry.api.deps import Idempotent, Operator, ServicesDep, Viewer, ViewerOrCustomer
 from payretry.api.idempotency import render
 from payretry.api.models import (
@@ -21,6 +21,7 @@ from payretry.api.models import (
 from payretry.api.routes.common import READ, WRITE, errors, path_id
 from payretry.domain.models import ACTIVE_STATES
 from payretry.service.explain import explain as story
+from payretry.service.explain import webhook_ids
 from payretry.service.views import events_document, job_dict, job_events, stats_document
 
 router = APIRouter(tags=["payments"])
@@ -119,7 +120,10 @@ def status(
     job = services.operations.status(txn)
     document = job_dict(job)
     if explain:
-        document["story"] = [step.as_dict() for step in story(job, services.policy)]
+        entries = services.events.entries_for_job(job.id)
+        hooks = services.wiring.store.webhooks_for_job(job.id, webhook_ids(entries))
+        steps = story(job, services.policy, entries, hooks)
+        document["story"] = [step.as_dict() for step in steps]
         document["events"] = job_events(services.events, job.id, services.wiring.sink_names)
     return render(200, StatusOut.model_validate(document))
 
@@ -133,4 +137,19 @@ def status(
 def cancel(transaction_id: TransactionId, services: ServicesDep, token: Operator) -> Response:
     txn = path_id(transaction_id, "transactionId")
     job = services.operations.cancel(txn, services.clock())
+    return render(200, JobOut.model_validate(job_dict(job)))
+
+
+@router.patch(
+    "/api/payments/retry/{transaction_id}",
+    response_model=JobOut,
+    responses=errors(404, *WRITE),
+    summary="New card data: revive a job that stopped or waits because its card needed it",
+)
+def update(
+    transaction_id: TransactionId, body: UpdateBody, services: ServicesDep, token: Operator
+) -> Response:
+    txn = path_id(transaction_id, "transactionId")
+    job = services.revivals.update(txn, body.payment_method, body.customer, services.clock())
+    services.wiring.dispatch_new([job.id])
     return render(200, JobOut.model_validate(job_dict(job)))
