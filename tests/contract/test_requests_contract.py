@@ -220,6 +220,15 @@ def test_a_cursor_that_no_page_gave_is_invalid(api_ports: ApiPorts, cursor: str)
     assert caught.value.field == "cursor"
 
 
+def test_a_page_of_no_jobs_is_invalid(api_ports: ApiPorts) -> None:
+    """A limit below 1 is refused: a page of none has no last job to continue after (the SQL
+    side answered a cursor past the first job, and the next page skipped it)."""
+    api_ports.store.insert(Queued(make_job("txn-0", user_id="u1")))
+    with pytest.raises(InvalidInput) as caught:
+        api_ports.lookups.jobs_for_user("u1", after=None, limit=0)
+    assert caught.value.field == "limit"
+
+
 def test_a_job_is_found_by_its_checkout_sessions(api_ports: ApiPorts) -> None:
     store = api_ports.store
     original = ProcessorRefs(checkout_session="cs_original")
