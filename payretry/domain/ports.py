@@ -22,7 +22,7 @@ from payretry.domain.changes import (
 )
 from payretry.domain.models import Job, JobState, NewJob
 from payretry.domain.network_rules import NetworkRules
-from payretry.domain.results import AttemptRequest, AttemptResult
+from payretry.domain.results import ActionClosed, AttemptRequest, AttemptResult
 
 
 class Processor(Protocol):
@@ -48,6 +48,18 @@ class CustomerActions(Protocol):
     def check_action(self, job: Job) -> AttemptResult | None:
         """The outcome of the customer's action, or None while it is still open (or its state
         could not be read this time)."""
+        ...
+
+
+class ExpiresActions(Protocol):
+    """A processor whose customer actions can be closed before they end (Stripe: a Checkout
+    Session expired), so the customer cannot pay an attempt payretry has stopped. Asked before
+    an `awaiting_payer` job is cancelled."""
+
+    def expire_action(self, job: Job) -> ActionClosed:
+        """Close the job's action at the processor and say how it stands now (expired, already
+        paid, or paid with a method that settles later). Raises AttemptInDoubt when the
+        processor could not be asked (nothing is known, nothing may change)."""
         ...
 
 

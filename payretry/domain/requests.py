@@ -152,8 +152,8 @@ class JobPage:
 
 class JobLookups(Protocol):
     def jobs_for_user(self, user_id: str, *, after: str | None, limit: int) -> JobPage:
-        """A user's jobs, newest first, a page at a time (`after` is the previous page's
-        `next_cursor`)."""
+        """A user's jobs, newest first, a page of `limit` (at least 1) at a time (`after` is
+        the previous page's `next_cursor`); InvalidInput naming `limit` or `cursor` else."""
         ...
 
     def find_by_session(self, session_id: str) -> Job | None:

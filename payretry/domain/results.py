@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from payretry.domain.models import CustomerAction, Job
 
@@ -100,3 +101,21 @@ class AttemptInDoubt(Exception):
         super().__init__(message)
         self.error_code = error_code
         self.message = message
+
+
+class Closing(StrEnum):
+    """What closing a customer's action (expiring a Checkout Session) found."""
+
+    EXPIRED = "expired"  # nobody can pay it now: expired here, or it had already ended unpaid
+    PAID = "paid"  # the customer had already paid: the attempt succeeded
+    PENDING = "pending"  # completed with a payment method that settles later: not yet known
+
+
+@dataclass(frozen=True, slots=True)
+class ActionClosed:
+    """The processor's answer to "close this action": how it stands now, in a sentence
+    (`detail`), and for `paid` the attempt's success (`result`, with its reference)."""
+
+    closing: Closing
+    detail: str
+    result: AttemptResult | None = None

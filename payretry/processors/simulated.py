@@ -1,7 +1,9 @@
 """The simulated processor: outcomes from the job's `simulate` metadata or a seeded draw.
 
 `simulate` lists one entry per attempt, `succeeded` or an error code (a decline as
-`card_declined:insufficient_funds`), for example `processing_error,succeeded`. Without it the
+`card_declined:insufficient_funds`), for example `processing_error,succeeded`, or `checkout`: a
+simulated Checkout Session (`sim_cs_...`) the customer never completes, which the job waits on
+until it is cancelled (cancelling expires it: the ExpiresActions port). Without it the
 outcome is drawn from a random generator seeded by (seed, job id, attempt), so a run is repeatable.
 
 Like a real processor it honours idempotency keys: with a ledger file, every key is recorded once
@@ -17,8 +19,9 @@ import threading
 import time
 from datetime import timedelta
 
-from payretry.domain.models import Job
-from payretry.domain.results import AttemptRequest, AttemptResult
+from payretry.domain.models import CustomerAction, Job
+from payretry.domain.results import ActionClosed, AttemptRequest, AttemptResult, Closing
+from payretry.errors import Refused
 
 # What a failed simulated attempt looks like: (error code, decline code, weight).
 _FAILURES: tuple[tuple[str, str | None, int], ...] = (
@@ -31,6 +34,9 @@ _FAILURES: tuple[tuple[str, str | None, int], ...] = (
     ("card_declined", "stolen_card", 4),
     ("authentication_failed", None, 3),
 )
+
+
+SESSION_PREFIX = "sim_cs_"  # the simulated Checkout Sessions' ids
 
 
 def _parse_entry(entry: str) -> AttemptResult:
@@ -90,7 +96,14 @@ class SimulatedProcessor:
             if entries:
                 # Attempt 0, a payment's first attempt (POST /api/payments/process), reads the
                 # first entry, like attempt 1.
-                return _parse_entry(entries[max(1, min(number, len(entries))) - 1])
+                entry = entries[max(1, min(number, len(entries))) - 1].strip()
+                if entry == "checkout":
+                    ref = f"{SESSION_PREFIX}{job.id[:12]}_{number}"
+                    action = CustomerAction(ref, f"https://checkout.simulated.invalid/{ref}", None)
+                    return AttemptResult.awaiting_customer(
+                        action, "complete your payment", f"simulated checkout session {ref}"
+                    )
+                return _parse_entry(entry)
         draw = random.Random(f"{self.seed}:{job.id}:{number}")
         if draw.random() < self.success_rate:
             return AttemptResult.success()
@@ -101,12 +114,12 @@ class SimulatedProcessor:
     def attempt(self, request: AttemptRequest) -> AttemptResult:
         job, number, idempotency_key = request.job, request.number, request.idempotency_key
         result = self.decide(job, number)
-        if result.succeeded:
+        if result.succeeded and result.action is None:
             result = AttemptResult.success(f"sim_{job.id[:12]}_{number}")
         if self._ledger_path:
             # Recorded when the request arrives, as a processor does: a caller killed while
             # waiting for the answer has still made the charge, and its re-send is a replay.
-            outcome = "succeeded" if result.succeeded else f"{result.error_code}"
+            outcome = "succeeded" if result.succeeded else (result.error_code or "awaiting")
             conn = self._ledger()
             try:
                 conn.execute(
@@ -122,6 +135,19 @@ class SimulatedProcessor:
         if self.latency:
             time.sleep(self.latency)
         return result
+
+    def expire_action(self, job: Job) -> ActionClosed:
+        """The ExpiresActions port: a simulated session is never paid, so expiring it is all
+        there is; a session some other processor opened is not the simulation's to expire."""
+        if job.action is None:
+            return ActionClosed(Closing.EXPIRED, "no checkout session was open")
+        ref = job.action.ref
+        if not ref.startswith(SESSION_PREFIX):
+            raise Refused(
+                f"checkout session {ref} was not opened by the simulated processor, which cannot "
+                "expire it: cancel through the processor that opened it (--processor)"
+            )
+        return ActionClosed(Closing.EXPIRED, f"simulated checkout session {ref} expired")
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,12 @@
 """Checkout mode (seed 004): a new Checkout Session the customer completes, preserving the original
 session's id and metadata (only the retry metadata changes), expiring within the job's payment
 window. Stripe allows a session 30 minutes to 24 hours; a window closing sooner than 30 minutes
-from now leaves no room for a session, and the attempt fails without a request."""
+from now leaves no room for a session, and the attempt fails without a request.
+
+A session completed with a payment method that settles later (a bank debit: `status` complete,
+`payment_status` unpaid) is neither paid nor expired: each check reads its PaymentIntent and
+waits until that payment arrives (succeeded) or fails (checkout_expired, then the policy).
+Cancelling a waiting job expires its session first (`expire_action`), so nobody can pay it."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import stripe
 
 from payretry.domain.durations import iso
 from payretry.domain.models import CustomerAction, Job
-from payretry.domain.results import AttemptResult
+from payretry.domain.results import ActionClosed, AttemptInDoubt, AttemptResult, Closing
 from payretry.errors import ProcessorError
 from payretry.processors.stripe_classify import redact
 from payretry.processors.stripe_client import StripeRequests, StripeSettings
@@ -141,16 +146,95 @@ class CheckoutFlow:
                 message=f"checkout session {job.action.ref} is gone ({exc.code})",
                 reference=job.action.ref,
             )
-        if session.status == "complete" and session.payment_status in _PAID:
-            intent: Any = session.payment_intent
-            ref = intent if isinstance(intent, str) else getattr(intent, "id", None)
-            return AttemptResult.success(
-                ref or session.id, f"the customer completed checkout session {session.id}"
-            )
+        return self._ended(session)
+
+    def _ended(self, session: Any) -> AttemptResult | None:
+        """How a session ended: paid, expired, or (complete with a payment still on its way,
+        or open) None."""
+        if session.status == "complete":
+            if session.payment_status in _PAID:
+                intent: Any = session.payment_intent
+                ref = intent if isinstance(intent, str) else getattr(intent, "id", None)
+                return AttemptResult.success(
+                    ref or session.id, f"the customer completed checkout session {session.id}"
+                )
+            return self._async_outcome(session)
         if session.status == "expired":
             return AttemptResult.failure(
                 "checkout_expired",
                 message=f"checkout session {session.id} expired before the customer paid",
                 reference=session.id,
             )
-        return None  # open, or complete with a payment still on its way
+        return None  # open
+
+    def _async_outcome(self, session: Any) -> AttemptResult | None:
+        """A session completed with a payment that settles later: its PaymentIntent says how
+        that payment went. None while it is on its way: no new session is made meanwhile."""
+        intent: Any = session.payment_intent
+        if not intent:
+            return None
+        if isinstance(intent, str):
+            r = self.requests
+            try:
+                intent = r.call(r.v1.payment_intents.retrieve, intent)
+            except stripe.InvalidRequestError as exc:
+                log.warning(
+                    "payment %s of checkout session %s not found (%s); next run",
+                    intent,
+                    session.id,
+                    exc.code,
+                )
+                return None
+        if intent.status == "succeeded":
+            return AttemptResult.success(
+                intent.id,
+                f"the customer's payment for checkout session {session.id} arrived "
+                "(a payment method that settles later)",
+            )
+        if intent.status in ("requires_payment_method", "canceled"):
+            return AttemptResult.failure(
+                "checkout_expired",
+                message=f"the customer completed checkout session {session.id}, but the payment "
+                "(a method that settles later) failed",
+                reference=session.id,
+            )
+        return None  # processing
+
+    def expire_action(self, job: Job) -> ActionClosed:
+        """Expire the job's Checkout Session at Stripe, so the customer cannot pay it any more,
+        and say how it stands: expired (now, or earlier, or gone), already paid, or completed
+        with a payment still on its way. Raises AttemptInDoubt when Stripe gave no answer."""
+        if job.action is None:
+            return ActionClosed(Closing.EXPIRED, "no checkout session was open")
+        ref, r = job.action.ref, self.requests
+        try:
+            try:
+                session = r.call(r.v1.checkout.sessions.expire, ref)
+            except stripe.InvalidRequestError as exc:  # only an open session expires
+                try:
+                    session = r.call(r.v1.checkout.sessions.retrieve, ref)
+                except stripe.InvalidRequestError:
+                    return ActionClosed(
+                        Closing.EXPIRED, f"checkout session {ref} is gone at Stripe ({exc.code})"
+                    )
+            ended = self._ended(session)
+        except stripe.StripeError as exc:
+            message = redact(f"{type(exc).__name__} {exc.http_status or ''}: {exc}")
+            raise AttemptInDoubt("network_error", message or "no answer from Stripe") from None
+        if ended is not None and ended.succeeded:
+            return ActionClosed(
+                Closing.PAID, f"the customer already paid checkout session {ref}", ended
+            )
+        if session.status == "expired" or ended is not None:
+            return ActionClosed(
+                Closing.EXPIRED, f"checkout session {ref} is expired: it can no longer be paid"
+            )
+        if session.status == "complete":
+            return ActionClosed(
+                Closing.PENDING,
+                f"the customer completed checkout session {ref} with a payment method that "
+                "settles later; its outcome is not known yet",
+            )
+        raise AttemptInDoubt(
+            "network_error", f"Stripe still shows checkout session {ref} as {session.status}"
+        )

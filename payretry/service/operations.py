@@ -1,4 +1,10 @@
-"""Queue, look up, cancel, retry now: the operator's and the application's use cases."""
+"""Queue, look up, cancel, retry now: the operator's and the application's use cases.
+
+Cancelling a job that waits on the customer (`awaiting_payer`) closes its Checkout Session at
+the processor first, so the customer cannot pay a retry payretry has stopped: a session already
+paid makes the job succeed instead (the cancel is refused), one paid with a method that settles
+later refuses the cancel until its outcome is known, and a processor that cannot be asked
+refuses it with nothing changed."""
 
 from __future__ import annotations
 
@@ -17,14 +23,20 @@ from payretry.domain.card_checks import (
     queue_entry,
 )
 from payretry.domain.card_ledger import LedgerEntry
-from payretry.domain.changes import Cancelled, Queued
+from payretry.domain.changes import Cancelled, Queued, Settlement
 from payretry.domain.durations import iso
 from payretry.domain.models import Job, JobState, NewJob
 from payretry.domain.outcomes import JobResult, RunReport
 from payretry.domain.policy import Decision, Outcome, RetryPolicy
-from payretry.domain.ports import CardLedger, DuplicateActive, RetriedElsewhere, Store
-from payretry.domain.results import AttemptResult
-from payretry.errors import InvalidRows, NotFound, Refused
+from payretry.domain.ports import (
+    CardLedger,
+    DuplicateActive,
+    ExpiresActions,
+    RetriedElsewhere,
+    Store,
+)
+from payretry.domain.results import AttemptInDoubt, AttemptResult, Closing
+from payretry.errors import InvalidRows, NotFound, ProcessorError, Refused
 from payretry.service.execution import Execution
 from payretry.service.reporting import Reporter
 
@@ -104,7 +116,8 @@ class QueueManyResult:
 
 class Operations:
     """The operator's and the application's use cases: queue, look up, cancel, retry now.
-    `execution` (how an attempt is made) is needed only by `retry_now`."""
+    `execution` (how an attempt is made) is needed only by `retry_now`; `expiry` (the
+    processor's ExpiresActions) only by `cancel` of a job waiting on the customer."""
 
     def __init__(
         self,
@@ -114,8 +127,10 @@ class Operations:
         execution: Execution | None = None,
         ledger: CardLedger | None = None,
         elsewhere: RetriedElsewhere | None = None,
+        expiry: ExpiresActions | None = None,
     ) -> None:
         self.store = store
+        self.expiry = expiry  # closes a waiting job's Checkout Session before it is cancelled
         self.policy = policy
         self.execution = execution
         self.ledger = ledger  # the card ledger the first retry is checked against
@@ -269,9 +284,49 @@ class Operations:
         job = self.status(transaction_id)
         if job.state.final:
             raise Refused(f"job for {transaction_id} is already {job.state.value}")
+        if job.state is JobState.AWAITING_PAYER and job.action is not None:
+            self._close_action(job, now)
         cancelled = self.store.cancel(Cancelled(job, now, "cancelled by an operator"))
         log.info("cancelled retry", extra={"transaction_id": transaction_id})
         return cancelled
+
+    def _close_action(self, job: Job, now: datetime) -> None:
+        """Close the customer's action at the processor before the job may be cancelled;
+        raises (and changes nothing, or settles a payment that was already made) if it cannot
+        be closed."""
+        assert job.action is not None
+        txn, ref = job.transaction_id, job.action.ref
+        if self.expiry is None:
+            raise Refused(
+                f"the customer has checkout session {ref} open for {txn}, and no processor is "
+                "configured that could expire it: nothing cancelled"
+            )
+        try:
+            closed = self.expiry.expire_action(job)
+        except AttemptInDoubt as exc:
+            raise ProcessorError(
+                f"could not expire checkout session {ref} for {txn} ({exc.message}); the "
+                "customer could still pay it, so nothing was cancelled: try again"
+            ) from None
+        if closed.closing is Closing.EXPIRED:
+            return
+        if closed.closing is Closing.PENDING:
+            raise Refused(
+                f"not cancelled: {closed.detail}; payretry waits for it (run-due checks it)"
+            )
+        result = closed.result
+        assert result is not None and result.succeeded
+        decision = self.policy.decide(job, job.attempt_count, result, now)
+        settled = self.store.settle_awaiting([Settlement(job, result, decision, now)])
+        if settled and settled[0]:
+            log.info(
+                "checkout already paid: the job succeeded instead of being cancelled",
+                extra={"transaction_id": txn, "outcome": "succeeded"},
+            )
+        raise Refused(
+            f"not cancelled: {closed.detail} (payment {result.reference}); the job for {txn} "
+            "succeeded instead"
+        )
 
     def retry_now(self, transaction_id: str, now: datetime) -> JobResult:
         """An operator- or customer-initiated retry of one job, now: one attempt counted."""

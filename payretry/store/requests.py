@@ -239,6 +239,8 @@ class SqlLookups:
         self.store = store
 
     def jobs_for_user(self, user_id: str, *, after: str | None, limit: int) -> JobPage:
+        if limit < 1:  # a page of none has no last job to continue after
+            raise InvalidInput("must be at least 1", field="limit")
         query = select(JOBS).where(JOBS.c.user_id == user_id)
         if after is not None:
             if not (after.isascii() and after.isdigit()) or len(after) > 18:

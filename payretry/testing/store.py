@@ -58,6 +58,7 @@ from payretry.testing._base import JobRow, aware, stored_job
 from payretry.testing.cards import CardsMixin
 from payretry.testing.dispatch import DispatchMixin
 from payretry.testing.events import EventsMixin
+from payretry.testing.lookups import LookupsMixin
 from payretry.testing.reports import ReportsMixin
 
 _RESCUED = "lease expired; rescued without counting an attempt"
@@ -90,9 +91,9 @@ def _finished(attempt: Attempt, result: AttemptResult, finish: Finish | Settleme
     )
 
 
-class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin):
+class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin, LookupsMixin):
     """Jobs, attempts, the outbox, sinks, dispatch marks, worker beats and the card ledger, in
-    memory."""
+    memory; and the API's reads of them (JobLookups)."""
 
     url = "memory://"
 

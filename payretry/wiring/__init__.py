@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from payretry.clock import utcnow
 from payretry.config import Settings
-from payretry.domain.models import NewJob
+from payretry.domain.models import Job, NewJob
 from payretry.domain.outbox import Telemetry
 from payretry.domain.policy import RetryPolicy
-from payretry.domain.ports import Processor, RetriedElsewhere
+from payretry.domain.ports import ExpiresActions, Processor, RetriedElsewhere
 from payretry.domain.requests import JobLookups
-from payretry.errors import QueueError
+from payretry.domain.results import ActionClosed
+from payretry.errors import QueueError, Refused
 from payretry.pacing import RateLimiter
 from payretry.wiring.processors import BuiltProcessor, build_processor, stripe_settings
 from payretry.wiring.sinks import build_sinks, configured
@@ -57,6 +58,23 @@ class _OnFirstUse:
     def retried_elsewhere(self, request: NewJob) -> str | None:
         port = self.build()
         return port.retried_elsewhere(request) if port is not None else None
+
+
+class _ExpiryOnFirstUse:
+    """The processor's ExpiresActions port, built only when a cancel first needs it (a job
+    waiting on the customer): cancelling a scheduled job needs no processor credentials."""
+
+    def __init__(self, build: Callable[[], ExpiresActions | None]) -> None:
+        self.build = build
+
+    def expire_action(self, job: Job) -> ActionClosed:
+        port = self.build()
+        if port is None:
+            raise Refused(
+                "the configured processor cannot expire the customer's checkout session: "
+                "nothing cancelled"
+            )
+        return port.expire_action(job)
 
 
 class Wiring:
@@ -166,15 +184,22 @@ class Wiring:
     ) -> Operations:
         """Queue, status, cancel; with `attempts`, also retry now (through `processor`). With
         `queueing`, a processor that retries payments itself (Stripe Billing) is asked first
-        whether a new job's payment is already being retried there."""
+        whether a new job's payment is already being retried there. A cancel of a job waiting
+        on the customer expires its Checkout Session through `processor` first."""
         from payretry.service.operations import Operations
 
         execution = self.runner(processor).execution if attempts else None
         elsewhere = None
         if queueing:  # built on first use: only a job naming a payment intent asks
             elsewhere = _OnFirstUse(lambda: self.built_processor(processor).retried_elsewhere)
+        expiry = _ExpiryOnFirstUse(lambda: self.built_processor(processor).expires_actions)
         return Operations(
-            self.store, self.policy, execution=execution, ledger=self.store, elsewhere=elsewhere
+            self.store,
+            self.policy,
+            execution=execution,
+            ledger=self.store,
+            elsewhere=elsewhere,
+            expiry=expiry,
         )
 
     # -- SQS -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from payretry.clock import utcnow
 from payretry.config import Settings
-from payretry.domain.ports import CustomerActions, Processor, RetriedElsewhere
+from payretry.domain.ports import CustomerActions, ExpiresActions, Processor, RetriedElsewhere
 from payretry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class BuiltProcessor:
     processor: Processor
     customer_actions: CustomerActions | None = None  # Checkout Sessions the customer completes
     retried_elsewhere: RetriedElsewhere | None = None  # payments it retries itself (Billing)
+    expires_actions: ExpiresActions | None = None  # closes a cancelled job's Checkout Session
 
 
 def build_processor(
@@ -32,20 +33,16 @@ def build_processor(
         from payretry.processors.simulated import SimulatedProcessor
 
         sim = settings.simulated
-        return BuiltProcessor(
-            SimulatedProcessor(
-                success_rate=sim.success_rate,
-                latency=sim.latency,
-                seed=sim.seed,
-                ledger=sim.ledger,
-            )
+        simulated = SimulatedProcessor(
+            success_rate=sim.success_rate, latency=sim.latency, seed=sim.seed, ledger=sim.ledger
         )
+        return BuiltProcessor(simulated, expires_actions=simulated)
     if name == "stripe":
         # Imported here only: `payretry --help` and the simulated processor never load stripe.
         from payretry.processors.stripe import StripeProcessor
 
         stripe = StripeProcessor(stripe_settings(settings), clock=clock)
-        return BuiltProcessor(stripe, stripe.checkout, stripe.billing)
+        return BuiltProcessor(stripe, stripe.checkout, stripe.billing, stripe.checkout)
     raise InvalidInput(f"unknown processor {name!r} (known: {', '.join(NAMES)})", field="processor")
 
 

@@ -5,12 +5,14 @@ checked (401); idempotency as Stripe documents it: the first answer under a key 
 (successes, card errors, 500s) and replayed with `Idempotent-Replayed: true`; the same key with
 other parameters -> 400 `idempotency_error`; the same key while its first request still runs
 -> 409. Endpoints: PaymentIntents create/retrieve/update/confirm/list/search, Checkout Sessions
-create/retrieve/expire, Invoices retrieve and InvoicePayments list (the invoice a PaymentIntent
-pays), the account. Scripted: card outcomes per payment method (with the network's advice and
-response codes, and the card's brand and fingerprint on each decline), invoices Stripe Billing
-retries, faults per endpoint (429, 500 before or after the charge, slow or held answers). Every
-executed charge is counted per idempotency key, and each payment that went through per
-PaymentIntent.
+create/retrieve/expire (only an open session expires, as at Stripe), Invoices retrieve and
+InvoicePayments list (the invoice a PaymentIntent pays), the account. Scripted: card outcomes
+per payment method (with the network's advice and response codes, and the card's brand and
+fingerprint on each decline), invoices Stripe Billing retries, faults per endpoint (429, 500
+before or after the charge, slow or held answers); a customer who pays a session at once
+(paid) or with a method that settles later (complete and unpaid, then the payment succeeds or
+fails), and who cannot pay a session that is no longer open. Every executed charge is counted
+per idempotency key, and each payment that went through per PaymentIntent.
 
 Webhooks: what happens here (a PaymentIntent succeeds or fails, a session completes or expires,
 and what the test makes happen outside payretry: a payment made elsewhere, a card updated)
@@ -68,6 +70,10 @@ def _lists(node: Any) -> Any:
     return node
 
 
+class SessionClosed(Exception):
+    """The customer tried to pay a Checkout Session that is no longer open."""
+
+
 class StripeFailure(Exception):
     def __init__(self, status: int, error: Json, *, saved: bool = True) -> None:
         super().__init__(error.get("message"))
@@ -120,7 +126,10 @@ def _now() -> int:
 
 
 def _id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
+    """A random id like Stripe's, never with 12 digits in a row: payretry rightly redacts a
+    long digit run that passes Luhn as a possible card number wherever it appears."""
+    token = secrets.token_hex(12)
+    return f"{prefix}_" + "".join(c if i % 8 else "x" for i, c in enumerate(token, 1))
 
 
 def card_error(
@@ -249,10 +258,15 @@ class Emulator:
             self.state.sessions[sid] = self._session({"metadata": metadata}, sid, status="expired")
         return sid
 
-    def complete(self, session_id: str) -> None:
-        """The customer pays the session (one charge, under the session's own key)."""
+    def complete(self, session_id: str, *, paid: bool = True) -> str:
+        """The customer pays the session (one charge, under the session's own key); with
+        `paid=False`, with a payment method that settles later: the session is complete but
+        unpaid, its PaymentIntent `processing`, until `async_succeeded` or `async_failed`.
+        A session that is no longer open cannot be paid (SessionClosed). Returns the intent."""
         with self.lock:
             session = self.state.sessions[session_id]
+            if session["status"] != "open":
+                raise SessionClosed(f"checkout session {session_id} is {session['status']}")
             intent = self._intent(
                 {
                     "amount": session["amount_total"],
@@ -260,18 +274,57 @@ class Emulator:
                     "metadata": session["metadata"],
                 }
             )
-            intent["status"] = "succeeded"
+            intent["status"] = "succeeded" if paid else "processing"
             self.state.charges[f"checkout:{session_id}"] += 1
-            self.state.paid[intent["id"]] += 1
-            session.update(status="complete", payment_status="paid", payment_intent=intent["id"])
-            self._event("payment_intent.succeeded", intent)
+            if paid:
+                self.state.paid[intent["id"]] += 1
+            session.update(
+                status="complete",
+                payment_status="paid" if paid else "unpaid",
+                payment_intent=intent["id"],
+            )
+            if paid:
+                self._event("payment_intent.succeeded", intent)
             self._event("checkout.session.completed", session)
+            return str(intent["id"])
+
+    def _async(self, session_id: str) -> tuple[Json, Json]:
+        session = self.state.sessions[session_id]
+        assert session["status"] == "complete" and session["payment_status"] == "unpaid"
+        return session, self.state.intents[session["payment_intent"]]
+
+    def async_succeeded(self, session_id: str) -> None:
+        """The payment of a session completed unpaid arrives (Stripe:
+        checkout.session.async_payment_succeeded): the session is paid."""
+        with self.lock:
+            session, intent = self._async(session_id)
+            intent["status"] = "succeeded"
+            session["payment_status"] = "paid"
+            self.state.paid[intent["id"]] += 1
+            self._event("payment_intent.succeeded", intent)
+            self._event("checkout.session.async_payment_succeeded", session)
+
+    def async_failed(self, session_id: str) -> None:
+        """The payment of a session completed unpaid fails (Stripe:
+        checkout.session.async_payment_failed): the session stays complete and unpaid, its
+        PaymentIntent needs a new payment method."""
+        with self.lock:
+            session, intent = self._async(session_id)
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = {
+                "type": "card_error",
+                "code": "payment_method_provider_decline",
+                "message": "The bank debit failed.",
+            }
+            self._event("checkout.session.async_payment_failed", session)
 
     def expire(self, session_id: str) -> None:
+        """The session's own expiry time passes (not the API call: see POST .../expire)."""
         with self.lock:
             session = self.state.sessions[session_id]
-            session["status"] = "expired"
-            self._event("checkout.session.expired", session)
+            if session["status"] == "open":
+                session["status"] = "expired"
+                self._event("checkout.session.expired", session)
 
     # -- webhooks --------------------------------------------------------------------------------
 
@@ -602,6 +655,18 @@ class Emulator:
                 raise self._not_found("checkout.session", m.group(1))
             session = found_session
             if m.group(2):
+                if method != "POST":
+                    raise self._not_found("route", path)
+                status = session["status"]
+                if status != "open":
+                    raise StripeFailure(
+                        400,
+                        {
+                            "type": "invalid_request_error",
+                            "message": 'Only Checkout Sessions with a status in ["open"] can be '
+                            f'expired. This Checkout Session has a status of "{status}".',
+                        },
+                    )
                 session["status"] = "expired"
                 self._event("checkout.session.expired", session)
             return session

@@ -131,8 +131,11 @@ def status(
 @router.delete(
     "/api/payments/retry/{transaction_id}",
     response_model=JobOut,
-    responses=errors(404, 409, *READ),
+    responses=errors(404, 409, 502, *READ),
     summary="Cancel a transaction's scheduled retries",
+    description="A job waiting on the customer has its Checkout Session expired at the "
+    "processor first: 409 if it was already paid (the job succeeds instead) or is paid with a "
+    "method that settles later; 502 if the processor could not be asked (nothing changes).",
 )
 def cancel(transaction_id: TransactionId, services: ServicesDep, token: Operator) -> Response:
     txn = path_id(transaction_id, "transactionId")
