@@ -172,7 +172,12 @@ class Wiring:
         if queueing:  # built on first use: only a job naming a payment intent asks
             elsewhere = _OnFirstUse(lambda: self.built_processor(processor).retried_elsewhere)
         return Operations(
-            self.store, self.policy, execution=execution, ledger=self.store, elsewhere=elsewhere
+            self.store,
+            self.policy,
+            execution=execution,
+            ledger=self.store,
+            elsewhere=elsewhere,
+            bound=self.settings.queue.bound(),
         )
 
     # -- SQS -----------------------------------------------------------------------------------
@@ -336,6 +341,7 @@ class Wiring:
             clock=self.clock,
             lease_for=self.settings.database.lock_timeout,
             ledger=self.store,
+            bound=self.settings.queue.bound(),
         )
 
     def lookups(self) -> JobLookups:
