@@ -166,13 +166,17 @@ class QueueBound:
                 f"{job.priority}, would be the lowest: {above}; nothing queued"
             )
             return QueueFull(why, {job.id: why})
+        floor = min(job.priority for job in incoming)
+        below = sum(1 for job in old if job.priority < floor)
+        needed = self.evictions(active, len(incoming))
+        full = f"the queue is full ({active} active jobs and {len(incoming)} new, {bound})"
+        room = (
+            f"{active} active and {len(incoming)} new, {bound}: {needed} must make room, "
+            f"{below} scheduled of priority below {floor} can"
+        )
         reasons = {
-            job.id: f"priority {job.priority} would be among the lowest of a full queue "
-            f"({active} active jobs and {len(incoming)} new, {bound}); {above}"
+            job.id: f"the queue is full: priority {job.priority} would be among the lowest ({room})"
             for job in refused
         }
-        message = (
-            f"the queue is full ({active} active jobs and {len(incoming)} new, {bound}): "
-            f"{len(refused)} new job(s) would be among the lowest; nothing written"
-        )
+        message = f"{full}: {len(refused)} new job(s) would be among the lowest; nothing written"
         return QueueFull(message, reasons)
