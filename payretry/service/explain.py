@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from payretry.domain.durations import format_duration, iso
-from payretry.domain.events import EventType, OutboxEntry
+from payretry.domain.events import EVICTION_FIELDS, EventType, OutboxEntry
 from payretry.domain.models import Attempt, AttemptOutcome, Job
 from payretry.domain.policy import RetryPolicy
 
@@ -19,7 +19,7 @@ from payretry.domain.policy import RetryPolicy
 @dataclass(frozen=True, slots=True)
 class Step:
     at: datetime | None
-    kind: str  # queued, policy, attempt, decision, window, state
+    kind: str  # queued, policy, rule, attempt, decision, window, evicted, state
     text: str
     data: dict[str, Any]
 
@@ -74,6 +74,25 @@ def _hold_step(entry: OutboxEntry) -> Step:
             "next_retry_at": data.get("next_retry_at"),
             **_rule_fields(data),
         },
+    )
+
+
+def _evicted_step(entry: OutboxEntry) -> Step:
+    """A full queue dropped the job for one of higher priority (domain/bound.py)."""
+    data = entry.data
+    text = (
+        f"At {iso(entry.occurred_at)} the queue was full ([queue] max_active = "
+        f"{data.get('max_active')}): job {data.get('evicted_by')} (transaction "
+        f"{data.get('evicted_by_transaction')}, priority {data.get('evicted_by_priority')}) "
+        f"took its place, as the lowest-priority scheduled job (priority "
+        f"{data.get('priority')}) with the latest next retry; attempt {entry.attempt} will "
+        "never be made."
+    )
+    return Step(
+        entry.occurred_at,
+        "evicted",
+        text,
+        {"attempt": entry.attempt, **{name: data.get(name) for name in EVICTION_FIELDS}},
     )
 
 
@@ -229,6 +248,7 @@ def explain(job: Job, policy: RetryPolicy, entries: Sequence[OutboxEntry] = ()) 
     for attempt in job.attempts:
         story.extend(_attempt_steps(job, attempt, policy, failed.get(attempt.number)))
     holds = [_hold_step(e) for e in entries if e.kind in (EventType.POSTPONED, EventType.BLOCKED)]
+    holds += [_evicted_step(e) for e in entries if e.kind is EventType.EVICTED]
     if holds:  # claims the rules held, in time among the attempts
         story = sorted([*story, *holds], key=lambda s: s.at or job.created_at)
     steps.extend(story)
