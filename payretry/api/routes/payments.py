@@ -119,7 +119,8 @@ def status(
     job = services.operations.status(txn)
     document = job_dict(job)
     if explain:
-        document["story"] = [step.as_dict() for step in story(job, services.policy)]
+        entries = services.events.entries_for_job(job.id)  # what each rule or eviction said
+        document["story"] = [step.as_dict() for step in story(job, services.policy, entries)]
         document["events"] = job_events(services.events, job.id, services.wiring.sink_names)
     return render(200, StatusOut.model_validate(document))
 
