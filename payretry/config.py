@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.durations import format_duration, parse_duration
 from payretry.domain.network_rules import SETTINGS as NETWORK_SETTINGS
 from payretry.domain.network_rules import NetworkRules, rules_from_settings
@@ -46,6 +47,17 @@ def _int(lo: int, hi: int) -> Callable[[object], int]:
         if not lo <= value <= hi:
             raise ValueError(f"expected a number from {lo} to {hi}")
         return value
+
+    return parse
+
+
+def _optional_int(lo: int, hi: int) -> Callable[[object], int | None]:
+    whole = _int(lo, hi)
+
+    def parse(value: object) -> int | None:
+        if value in ("", "none", None):
+            return None
+        return whole(value)
 
     return parse
 
@@ -362,6 +374,14 @@ KEYS: tuple[Key, ...] = (
         _duration_within(timedelta(days=31), timedelta(days=3650)),
         "card-ledger entries older than this are purged (at least 31 days; never less than "
         "the network rules look back)",
+    ),
+    Key(
+        "queue",
+        "max_active",
+        None,
+        _optional_int(1, 1_000_000_000),
+        "most active jobs; when full, a new job of higher priority evicts the lowest-priority "
+        "scheduled one (latest next retry), a lower one is refused (unset: no bound)",
     ),
     Key("processor", "name", "simulated", _choice("simulated", "stripe"), "payment processor"),
     Key("simulated", "success_rate", 0.7, _float(0.0, 1.0), "chance an attempt succeeds"),
@@ -737,6 +757,15 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSettings:
+    max_active: int | None
+
+    def bound(self) -> QueueBound | None:
+        """The bound a queue keeps (domain/bound.py), or None when unset."""
+        return QueueBound(self.max_active) if self.max_active is not None else None
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     name: str
 
@@ -862,6 +891,7 @@ VIEWS: dict[str, type] = {
     "health": HealthSettings,
     "retention": RetentionSettings,
     "network": NetworkSettings,
+    "queue": QueueSettings,
     "processor": ProcessorSettings,
     "simulated": SimulatedSettings,
     "stripe": StripeConfig,
@@ -923,6 +953,10 @@ class Settings:
         than the network rules look back (a day more, for the entries a check reads)."""
         lookback = self.network.rules().lookback + timedelta(days=1)
         return max(self.retention.card_ledger, lookback)
+
+    @property
+    def queue(self) -> QueueSettings:
+        return self.view("queue", QueueSettings)
 
     @property
     def processor(self) -> ProcessorSettings:

@@ -34,6 +34,8 @@ def describe_event(event: dict[str, Any]) -> str:
         what += f" to {str(event.get('next_retry_at'))[:19]}Z by {event.get('rule')}"
     elif event["type"] == "retry_blocked":
         what += f" by {event.get('rule')}"
+    elif event["type"] == "retry_evicted":
+        what += f" for {event.get('evicted_by_transaction')} (a full queue)"
     where = ""
     if event["delivered_to"]:
         where += f"; delivered to {', '.join(event['delivered_to'])}"

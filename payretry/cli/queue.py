@@ -172,10 +172,10 @@ class _EmptyStore:
     def succeeded_for(self, transaction_ids: Sequence[str]) -> set[str]:
         return set()
 
-    def insert(self, queued: Queued) -> Job:
+    def insert(self, queued: Queued, *, bound: object = None) -> Job:
         raise _WouldWrite
 
-    def insert_many(self, queued: Sequence[Queued]) -> None:
+    def insert_many(self, queued: Sequence[Queued], *, bound: object = None) -> None:
         raise _WouldWrite
 
 

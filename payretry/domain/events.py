@@ -45,6 +45,7 @@ class EventType(StrEnum):
     POSTPONED = "retry_postponed"  # a card-network rule moved attempt N later
     BLOCKED = "retry_blocked"  # a card-network rule stopped the job
     REVIVED = "retry_revived"  # new card data came: attempt N is scheduled again, now
+    EVICTED = "retry_evicted"  # a full queue ([queue] max_active) made room for a higher job
     NOTIFICATION = "user_notification"  # a message for the customer
 
 
@@ -68,6 +69,15 @@ ANALYTICS: Mapping[EventType, str] = {
 _COMMON = ("transaction_id", "user_id", "amount_minor", "currency")
 # What a rule-driven event says: the rule's id, its sentence, its source.
 _RULE = ("rule", "rule_reason", "rule_source")
+# What retry_evicted says besides the reason: the evicted job's priority, the bound, and the
+# job that took its place (its id, transaction and priority).
+EVICTION_FIELDS = (
+    "priority",
+    "max_active",
+    "evicted_by",
+    "evicted_by_transaction",
+    "evicted_by_priority",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +335,14 @@ def _render_window_closed(entry: OutboxEntry) -> list[Event]:
     ]
 
 
+def _render_evicted(entry: OutboxEntry) -> list[Event]:
+    state = JobState.EVICTED.value
+    return [
+        entry._event(EventType.EVICTED, state, ("reason", *EVICTION_FIELDS)),
+        entry._failed_for_good(state),
+    ]
+
+
 _RENDER = {
     EventType.SCHEDULED: _render_scheduled,
     EventType.INITIATED: _render_initiated,
@@ -337,6 +355,7 @@ _RENDER = {
     EventType.POSTPONED: _render_postponed,
     EventType.BLOCKED: _render_blocked,
     EventType.REVIVED: _render_revived,
+    EventType.EVICTED: _render_evicted,
 }
 
 
@@ -485,6 +504,19 @@ def on_revived(job: Job, by: str, at: datetime) -> OutboxEntry:
     data["reason"] = job.reason
     data["revived_by"] = by
     return OutboxEntry(job.id, job.attempt_count + 1, EventType.REVIVED, at, data)
+
+
+def on_evicted(job: Job, at: datetime, by: Job, max_active: int) -> OutboxEntry:
+    """A scheduled job was evicted from a full queue to make room for `by` (`job` as stored
+    after it: its reason says why). `attempt` is the attempt that will now never be made."""
+    data = _common(job)
+    data["reason"] = job.reason
+    data["priority"] = job.priority
+    data["max_active"] = max_active
+    data["evicted_by"] = by.id
+    data["evicted_by_transaction"] = by.transaction_id
+    data["evicted_by_priority"] = by.priority
+    return OutboxEntry(job.id, job.attempt_count + 1, EventType.EVICTED, at, data)
 
 
 def on_window_closed(job: Job, at: datetime) -> OutboxEntry:

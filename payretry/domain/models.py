@@ -30,6 +30,10 @@ class JobState(StrEnum):
     # Mastercard MAC 01/03/21 decline), or moves it past the payment window; the job's reason
     # names the rule and its source (payretry/domain/network_rules.py).
     BLOCKED = "blocked"
+    # The queue was full (`[queue] max_active`) and a job of higher priority took this one's
+    # place: it was the lowest-priority scheduled job with the latest next retry
+    # (payretry/domain/bound.py). Its reason names the job that took its place.
+    EVICTED = "evicted"
 
     @property
     def final(self) -> bool:
@@ -44,6 +48,7 @@ FINAL_STATES = frozenset(
         JobState.ABANDONED,
         JobState.CANCELLED,
         JobState.BLOCKED,
+        JobState.EVICTED,
     }
 )
 # Active: at most one per transaction. A parked job counts: its attempt may have charged, so
@@ -61,6 +66,7 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
             JobState.ABANDONED,
             JobState.SCHEDULED,  # rescheduled, or postponed by a card-network rule at claim
             JobState.BLOCKED,  # a card-network rule stopped it at claim
+            JobState.EVICTED,  # a job of higher priority took its place in a full queue
         }
     ),
     JobState.RUNNING: frozenset(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.card_checks import CardIdentity, CardPool
 from payretry.domain.card_ledger import CardKey, LedgerEntry
 from payretry.domain.changes import (
@@ -115,11 +116,15 @@ class WorkerBeat:
 
 
 class Store(Protocol):
-    def insert(self, queued: Queued) -> Job:
-        """Insert one job; raises DuplicateActive when another job is active for its transaction."""
+    def insert(self, queued: Queued, *, bound: QueueBound | None = None) -> Job:
+        """Insert one job; raises DuplicateActive when another job is active for its
+        transaction. With `bound`, a full queue first evicts the job `bound.admit` names, in
+        the same transaction, or raises QueueFull and stores nothing (domain/bound.py)."""
         ...
 
-    def insert_many(self, queued: Sequence[Queued]) -> None: ...
+    def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
+        """Insert many jobs, all or nothing; `bound` as for `insert`, one decision for all."""
+        ...
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None: ...
 

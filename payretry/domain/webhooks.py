@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.changes import PaidElsewhere, Queued, Revived, Settlement
 from payretry.domain.durations import iso
 from payretry.domain.models import Job
@@ -172,9 +173,14 @@ class WebhookStore(Protocol):
     def webhook_recorded(self, event_id: str) -> bool: ...
 
     def record_webhook(
-        self, record: WebhookRecord, changes: Sequence[WebhookChange] = ()
+        self,
+        record: WebhookRecord,
+        changes: Sequence[WebhookChange] = (),
+        *,
+        bound: QueueBound | None = None,
     ) -> Written:
-        """Record the event and make its changes, in one transaction (all or nothing)."""
+        """Record the event and make its changes, in one transaction (all or nothing); a job
+        it opens meets `bound` ([queue] max_active) as a queued one does (QueueFull)."""
         ...
 
     def payment_succeeded_seen(self, payment_intent: str) -> bool:

@@ -44,6 +44,7 @@ _STATES: Mapping[JobState, str] = {
     JobState.EXHAUSTED: "The payment failed; no retries are left.",
     JobState.ABANDONED: "The payment window has closed.",
     JobState.CANCELLED: "The retry was cancelled.",
+    JobState.EVICTED: "The retry was stopped to make room for other payments.",
 }
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from payretry.domain.durations import format_duration, iso
-from payretry.domain.events import EventType, OutboxEntry
+from payretry.domain.events import EVICTION_FIELDS, EventType, OutboxEntry
 from payretry.domain.models import Attempt, AttemptOutcome, Job
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.webhooks import WebhookRecord
@@ -20,7 +20,7 @@ from payretry.domain.webhooks import WebhookRecord
 @dataclass(frozen=True, slots=True)
 class Step:
     at: datetime | None
-    kind: str  # queued, policy, attempt, decision, window, state
+    kind: str  # queued, policy, rule, attempt, decision, window, evicted, state
     text: str
     data: dict[str, Any]
 
@@ -84,6 +84,25 @@ def _revived_step(entry: OutboxEntry) -> Step:
         "revived",
         f"At {iso(entry.occurred_at)} the job was {entry.data.get('reason')}.",
         {"attempt": entry.attempt, "revived_by": entry.data.get("revived_by")},
+    )
+
+
+def _evicted_step(entry: OutboxEntry) -> Step:
+    """A full queue dropped the job for one of higher priority (domain/bound.py)."""
+    data = entry.data
+    text = (
+        f"At {iso(entry.occurred_at)} the queue was full ([queue] max_active = "
+        f"{data.get('max_active')}): job {data.get('evicted_by')} (transaction "
+        f"{data.get('evicted_by_transaction')}, priority {data.get('evicted_by_priority')}) "
+        f"took its place, as the lowest-priority scheduled job (priority "
+        f"{data.get('priority')}) with the latest next retry; attempt {entry.attempt} will "
+        "never be made."
+    )
+    return Step(
+        entry.occurred_at,
+        "evicted",
+        text,
+        {"attempt": entry.attempt, **{name: data.get(name) for name in EVICTION_FIELDS}},
     )
 
 
@@ -262,7 +281,8 @@ def explain(
     holds = [_hold_step(e) for e in entries if e.kind in (EventType.POSTPONED, EventType.BLOCKED)]
     holds += [_revived_step(e) for e in entries if e.kind is EventType.REVIVED]
     holds += [_webhook_step(record) for record in webhooks]
-    if holds:  # claims the rules held, revivals, webhooks: in time among the attempts
+    holds += [_evicted_step(e) for e in entries if e.kind is EventType.EVICTED]
+    if holds:  # claims the rules held, evictions, revivals, webhooks: in time among the attempts
         story = sorted([*story, *holds], key=lambda s: s.at or job.created_at)
     steps.extend(story)
     state = job.state.value

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from payretry.domain.bound import QueueBound, QueueFull
 from payretry.domain.card_checks import (
     CardHistory,
     CardIdentity,
@@ -128,9 +129,11 @@ class Operations:
         ledger: CardLedger | None = None,
         elsewhere: RetriedElsewhere | None = None,
         expiry: ExpiresActions | None = None,
+        bound: QueueBound | None = None,
     ) -> None:
         self.store = store
         self.expiry = expiry  # closes a waiting job's Checkout Session before it is cancelled
+        self.bound = bound  # `[queue] max_active`: a full queue evicts or refuses
         self.policy = policy
         self.execution = execution
         self.ledger = ledger  # the card ledger the first retry is checked against
@@ -180,7 +183,7 @@ class Operations:
             raise _conflict(existing)
         queued = self.prepare(request, now, job_id=job_id)
         try:
-            job = self.store.insert(queued)
+            job = self.store.insert(queued, bound=self.bound)
         except DuplicateActive:  # a concurrent queue of the same transaction won the race
             winner = self.store.active_for([request.transaction_id]).get(request.transaction_id)
             if winner is not None and request.same_request(winner):
@@ -246,6 +249,7 @@ class Operations:
                 continue
             drafts.append((line, request, request.draft(new_job_id(), now)))
         cards = self._cards([draft for _, _, draft in drafts], now)
+        lines: dict[str, int] = {}  # job id -> its line, for a full queue's refusal
         for line, request, draft in drafts:
             carded = cards.history(draft, now)
             card, entry = carded if carded is not None else (None, None)
@@ -264,12 +268,16 @@ class Operations:
             if entry is not None:
                 cards.add(entry)
             jobs.append(Queued(_scheduled(draft, decision), entry, decision.verdict))
+            lines[draft.id] = line
         if problems:
             raise InvalidRows(sorted(problems), refused_only=refused_only)
         try:
-            self.store.insert_many(jobs)
+            self.store.insert_many(jobs, bound=self.bound)
         except DuplicateActive as exc:
             raise Refused(str(exc)) from None
+        except QueueFull as exc:  # all or nothing: the file's lowest rows named
+            refused = [(lines[job_id], why) for job_id, why in exc.refused.items()]
+            raise InvalidRows(sorted(refused), refused_only=True) from None
         if progress:
             progress(len(rows))
         return QueueManyResult(created=len(jobs), existing=existing)

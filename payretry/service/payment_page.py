@@ -97,7 +97,7 @@ def payment_view(job: Job, now: datetime, wait: timedelta | None) -> PaymentView
         why = f"The time to pay ended{ends}, so it can no longer be retried."
     elif state is JobState.EXHAUSTED or (not state.final and job.attempts_remaining <= 0):
         why = f"No attempts are left: all {job.max_attempts} have been used."
-    elif state is JobState.CANCELLED:
+    elif state in (JobState.CANCELLED, JobState.EVICTED):
         why = "The merchant has stopped retrying this payment."
     elif state is JobState.FAILED:
         why = "This payment was declined in a way that retrying cannot fix."

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.durations import iso, parse_time
 from payretry.domain.models import Job, JobState, NewJob, ProcessorRefs, attempt_key
 from payretry.domain.money import Money
@@ -138,6 +139,7 @@ class ProcessPayment:
         clock: Clock,
         lease_for: timedelta,
         ledger: CardLedger | None = None,
+        bound: QueueBound | None = None,
     ) -> None:
         self.first = first
         self.store = store
@@ -146,7 +148,8 @@ class ProcessPayment:
         self.clock = clock
         self.lease_for = lease_for
         # The retry it queues is checked against the card's ledger, as any queue's.
-        self.operations = Operations(store, policy, ledger=ledger)
+        # The retry it queues is held to the queue's bound, as any queue's.
+        self.operations = Operations(store, policy, ledger=ledger, bound=bound)
 
     def process(self, request: NewJob) -> Processed:
         txn = request.transaction_id

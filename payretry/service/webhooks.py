@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from payretry.domain.bound import QueueFull
 from payretry.domain.changes import PaidElsewhere, Revived, Settlement
 from payretry.domain.models import PAID_ELSEWHERE_FROM, Job, JobState
 from payretry.domain.policy import RetryPolicy
@@ -91,7 +92,13 @@ class StripeWebhooks:
                 job_id=job.id if job is not None else None,
                 transaction_id=job.transaction_id if job is not None else event.transaction_id,
             )
-            written = self.hooks.record_webhook(record, plan.changes)
+            try:
+                written = self.hooks.record_webhook(
+                    record, plan.changes, bound=self.operations.bound
+                )
+            except QueueFull as exc:  # [queue] max_active: the job it would open is the lowest
+                record = replace(record, effect=f"not queued: {exc}", applied=False)
+                written = self.hooks.record_webhook(record)
             if written is Written.APPLIED:
                 log.info(
                     "stripe event %s (%s): %s",

@@ -13,6 +13,7 @@ they are gauges of what is stored, and fall when `purge` removes old jobs.
 - retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds.
 - payretry_jobs{state}; payretry_outbox_pending{sink}: entries a sink has yet to take.
 - payments_retry_blocked{rule}: jobs blocked by a card-network rule, by the rule.
+- payments_retry_evicted: jobs evicted from a full queue ([queue] max_active).
 - retry_processing_time{processor,outcome}: a histogram of how long the processor took over
   each attempt, in seconds (from the daily rollups, so it never falls).
 - user_retry_frequency: a histogram of retries per user over the last 24 hours (one
@@ -79,6 +80,11 @@ def families(t: Telemetry) -> Iterable[Metric]:
     for rule, count in t.blocked_by_rule.items():
         blocked.add_metric([rule], count)
     yield blocked
+    yield GaugeMetricFamily(
+        "payments_retry_evicted",
+        "Jobs evicted from a full queue ([queue] max_active) by a job of higher priority",
+        t.by_state.get("evicted", 0),
+    )
     pending = GaugeMetricFamily(
         "payretry_outbox_pending", "Outbox entries a sink has yet to take", labels=["sink"]
     )

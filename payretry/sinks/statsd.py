@@ -6,6 +6,7 @@ and gauges of the queue each delivery pass (at most every `every` seconds).
   the reason is the decline code, else the error code.
 - payments.retry.success_count (count, tag retry_attempt): an attempt succeeded.
 - payments.retry.blocked (count, tag rule): a card-network rule stopped a job.
+- payments.retry.evicted (count): a full queue ([queue] max_active) evicted a scheduled job.
 - payments.retry.success_rate (gauge): succeeded / finished attempts, 0 to 1.
 - retry_queue_size, retry_queue_due_now, retry_queue_oldest_due_age_seconds (gauges): active
   jobs, scheduled jobs due now, how long the oldest due job has waited.
@@ -54,6 +55,8 @@ class StatsdSink:
             elif event.type is EventType.BLOCKED:
                 rule = event.data.get("rule") or "unknown"
                 client.increment("payments.retry.blocked", tags=[f"rule:{rule}"])
+            elif event.type is EventType.EVICTED:
+                client.increment("payments.retry.evicted")
             elif event.type is EventType.FAILED:
                 reason = event.data.get("decline_code") or event.data.get("error_code")
                 client.increment(

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.card_checks import job_card
 from payretry.domain.card_ledger import EntryKind
 from payretry.domain.changes import (
@@ -40,6 +41,7 @@ from payretry.domain.network_rules import NetworkRules
 from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.analytics import AnalyticsMixin, rollups_of, write_rollups
+from payretry.store.bound import make_room
 from payretry.store.bulk import Bulk
 from payretry.store.cards import (
     CardLedgerMixin,
@@ -225,10 +227,12 @@ class SqlStore(
 
     # -- writing -------------------------------------------------------------------------------
 
-    def insert(self, queued: Queued) -> Job:
+    def insert(self, queued: Queued, *, bound: QueueBound | None = None) -> Job:
         job = queued.job
         try:
             with self._tx() as conn:
+                if bound is not None:  # a full queue makes room first (store/bound.py)
+                    make_room(conn, self.dialect, bound, [job], job.created_at)
                 conn.execute(JOBS.insert().values(**job_values(job)))
                 self._write_cards(conn, [queued])
                 write_entries(conn, [queued.entry])
@@ -238,7 +242,7 @@ class SqlStore(
         assert stored is not None
         return stored
 
-    def insert_many(self, queued: Sequence[Queued]) -> None:
+    def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
         if not queued:
             return
         insert = Bulk.of(
@@ -249,6 +253,9 @@ class SqlStore(
         )
         try:
             with self._tx() as conn:
+                if bound is not None:
+                    jobs = [q.job for q in queued]
+                    make_room(conn, self.dialect, bound, jobs, jobs[0].created_at)
                 for start in range(0, len(queued), 5000):
                     chunk = queued[start : start + 5000]
                     insert.run(conn, [job_values(q.job) for q in chunk])

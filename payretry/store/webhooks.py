@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from payretry.domain.bound import QueueBound
 from payretry.domain.card_checks import job_card
 from payretry.domain.changes import PaidElsewhere, Queued, Revived, Settlement
 from payretry.domain.models import (
@@ -24,6 +25,7 @@ from payretry.domain.models import (
 from payretry.domain.webhooks import WebhookChange, WebhookRecord, Written
 from payretry.errors import NotFound, Refused
 from payretry.store.analytics import write_rollups
+from payretry.store.bound import make_room
 from payretry.store.cards import write_links
 from payretry.store.outbox import write_entries
 from payretry.store.rows import attempt_outcome, job_values
@@ -199,7 +201,11 @@ class WebhooksMixin:
         return found is not None
 
     def record_webhook(
-        self: _Store, record: WebhookRecord, changes: Sequence[WebhookChange] = ()
+        self: _Store,
+        record: WebhookRecord,
+        changes: Sequence[WebhookChange] = (),
+        *,
+        bound: QueueBound | None = None,
     ) -> Written:
         try:
             with self._tx() as conn:
@@ -228,6 +234,10 @@ class WebhooksMixin:
                         elif isinstance(change, Revived):
                             ok = revive_one(conn, self._insert, change)
                         else:
+                            if bound is not None:  # a full queue makes room or refuses
+                                make_room(
+                                    conn, self.dialect, bound, [change.job], record.received_at
+                                )
                             conn.execute(JOBS.insert().values(**job_values(change.job)))
                             self._write_cards(conn, [change])
                             write_entries(conn, [change.entry])

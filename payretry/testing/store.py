@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from payretry.domain.bound import Evicted, QueueBound, evictable, eviction_order
 from payretry.domain.card_checks import job_card
 from payretry.domain.card_ledger import EntryKind
 from payretry.domain.changes import (
@@ -184,17 +185,42 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin, LookupsM
                 raise DuplicateActive(txn)
             active.add(txn)
 
-    def insert(self, queued: Queued) -> Job:
+    def _make_room(self, bound: QueueBound | None, jobs: Sequence[Job]) -> list[Evicted]:
+        """What a full queue evicts for `jobs` (domain/bound.py), or QueueFull; nothing is
+        changed here: the caller applies it with its own writes."""
+        if bound is None:
+            return []
+        active = len(self._active)
+        needed = bound.evictions(active, len(jobs))
+        lowest = heapq.nsmallest(
+            needed,
+            (r.job for r in self._rows.values() if evictable(r.job)),
+            key=eviction_order,
+        )
+        return bound.admit(jobs, active, lowest, aware(jobs[0].created_at))
+
+    def _evict(self, evicted: Sequence[Evicted]) -> None:
+        entries = self._encoded(e.entry for e in evicted)
+        for e in evicted:
+            row = self._rows[e.job.seq]
+            check_transition(row.job.state, e.job.state)
+            self._put(row, replace(e.job, attempts=()))
+        self._write(entries)
+        self._roll(r for e in evicted for r in e.rollups)
+
+    def insert(self, queued: Queued, *, bound: QueueBound | None = None) -> Job:
         with self._tx("insert"):
             self._check_new([queued.job])
+            evicted = self._make_room(bound, [queued.job])
             entries = self._encoded([queued.entry])
+            self._evict(evicted)
             row = self._add(stored_job(queued.job, self._next_seq))
             self._next_seq += 1
             self._write_cards([queued])
             self._write(entries)
             return row.record()
 
-    def insert_many(self, queued: Sequence[Queued]) -> None:
+    def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
         if not queued:
             return
         with self._tx("insert_many"):
@@ -204,7 +230,9 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin, LookupsM
                 raise DuplicateActive(
                     "another job became active meanwhile; nothing written"
                 ) from None
+            evicted = self._make_room(bound, [q.job for q in queued])
             entries = self._encoded(Queued.entries(queued))
+            self._evict(evicted)
             for q in queued:
                 self._add(stored_job(q.job, self._next_seq))
                 self._next_seq += 1

@@ -200,6 +200,7 @@ class Wiring:
             ledger=self.store,
             elsewhere=elsewhere,
             expiry=expiry,
+            bound=self.settings.queue.bound(),
         )
 
     # -- SQS -----------------------------------------------------------------------------------
@@ -363,6 +364,7 @@ class Wiring:
             clock=self.clock,
             lease_for=self.settings.database.lock_timeout,
             ledger=self.store,
+            bound=self.settings.queue.bound(),
         )
 
     def revivals(self) -> Revivals:

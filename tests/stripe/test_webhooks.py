@@ -498,3 +498,22 @@ def _role(name: str) -> Any:
     from payretry.domain.access import Role
 
     return Role(name)
+
+
+def test_a_full_queue_opens_no_job_from_a_failure_and_records_why(make_hooked: Any) -> None:
+    hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true", PAYRETRY_QUEUE_MAX_ACTIVE="1")
+    hooked.queue("txn_big")  # 49.99 USD: the one active job, of higher priority
+    intent, failed = hooked.emulator.failed_payment(
+        amount=500,
+        currency="usd",
+        customer="cus_9",
+        payment_method="pm_card",
+        outcome="decline:insufficient_funds",
+        metadata={"transaction_id": "ord_small", "user_id": "usr_9"},
+    )
+    answer = hooked.send(failed)
+    assert answer["applied"] is False and "not queued" in answer["effect"], answer
+    assert "max_active" in answer["effect"] or "full" in answer["effect"], answer
+    assert hooked.store.find("ord_small") is None
+    assert hooked.job("txn_big").state is JobState.SCHEDULED  # a lower job evicts nothing
+    assert hooked.send(failed).get("duplicate") is True  # recorded: a redelivery does nothing

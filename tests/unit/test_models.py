@@ -47,6 +47,7 @@ LEGAL = {
     (JobState.PARKED, JobState.CANCELLED),
     (JobState.SCHEDULED, JobState.BLOCKED),  # a card-network rule, at claim
     (JobState.RUNNING, JobState.BLOCKED),  # a card-network rule, after an attempt
+    (JobState.SCHEDULED, JobState.EVICTED),  # a full queue made room for a higher job
 }
 ALL_PAIRS = list(product(JobState, JobState))
 
@@ -100,6 +101,7 @@ def test_states_and_their_values() -> None:
         "awaiting_payer",
         "parked",
         "blocked",
+        "evicted",
     }
     assert all(len(s.value) <= 16 for s in JobState)  # the state column's width
     assert FINAL_STATES | ACTIVE_STATES == set(JobState)

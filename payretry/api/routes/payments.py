@@ -122,7 +122,7 @@ def status(
     if explain:
         entries = services.events.entries_for_job(job.id)
         hooks = services.wiring.store.webhooks_for_job(job.id, webhook_ids(entries))
-        steps = story(job, services.policy, entries, hooks)
+        steps = story(job, services.policy, entries, hooks)  # rules, evictions, webhooks
         document["story"] = [step.as_dict() for step in steps]
         document["events"] = job_events(services.events, job.id, services.wiring.sink_names)
     return render(200, StatusOut.model_validate(document))
