@@ -16,7 +16,8 @@ Sections (--sections, comma-separated; default all but `statements`):
   postgres     pgqueuer and procrastinate beside payretry on PostgreSQL, the same mix; the
                server CPU each one cost; payretry with 1 and 2 run-due processes
   concurrency  run-due --concurrency 4 against 1 thread at zero latency (SQLite, PostgreSQL)
-  cli          `payretry --help` and `payretry status TXN --json` beside `python -c pass`
+  cli          `payretry --help`, `payretry status TXN --json` and `payretry run-due` with
+               nothing due (its CPU time: a cron job's cost each minute) beside `python -c pass`
   scale        a million jobs: status, list --due, explain, stats against a thousand jobs;
                database size per job; run-due memory; purge while run-due runs, with the
                longest write-lock wait a probe process met
