@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from functools import partial
 from typing import Any, ClassVar, NoReturn
 
 import typer
@@ -27,7 +28,13 @@ except ImportError:  # pragma: no cover - an older typer
     from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
     from click.exceptions import UsageError as ParserError  # type: ignore[assignment]
     from click.formatting import HelpFormatter  # type: ignore[assignment]
-    from click.utils import make_default_short_help
+    from click.utils import make_default_short_help  # type: ignore[no-redef]
+
+
+def _short_help(summary: str, limit: int) -> str:
+    """What click's listing shows for a command whose help starts with `summary`."""
+    return make_default_short_help(summary, limit).strip()
+
 
 _ARGV: ContextVar[tuple[str, ...]] = ContextVar("payretry_argv", default=())
 
@@ -124,12 +131,11 @@ class PayretryGroup(TyperGroup):
                 if not command.hidden:
                     rows.append((name, command.get_short_help_str))
             else:
-                summary = commands.entries[name].summary
-                rows.append((name, lambda limit, s=summary: make_default_short_help(s, limit)))
+                rows.append((name, partial(_short_help, commands.entries[name].summary)))
         if rows:
             limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
-                formatter.write_dl([(name, short(limit).strip()) for name, short in rows])
+                formatter.write_dl([(name, short(limit)) for name, short in rows])
 
     def main(
         self,
