@@ -1,5 +1,5 @@
 """The root group: payretry's errors and the parser's as one line and a documented exit code,
-and the commands of payretry._lazy, each imported when it is first used."""
+and the commands named in payretry.cli (see _lazy.py), each imported when it is first used."""
 
 from __future__ import annotations
 
