@@ -96,6 +96,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
     p.add_argument("--workdir", type=Path, help="keep the database files here")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument(
+        "--cli-against",
+        type=Path,
+        help="cli section: also time another payretry (a folder holding its `payretry` package)",
+    )
     p.add_argument("--probe", nargs=2, type=Path, help=argparse.SUPPRESS)
     return p
 
@@ -190,7 +195,7 @@ def run_section(
     elif name == "cli":
         import bench_scale
 
-        result[name] = bench_scale.cli(workdir, size.cli_runs)
+        result[name] = bench_scale.cli(workdir, size.cli_runs, args.cli_against)
         done(name, bench_scale.render_cli(result[name]), started)
     elif name == "scale":
         import bench_scale

@@ -56,14 +56,21 @@ TXN = "txn_00000005"  # a finished seed job, the same in both databases
 # -- cli ----------------------------------------------------------------------------------------
 
 
-def series(cmds: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, Series]:
-    """Each command `runs` times, taking turns, after one warm-up run each (page cache)."""
+def series(
+    cmds: dict[str, list[str]],
+    runs: int,
+    env: dict[str, str],
+    envs: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Series]:
+    """Each command `runs` times, taking turns, after one warm-up run each (page cache); a
+    command named in `envs` runs in that environment instead of `env`."""
+    envs = envs or {}
     out = {name: Series() for name in cmds}
-    for cmd in cmds.values():
-        measure(cmd, env=env)
+    for name, cmd in cmds.items():
+        measure(cmd, env=envs.get(name, env))
     for _ in range(runs):
         for name, cmd in cmds.items():
-            out[name].runs.append(measure(cmd, env=env))
+            out[name].runs.append(measure(cmd, env=envs.get(name, env)))
     return out
 
 
@@ -78,7 +85,10 @@ def _figures(found: dict[str, Series]) -> dict[str, dict[str, float]]:
     }
 
 
-def cli(workdir: Path, runs: int) -> dict[str, Any]:
+def cli(workdir: Path, runs: int, against: Path | None = None) -> dict[str, Any]:
+    """The cli section. With `against` (a folder holding another payretry's `payretry`
+    package, e.g. `git archive main payretry | tar -x -C DIR`), the same commands of that
+    version run too, taking turns with this one, as `... (against)`."""
     import compileall
 
     import payretry
@@ -114,6 +124,14 @@ def cli(workdir: Path, runs: int) -> dict[str, Any]:
         "payretry status TXN --json": [*payretry_cmd(), "--db", url, "status", TXN, "--json"],
         "payretry run-due (nothing due)": [*payretry_cmd(), "--db", url, "run-due"],
     }
+    envs: dict[str, dict[str, str]] = {}
+    if against is not None:
+        compileall.compile_dir(against / "payretry", quiet=1)
+        other = {**env, "PYTHONPATH": str(against)}
+        run_other = [sys.executable, "-c", "import sys; from payretry.cli import main; main()"]
+        for name, cmd in list(cmds.items())[1:]:
+            cmds[f"{name} (against)"] = [*run_other, *cmd[1:]]
+            envs[f"{name} (against)"] = other
     shown = measure(cmds["payretry status TXN --json"], env=env, capture=True)
     attempts = len(json.loads(shown.out)["attempts"])
     idle = measure(cmds["payretry run-due (nothing due)"], env=env, capture=True)
@@ -122,7 +140,8 @@ def cli(workdir: Path, runs: int) -> dict[str, Any]:
     return {
         "runs": runs,
         "status_attempts": attempts,
-        "commands": _figures(series(cmds, runs, env)),
+        "against": str(against) if against is not None else None,
+        "commands": _figures(series(cmds, runs, env, envs)),
     }
 
 
