@@ -128,7 +128,8 @@ def cli(workdir: Path, runs: int, against: Path | None = None) -> dict[str, Any]
     if against is not None:
         compileall.compile_dir(against / "payretry", quiet=1)
         other = {**env, "PYTHONPATH": str(against)}
-        run_other = [sys.executable, "-c", "import sys; from payretry.cli import main; main()"]
+        # -P: the current folder (maybe this checkout) stays off sys.path, so PYTHONPATH wins
+        run_other = [sys.executable, "-P", "-c", "from payretry.cli import main; main()"]
         for name, cmd in list(cmds.items())[1:]:
             cmds[f"{name} (against)"] = [*run_other, *cmd[1:]]
             envs[f"{name} (against)"] = other
