@@ -34,6 +34,9 @@ local `test` database; unreachable, those parts are skipped with the reason.
     .venv/bin/python scripts/bench.py --quick         # smaller sizes (a couple of minutes)
     .venv/bin/python scripts/bench.py --sections sqlite,cli --jobs 20000
     .venv/bin/python scripts/bench.py --json          # one JSON document on stdout
+    # start-up beside another version (here main's), in the same run:
+    mkdir -p /tmp/main && git archive main payretry | tar -x -C /tmp/main
+    .venv/bin/python scripts/bench.py --sections cli --cli-against /tmp/main
 """
 
 from __future__ import annotations
