@@ -16,7 +16,8 @@ Sections (--sections, comma-separated; default all but `statements`):
   postgres     pgqueuer and procrastinate beside payretry on PostgreSQL, the same mix; the
                server CPU each one cost; payretry with 1 and 2 run-due processes
   concurrency  run-due --concurrency 4 against 1 thread at zero latency (SQLite, PostgreSQL)
-  cli          `payretry --help` and `payretry status TXN --json` beside `python -c pass`
+  cli          `payretry --help`, `payretry status TXN --json` and `payretry run-due` with
+               nothing due (its CPU time: a cron job's cost each minute) beside `python -c pass`
   scale        a million jobs: status, list --due, explain, stats against a thousand jobs;
                database size per job; run-due memory; purge while run-due runs, with the
                longest write-lock wait a probe process met
@@ -33,6 +34,9 @@ local `test` database; unreachable, those parts are skipped with the reason.
     .venv/bin/python scripts/bench.py --quick         # smaller sizes (a couple of minutes)
     .venv/bin/python scripts/bench.py --sections sqlite,cli --jobs 20000
     .venv/bin/python scripts/bench.py --json          # one JSON document on stdout
+    # start-up beside another version (here main's), in the same run:
+    mkdir -p /tmp/main && git archive main payretry | tar -x -C /tmp/main
+    .venv/bin/python scripts/bench.py --sections cli --cli-against /tmp/main
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
     p.add_argument("--workdir", type=Path, help="keep the database files here")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument(
+        "--cli-against",
+        type=Path,
+        help="cli section: also time another payretry (a folder holding its `payretry` package)",
+    )
     p.add_argument("--probe", nargs=2, type=Path, help=argparse.SUPPRESS)
     return p
 
@@ -189,7 +198,7 @@ def run_section(
     elif name == "cli":
         import bench_scale
 
-        result[name] = bench_scale.cli(workdir, size.cli_runs)
+        result[name] = bench_scale.cli(workdir, size.cli_runs, args.cli_against)
         done(name, bench_scale.render_cli(result[name]), started)
     elif name == "scale":
         import bench_scale

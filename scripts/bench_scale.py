@@ -1,7 +1,12 @@
 """The `cli` and `scale` sections of scripts/bench.py.
 
-cli: `payretry --help` and `payretry status TXN --json`, whole process, median of several runs
-taking turns with `python -c pass` (the interpreter's own start), and the peak RSS of each.
+cli: `payretry --help`, `payretry status TXN --json` and `payretry run-due` with nothing due
+(what a cron job pays each minute), whole process, median of several runs taking turns with
+`python -c pass` (the interpreter's own start): wall time, CPU time and the peak RSS of each.
+The database holds a hundred jobs queued a few days ago and run to their end, so the job shown
+has its attempts and nothing is due. payretry's bytecode is compiled first, as an installed
+package has it (pip compiles on install): an editable install run with PYTHONDONTWRITEBYTECODE
+would otherwise compile every module again in every run.
 
 scale: two databases built the same way, one with about a thousand jobs and one with about a
 million, and the commands an operator runs timed on both (whole process, median of runs taking
@@ -51,14 +56,21 @@ TXN = "txn_00000005"  # a finished seed job, the same in both databases
 # -- cli ----------------------------------------------------------------------------------------
 
 
-def series(cmds: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict[str, Series]:
-    """Each command `runs` times, taking turns, after one warm-up run each (page cache)."""
+def series(
+    cmds: dict[str, list[str]],
+    runs: int,
+    env: dict[str, str],
+    envs: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Series]:
+    """Each command `runs` times, taking turns, after one warm-up run each (page cache); a
+    command named in `envs` runs in that environment instead of `env`."""
+    envs = envs or {}
     out = {name: Series() for name in cmds}
-    for cmd in cmds.values():
-        measure(cmd, env=env)
+    for name, cmd in cmds.items():
+        measure(cmd, env=envs.get(name, env))
     for _ in range(runs):
         for name, cmd in cmds.items():
-            out[name].runs.append(measure(cmd, env=env))
+            out[name].runs.append(measure(cmd, env=envs.get(name, env)))
     return out
 
 
@@ -73,44 +85,76 @@ def _figures(found: dict[str, Series]) -> dict[str, dict[str, float]]:
     }
 
 
-def cli(workdir: Path, runs: int) -> dict[str, Any]:
+def cli(workdir: Path, runs: int, against: Path | None = None) -> dict[str, Any]:
+    """The cli section. With `against` (a folder holding another payretry's `payretry`
+    package, e.g. `git archive main payretry | tar -x -C DIR`), the same commands of that
+    version run too, taking turns with this one, as `... (against)`."""
+    import compileall
+
+    import payretry
     from payretry.domain.policy import RetryPolicy
+    from payretry.processors.simulated import SimulatedProcessor
     from payretry.service.intake import new_job
     from payretry.service.operations import Operations
+    from payretry.service.runner import Runner
     from payretry.store.sql import open_store
 
     db = workdir / "cli.db"
+    for old in db.parent.glob(db.name + "*"):
+        old.unlink()
     store = open_store(sqlite_url(db))
-    now = datetime.now(UTC)
-    rows = make_rows(100)
-    Operations(store, RetryPolicy.standard()).queue_many(
-        [(n, new_job(row, now=now)) for n, row in enumerate(rows, 1)], now
-    )
-    store.close()
+    policy = RetryPolicy.standard()
+    then = datetime.now(UTC) - timedelta(days=5)
+    try:
+        rows = make_rows(100)
+        Operations(store, policy).queue_many(
+            [(n, new_job(row, now=then)) for n, row in enumerate(rows, 1)], then
+        )
+        later = then + timedelta(days=3)  # every first retry is due by then
+        Runner(store, policy, SimulatedProcessor(success_rate=1.0), clock=lambda: later).run_due()
+    finally:
+        store.close()
+    checkpoint(db)
+    compileall.compile_dir(Path(payretry.__file__).parent, quiet=1)
     env = payretry_env()
+    url = sqlite_url(db)
     cmds = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "payretry --help": [*payretry_cmd(), "--help"],
-        "payretry status TXN --json": [
-            *payretry_cmd(),
-            "--db",
-            sqlite_url(db),
-            "status",
-            TXN,
-            "--json",
-        ],
+        "payretry status TXN --json": [*payretry_cmd(), "--db", url, "status", TXN, "--json"],
+        "payretry run-due (nothing due)": [*payretry_cmd(), "--db", url, "run-due"],
     }
-    return {"runs": runs, "commands": _figures(series(cmds, runs, env))}
+    envs: dict[str, dict[str, str]] = {}
+    if against is not None:
+        compileall.compile_dir(against / "payretry", quiet=1)
+        other = {**env, "PYTHONPATH": str(against)}
+        # -P: the current folder (maybe this checkout) stays off sys.path, so PYTHONPATH wins
+        run_other = [sys.executable, "-P", "-c", "from payretry.cli import main; main()"]
+        for name, cmd in list(cmds.items())[1:]:
+            cmds[f"{name} (against)"] = [*run_other, *cmd[1:]]
+            envs[f"{name} (against)"] = other
+    shown = measure(cmds["payretry status TXN --json"], env=env, capture=True)
+    attempts = len(json.loads(shown.out)["attempts"])
+    idle = measure(cmds["payretry run-due (nothing due)"], env=env, capture=True)
+    if "Processed 0 job(s)" not in idle.out:
+        raise SystemExit(f"run-due found work in the cli database: {idle.out[-500:]}")
+    return {
+        "runs": runs,
+        "status_attempts": attempts,
+        "against": str(against) if against is not None else None,
+        "commands": _figures(series(cmds, runs, env, envs)),
+    }
 
 
 def render_cli(result: dict[str, Any]) -> str:
     c = result["commands"]
-    base = c["python -c pass"]["median_ms"]
+    base = c["python -c pass"]
     lines = [
-        f"CLI, whole process, median of {result['runs']} runs taking turns",
+        f"CLI, whole process, median of {result['runs']} runs taking turns (status shows a job "
+        f"with {result.get('status_attempts', '?')} attempt(s); run-due finds nothing due)",
         "",
-        "| command | median | CPU | peak RSS | goal |",
-        "|---|--:|--:|--:|--:|",
+        "| command | median | CPU | peak RSS | x python -c pass | goal |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     goals = {"payretry --help": 120, "payretry status TXN --json": 400}
     for name, f in c.items():
@@ -118,11 +162,14 @@ def render_cli(result: dict[str, Any]) -> str:
         verdict = ""
         if goal is not None:
             verdict = f"<= {goal} ms: {'met' if f['median_ms'] <= goal else 'NOT met'}"
+        ratio = f["median_ms"] / base["median_ms"] if base["median_ms"] else float("nan")
         lines.append(
             f"| `{name}` | {f['median_ms']:,.0f} ms | {f['median_cpu_ms']:,.0f} ms "
-            f"| {f['peak_rss_mib']:.0f} MiB | {verdict} |"
+            f"| {f['peak_rss_mib']:.0f} MiB | {ratio:.1f} | {verdict} |"
         )
-    lines.append(f"(python -c pass: {base:.0f} ms, the floor any Python CLI starts from)")
+    lines.append(
+        f"(python -c pass: {base['median_ms']:.0f} ms, the floor any Python CLI starts from)"
+    )
     return "\n".join(lines)
 
 

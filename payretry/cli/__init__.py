@@ -1,201 +1,152 @@
-"""The payretry command line. This module only wires the commands together."""
+"""The payretry command line. This module only names the commands; each lives in its own module
+under payretry/cli, imported only when that command runs (see payretry/cli/_lazy.py), so
+`payretry --help` and a cron job's `payretry run-due` start without loading the rest.
+
+A new command is one line in COMMANDS: its name, its module (which has `register(app)`), and
+the first sentence of its help, which the root --help lists (a test keeps the two equal). A
+new subcommand of a group (`stripe`, `events`, ...) needs no line here: its group's module
+registers it.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from contextvars import ContextVar
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from payretry import __version__
-from payretry.cli import (
-    api_cmd,
-    cancel,
-    card_cmd,
-    config_cmd,
-    db,
-    events,
-    explain,
-    health,
-    list_cmd,
-    policy_cmd,
-    purge,
-    queue,
-    report,
-    retry,
-    run_due,
-    serve,
-    sqs_cmd,
-    stats,
-    status,
-    stripe_cmd,
-    token_cmd,
-    top,
-    update,
-    worker,
-)
 from payretry.cli._context import AppContext
-from payretry.cli._output import JSON_MODE, render_error
-from payretry.errors import InvalidInput, PayretryError, UsageError
+from payretry.cli._group import PayretryGroup
+from payretry.cli._lazy import Lazy
 
-try:  # typer vendors click since 0.2x; before, it used click itself
-    from typer._click import Context
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
-    from typer._click.exceptions import UsageError as ParserError
-except ImportError:  # pragma: no cover - an older typer
-    from click import Context  # type: ignore[assignment]
-    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
-    from click.exceptions import UsageError as ParserError  # type: ignore[assignment]
+# In the order the root --help lists them: the commands, then the command groups.
+COMMANDS = (
+    Lazy(
+        "queue",
+        "queue",
+        "Queue a failed payment for retry (idempotent while its job is active).",
+    ),
+    Lazy(
+        "status",
+        "status",
+        "Show a transaction's retry job (the active one, else the latest) and its attempts.",
+    ),
+    Lazy(
+        "explain",
+        "explain",
+        "Tell a job's story: what failed, which policy row applied, why the next retry is then,"
+        " why it stopped; then its events and where each has been delivered.",
+    ),
+    Lazy("list", "list_cmd", "List retry jobs, newest first (or in claim order with --due)."),
+    Lazy(
+        "cancel",
+        "cancel",
+        "Cancel a transaction's retries (exit 3 if final or mid-attempt).",
+    ),
+    Lazy(
+        "retry",
+        "retry",
+        "Attempt a scheduled job now, counting one attempt (at most [throttle] per_transaction "
+        "per transaction_window, and per_user per user_window).",
+    ),
+    Lazy(
+        "update",
+        "update",
+        "Revive a job that stopped or waits because its card needed new data (expired_card,"
+        " confirm_card_data, new_account_information_available, MAC 01): a new attempt now with"
+        " the new payment method, under the same caps and window (exit 4 no job, 3 not"
+        " revivable).",
+    ),
+    Lazy(
+        "run-due",
+        "run_due",
+        "Attempt every due job, highest priority first, until none is due or --limit is reached.",
+    ),
+    Lazy(
+        "serve",
+        "serve",
+        "Run the retry daemon: every interval, rescue expired leases and attempt what is due; "
+        "deliver the event outbox to the configured sinks.",
+    ),
+    Lazy(
+        "stats",
+        "stats",
+        "Show counts by state, pending amount per currency, failure reasons and success rates.",
+    ),
+    Lazy(
+        "report",
+        "report",
+        "Recovery analytics: recovered amount per currency, recovery rate by error and decline "
+        "code and by attempt number, time from first failure to recovery, a daily trend.",
+    ),
+    Lazy(
+        "top",
+        "top",
+        "Watch the queue live: counts by state, pending amounts, failure reasons, what is due.",
+    ),
+    Lazy(
+        "health",
+        "health",
+        "Check that a daemon beat within 3 intervals, or (cron only) that no due job is stale.",
+    ),
+    Lazy(
+        "purge",
+        "purge",
+        "Remove finished jobs (succeeded, failed, exhausted, abandoned, cancelled, blocked) and"
+        " their attempts, last changed longer ago than --older-than, and outbox entries that "
+        "old which every configured sink has taken.",
+    ),
+    Lazy(
+        "card",
+        "card_cmd",
+        "Show a card's recent attempts and declines (from every job), the network limits left "
+        "and the waits or blocks in force, as the card-network rules count them.",
+    ),
+    Lazy(
+        "config",
+        "config_cmd",
+        "Show every setting's effective value and its source (default, config, env or flag).",
+    ),
+    Lazy(
+        "worker",
+        "worker",
+        "Long-poll payments-retry-${ENV} and attempt each job its messages name, once.",
+    ),
+    Lazy(
+        "api",
+        "api_cmd",
+        "Serve the HTTP API (no ticker) until SIGTERM or Ctrl-C; requests in flight finish "
+        "within the grace period.",
+    ),
+    Lazy(
+        "policy",
+        "policy_cmd",
+        "The retry policy and the card-network rules; `policy check` lints them.",
+    ),
+    Lazy("db", "db", "Schema migrations: `db upgrade` creates or migrates the schema."),
+    Lazy(
+        "stripe",
+        "stripe_cmd",
+        "The Stripe processor: `stripe check` tests the key and the link; `stripe webhooks`"
+        " lists the events to subscribe to.",
+    ),
+    Lazy(
+        "sqs",
+        "sqs_cmd",
+        "SQS dispatch: `sqs setup` creates payments-retry-${ENV} and its dead-letter queue.",
+    ),
+    Lazy("events", "events", "The event outbox: list it, deliver it to the configured sinks."),
+    Lazy("token", "token_cmd", "Bearer tokens of the HTTP API."),
+)
 
-_ARGV: ContextVar[tuple[str, ...]] = ContextVar("payretry_argv", default=())
 
-
-def _wants_json(argv: tuple[str, ...]) -> bool:
-    """Whether --json was typed (before any `--`): a parse error comes before its callback."""
-    given = argv[: argv.index("--")] if "--" in argv else argv
-    return "--json" in given
-
-
-def _not_utf8(argv: list[str]) -> InvalidInput | None:
-    """An argument that was not UTF-8 (Python keeps its bytes as lone surrogates, which no
-    database or terminal accepts), named by the option it belongs to."""
-    for index, arg in enumerate(argv):
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            if arg.startswith("--") and "=" in arg:
-                name = arg.split("=", 1)[0]
-            elif index and argv[index - 1].startswith("-"):
-                name = argv[index - 1]
-            else:
-                name = f"argument {index + 1}"
-            return InvalidInput("is not UTF-8 text", field=name)
-    return None
-
-
-def _field_of(exc: ClickException) -> str | None:
-    """The option or argument a parser error is about, as typed (`--limit`, `TRANSACTION_ID`)."""
-    option = getattr(exc, "option_name", None)
-    if option:
-        return str(option)
-    param = getattr(exc, "param", None)
-    if param is None:
-        return None
-    if getattr(param, "param_type_name", None) == "option":
-        longest = [o for o in param.opts if o.startswith("--")] or param.opts
-        return str(longest[0])
-    return str(param.name) if param.name else None
-
-
-def _command_path(root: Context, argv: tuple[str, ...]) -> str:
-    """The command the arguments name (`payretry events list`), for an error that does not
-    carry its context (the parser's "requires an argument")."""
-    path, command = [root.command_path], root.command
-    for token in argv:
-        commands = getattr(command, "commands", None)
-        if not commands:
-            break
-        if token in commands:
-            path.append(token)
-            command = commands[token]
-    return " ".join(path)
-
-
-def _usage(exc: ClickException, root: Context | None = None) -> NoReturn:
-    """A parser error as payretry reports errors: one line (and the usual hint) on stderr;
-    with --json, the error document on stdout and the line on stderr."""
-    as_json = JSON_MODE.get() or _wants_json(_ARGV.get())
-    ctx = getattr(exc, "ctx", None)
-    hint = None
-    if not as_json:
-        if ctx is not None:
-            hint = f"Try '{ctx.command_path} --help' for help."
-        elif root is not None:
-            hint = f"Try '{_command_path(root, _ARGV.get())} --help' for help."
-    render_error(UsageError(exc.format_message(), field=_field_of(exc)), as_json=as_json, hint=hint)
-    raise typer.Exit(exc.exit_code)
-
-
-class PayretryGroup(TyperGroup):
-    """Turns payretry's errors, and the parser's, into a one-line message and a documented
-    exit code."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        argv_token, json_token = _ARGV.set(tuple(argv)), JSON_MODE.set(False)
-        try:
-            bad = _not_utf8(argv)
-            if bad is not None:
-                render_error(bad, as_json=_wants_json(tuple(argv)))
-                sys.exit(bad.exit_code)
-            return super().main(
-                argv,
-                prog_name,
-                complete_var,
-                standalone_mode,
-                windows_expand_args,
-                **extra,
-            )
-        finally:
-            _ARGV.reset(argv_token)
-            JSON_MODE.reset(json_token)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: Context | None = None,
-        **extra: Any,
-    ) -> Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except ParserError as exc:
-            _usage(exc)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PayretryError as exc:
-            render_error(exc)
-            ctx.exit(exc.exit_code)
-        except (typer.Exit, typer.Abort):
-            raise
-        except NoArgsIsHelpError:
-            raise  # a group given no command: its help, as click shows it
-        except ParserError as exc:
-            _usage(exc, ctx)
-        except Exception as exc:
-            app_ctx = ctx.find_object(AppContext)
-            if app_ctx is not None and app_ctx.debug:
-                raise
-            render_error(
-                PayretryError(
-                    f"internal error: {type(exc).__name__}: {exc} "
-                    "(run with --debug for a traceback)"
-                )
-            )
-            ctx.exit(1)
-        finally:
-            app_ctx = ctx.find_object(AppContext)
-            if app_ctx is not None:
-                app_ctx.close()
+class Payretry(PayretryGroup):
+    lazy_commands = COMMANDS
 
 
 app = typer.Typer(
-    cls=PayretryGroup,
+    cls=Payretry,
     name="payretry",
     help="Retry failed payments safely: the right schedule per error, biggest amounts first, "
     "never two attempts at once, never past the payment window.",
@@ -236,35 +187,6 @@ def root(
     ctx.obj = AppContext(
         db=db, config=config, debug=debug, log_format=log_format, log_level=log_level
     )
-
-
-for module in (
-    queue,
-    status,
-    explain,
-    list_cmd,
-    cancel,
-    retry,
-    update,
-    run_due,
-    serve,
-    stats,
-    report,
-    top,
-    health,
-    purge,
-    policy_cmd,
-    card_cmd,
-    config_cmd,
-    db,
-    stripe_cmd,
-    worker,
-    sqs_cmd,
-    events,
-    api_cmd,
-    token_cmd,
-):
-    module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from payretry.config import Settings, load_settings
-
 if TYPE_CHECKING:
+    from payretry.config import Settings
     from payretry.store.sql import SqlStore
     from payretry.wiring import Wiring
 
@@ -36,6 +35,9 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from payretry.config import load_settings
+            from payretry.logs import setup_logging
+
             flags = {
                 "database.url": self.db,
                 "log.format": self.log_format,
@@ -43,8 +45,6 @@ class AppContext:
                 **self.flags,
             }
             self._settings = load_settings(self.config, flags=flags)
-            from payretry.logs import setup_logging
-
             setup_logging(self._settings.log.format, self._settings.log.level)
         return self._settings
 

@@ -1,4 +1,7 @@
-"""Output: a JSON document on stdout for --json, rich tables otherwise; errors on stderr."""
+"""Output: a JSON document on stdout for --json, rich tables otherwise; errors on stderr.
+
+Rich, the domain and the read models are imported where they are used: every command and
+every error passes through here, and `--json` or an error needs none of them."""
 
 from __future__ import annotations
 
@@ -7,20 +10,17 @@ import os
 import sys
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from payretry.domain.durations import iso
-from payretry.domain.models import Job
-from payretry.domain.validation import redact
 from payretry.errors import PayretryError
-from payretry.masking import mask_secrets
-from payretry.service.views import card_key_text, job_dict
 
-__all__ = ["job_dict"]  # the JSON shape of a job, shared with the HTTP API
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from payretry.domain.models import Job
 
 JSON_MODE: ContextVar[bool] = ContextVar("payretry_json", default=False)
 
@@ -35,7 +35,16 @@ JsonOption = typer.Option(
 )
 
 
+def job_dict(job: Job) -> dict[str, Any]:
+    """The JSON shape of a job, shared with the HTTP API (payretry.service.views)."""
+    from payretry.service.views import job_dict as as_dict
+
+    return as_dict(job)
+
+
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     return Console(
         stderr=stderr,
         no_color=bool(os.environ.get("NO_COLOR")) or None,
@@ -51,16 +60,22 @@ def print_json(document: Any) -> None:
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
+        from payretry.domain.durations import iso
+
         return iso(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def when(value: datetime | None) -> str:
     """A time for people: ISO 8601 UTC to the second."""
+    from payretry.domain.durations import iso
+
     return (iso(value.replace(microsecond=0)) if value is not None else None) or "-"
 
 
 def jobs_table(jobs: list[Job], title: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("transaction", "state", "amount", "error", "attempts", "next retry", "priority"):
         table.add_column(column, overflow="fold")
@@ -79,6 +94,10 @@ def jobs_table(jobs: list[Job], title: str | None = None) -> Table:
 
 
 def job_panel(job: Job) -> Table:
+    from rich.table import Table
+
+    from payretry.service.views import card_key_text
+
     table = Table(show_header=False, title=f"retry job for {job.transaction_id}")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -118,6 +137,8 @@ def job_panel(job: Job) -> Table:
 
 
 def attempts_table(job: Job) -> Table:
+    from rich.table import Table
+
     table = Table(title="attempts")
     for column in ("#", "outcome", "error", "started", "decision", "idempotency key"):
         table.add_column(column, overflow="fold")
@@ -137,6 +158,9 @@ def attempts_table(job: Job) -> Table:
 def clean(text: str) -> str:
     """Text from anywhere (a driver's error, a rejected value) as payretry prints it: secrets
     masked, card-like numbers and e-mail addresses redacted."""
+    from payretry.domain.validation import redact
+    from payretry.masking import mask_secrets
+
     return mask_secrets(redact(text))
 
 

@@ -9,7 +9,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, job_dict, jobs_table, print_json, when
@@ -78,9 +77,9 @@ def run_due(
         if len(shown) < _SHOWN:
             shown.append(result)
 
-    err = console(stderr=True)
     progress = None
-    if not json_output and err.is_terminal:
+    err = None if json_output else console(stderr=True)  # --json never loads rich
+    if err is not None and err.is_terminal:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         progress = Progress(
@@ -110,6 +109,8 @@ def run_due(
     out = console()
     counts = report.as_dict()
     if shown:
+        from rich.table import Table
+
         table = Table(title="attempts")
         for column in ("transaction", "attempt", "outcome", "error", "state", "next retry"):
             table.add_column(column, overflow="fold")

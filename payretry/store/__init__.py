@@ -1,1 +1,1 @@
-"""SQL storage (SQLModel over SQLite or PostgreSQL). The only home of sqlmodel and sqlalchemy."""
+"""SQL storage (SQLAlchemy Core on SQLite or PostgreSQL): the one home of sqlalchemy, alembic."""

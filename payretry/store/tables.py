@@ -1,30 +1,36 @@
-"""The tables. Times are stored as UTC and always read back timezone-aware."""
+"""The tables, as SQLAlchemy Core `Table`s on one `METADATA` (what the store's statements and
+the migrations are checked against). Times are stored as UTC and always read back
+timezone-aware."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Column, Field, SQLModel
 
 from payretry.domain.models import ACTIVE_STATES
+
+METADATA = MetaData()
 
 _ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
 ACTIVE_PREDICATE = text(f"state IN ({_ACTIVE})")
@@ -74,328 +80,294 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _ts(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
-
-
-class JobRow(SQLModel, table=True):
-    __tablename__ = "retry_jobs"
-    __table_args__ = (
-        # Claiming walks this index in priority order and stops at the limit.
-        Index("ix_retry_jobs_due", "state", text("priority DESC"), "next_retry_at", "seq"),
-        # One active job per transaction; finished ones may repeat.
-        Index(
-            "ux_retry_jobs_active_transaction",
-            "transaction_id",
-            unique=True,
-            sqlite_where=ACTIVE_PREDICATE,
-            postgresql_where=ACTIVE_PREDICATE,
-        ),
-        Index("ix_retry_jobs_transaction", "transaction_id", "seq"),
-        Index("ix_retry_jobs_lease", "state", "lease_expires_at"),
-        Index("ix_retry_jobs_expiry", "state", "expires_at"),
-        Index("ix_retry_jobs_user", "user_id", "seq"),
-        Index(
-            "ix_retry_jobs_undispatched",
-            "state",
-            "next_retry_at",
-            sqlite_where=UNDISPATCHED_PREDICATE,
-            postgresql_where=UNDISPATCHED_PREDICATE,
-        ),
-        Index(
-            "ix_retry_jobs_unsent",
-            "dispatched_at",
-            sqlite_where=UNSENT_PREDICATE,
-            postgresql_where=UNSENT_PREDICATE,
-        ),
-        Index(
-            "ix_retry_jobs_dispatched",
-            "next_retry_at",
-            sqlite_where=DISPATCHED_PREDICATE,
-            postgresql_where=DISPATCHED_PREDICATE,
-        ),
-        # Stripe webhooks (migration 0009): the jobs of a payment, of a customer, of a session.
-        Index("ix_retry_jobs_payment_intent", "payment_intent"),
-        Index("ix_retry_jobs_customer", "customer", "seq"),
-        Index("ix_retry_jobs_action", "action_ref"),
-    )
-
-    seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    id: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
-    transaction_id: str = Field(sa_column=Column(String(255), nullable=False))
-    user_id: str = Field(sa_column=Column(String(255), nullable=False))
-    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
-    currency: str = Field(sa_column=Column(String(3), nullable=False))
-    error_code: str = Field(sa_column=Column(String(64), nullable=False))
-    decline_code: str | None = Field(default=None, sa_column=Column(String(64)))
-    error_message: str | None = Field(default=None, sa_column=Column(String(500)))
-    state: str = Field(sa_column=Column(String(16), nullable=False))
-    attempt_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
-    max_attempts: int = Field(sa_column=Column(Integer, nullable=False))
-    next_retry_at: datetime | None = _ts()
-    created_at: datetime = _ts(nullable=False)
-    updated_at: datetime = _ts(nullable=False)
-    expires_at: datetime | None = _ts()
-    priority: int = Field(sa_column=Column(BigInteger, nullable=False))
-    payment_intent: str | None = Field(default=None, sa_column=Column(String(255)))
-    customer: str | None = Field(default=None, sa_column=Column(String(255)))
-    payment_method: str | None = Field(default=None, sa_column=Column(String(255)))
-    checkout_session: str | None = Field(default=None, sa_column=Column(String(255)))
-    meta: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    reason: str | None = Field(default=None, sa_column=Column(String(1000)))
-    policy_code: str | None = Field(default=None, sa_column=Column(String(64)))
-    lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
-    lease_expires_at: datetime | None = _ts()
+JOBS = Table(
+    "retry_jobs",
+    METADATA,
+    Column("seq", Integer, primary_key=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("transaction_id", String(255), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("decline_code", String(64)),
+    Column("error_message", String(500)),
+    Column("state", String(16), nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_retry_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("priority", BigInteger, nullable=False),
+    Column("payment_intent", String(255)),
+    Column("customer", String(255)),
+    Column("payment_method", String(255)),
+    Column("checkout_session", String(255)),
+    Column("meta", JSON, nullable=False),
+    Column("reason", String(1000)),
+    Column("policy_code", String(64)),
+    Column("lease_token", String(32)),
+    Column("lease_expires_at", UTCDateTime()),
     # Times the current attempt was rescued without an outcome (migration 0005); at
     # `[runner] max_rescues` the next lapse parks the job.
-    rescues: int = Field(
-        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
-    )
+    Column("rescues", Integer, nullable=False, server_default=text("0")),
     # While awaiting_payer: the Checkout Session the customer must complete (migration 0002).
-    action_ref: str | None = Field(default=None, sa_column=Column(String(255)))
-    action_url: str | None = Field(default=None, sa_column=Column(String(2048)))
-    action_expires_at: datetime | None = _ts()
+    Column("action_ref", String(255)),
+    Column("action_url", String(2048)),
+    Column("action_expires_at", UTCDateTime()),
     # SQS dispatch (migration 0004): the attempt whose message was last committed to be sent,
     # when, and the queue's message id once the send is confirmed.
-    dispatch_attempt: int | None = Field(default=None, sa_column=Column(Integer))
-    dispatched_at: datetime | None = _ts()
-    dispatch_message_id: str | None = Field(default=None, sa_column=Column(String(128)))
+    Column("dispatch_attempt", Integer),
+    Column("dispatched_at", UTCDateTime()),
+    Column("dispatch_message_id", String(128)),
     # The card (migration 0007): its network and the processor's fingerprint, when known, and
     # the card-network rule that last moved or stopped the job.
-    card_network: str | None = Field(default=None, sa_column=Column(String(16)))
-    card_fingerprint: str | None = Field(default=None, sa_column=Column(String(64)))
-    network_rule: str | None = Field(default=None, sa_column=Column(String(64)))
+    Column("card_network", String(16)),
+    Column("card_fingerprint", String(64)),
+    Column("network_rule", String(64)),
     # Revived with new card data after this many attempts (migration 0009); None: never.
-    revived_after: int | None = Field(default=None, sa_column=Column(Integer))
+    Column("revived_after", Integer),
+    # Claiming walks this index in priority order and stops at the limit.
+    Index("ix_retry_jobs_due", "state", text("priority DESC"), "next_retry_at", "seq"),
+    # One active job per transaction; finished ones may repeat.
+    Index(
+        "ux_retry_jobs_active_transaction",
+        "transaction_id",
+        unique=True,
+        sqlite_where=ACTIVE_PREDICATE,
+        postgresql_where=ACTIVE_PREDICATE,
+    ),
+    Index("ix_retry_jobs_transaction", "transaction_id", "seq"),
+    Index("ix_retry_jobs_lease", "state", "lease_expires_at"),
+    Index("ix_retry_jobs_expiry", "state", "expires_at"),
+    Index("ix_retry_jobs_user", "user_id", "seq"),
+    Index(
+        "ix_retry_jobs_undispatched",
+        "state",
+        "next_retry_at",
+        sqlite_where=UNDISPATCHED_PREDICATE,
+        postgresql_where=UNDISPATCHED_PREDICATE,
+    ),
+    Index(
+        "ix_retry_jobs_unsent",
+        "dispatched_at",
+        sqlite_where=UNSENT_PREDICATE,
+        postgresql_where=UNSENT_PREDICATE,
+    ),
+    Index(
+        "ix_retry_jobs_dispatched",
+        "next_retry_at",
+        sqlite_where=DISPATCHED_PREDICATE,
+        postgresql_where=DISPATCHED_PREDICATE,
+    ),
+    # Stripe webhooks (migration 0009): the jobs of a payment, of a customer, of a session.
+    Index("ix_retry_jobs_payment_intent", "payment_intent"),
+    Index("ix_retry_jobs_customer", "customer", "seq"),
+    Index("ix_retry_jobs_action", "action_ref"),
+)
 
 
-class AttemptRow(SQLModel, table=True):
-    __tablename__ = "retry_attempts"
-    __table_args__ = (Index("ux_retry_attempts_job_number", "job_seq", "number", unique=True),)
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    job_seq: int = Field(
-        sa_column=Column(Integer, ForeignKey("retry_jobs.seq", ondelete="CASCADE"), nullable=False)
-    )
-    number: int = Field(sa_column=Column(Integer, nullable=False))
-    idempotency_key: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
-    outcome: str = Field(sa_column=Column(String(16), nullable=False))
-    started_at: datetime = _ts(nullable=False)
-    finished_at: datetime | None = _ts()
-    error_code: str | None = Field(default=None, sa_column=Column(String(64)))
-    decline_code: str | None = Field(default=None, sa_column=Column(String(64)))
-    message: str | None = Field(default=None, sa_column=Column(String(500)))
-    reference: str | None = Field(default=None, sa_column=Column(String(255)))
-    decision: str | None = Field(default=None, sa_column=Column(String(16)))
-    next_retry_at: datetime | None = _ts()
-
-
-class WorkerRow(SQLModel, table=True):
-    """One row per running `serve` process: its heartbeat, read by `payretry health`."""
-
-    __tablename__ = "payretry_workers"
-
-    name: str = Field(sa_column=Column(String(255), primary_key=True))
-    kind: str = Field(sa_column=Column(String(16), nullable=False))
-    started_at: datetime = _ts(nullable=False)
-    beat_at: datetime = _ts(nullable=False)
-    interval_s: float = Field(sa_column=Column(Float, nullable=False))
+ATTEMPTS = Table(
+    "retry_attempts",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("job_seq", Integer, ForeignKey("retry_jobs.seq", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("outcome", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("error_code", String(64)),
+    Column("decline_code", String(64)),
+    Column("message", String(500)),
+    Column("reference", String(255)),
+    Column("decision", String(16)),
+    Column("next_retry_at", UTCDateTime()),
+    Index("ux_retry_attempts_job_number", "job_seq", "number", unique=True),
+)
 
 
-class OutboxRow(SQLModel, table=True):
-    """The event outbox (migration 0003): one entry per state change, written in the same
-    transaction as the change; its events are rendered from it (domain/events.py). `seq`
-    orders entries; on PostgreSQL `txid` is the writing transaction's id, so delivery can wait
-    for transactions still in flight (store/outbox.py). On SQLite `txid` is 0 and the order
-    index stays empty; AUTOINCREMENT keeps a purged `seq` from being handed out again."""
-
-    __tablename__ = "retry_outbox"
-    __table_args__ = (
-        Index("ix_retry_outbox_order", "txid", "seq", sqlite_where=text("txid <> 0")),
-        Index("ix_retry_outbox_job", "job_id", "seq"),
-        {"sqlite_autoincrement": True},
-    )
-
-    seq: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
-    txid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    job_id: str = Field(sa_column=Column(String(32), nullable=False))
-    attempt: int = Field(sa_column=Column(Integer, nullable=False))
-    kind: str = Field(sa_column=Column(String(32), nullable=False))
-    occurred_at: datetime = _ts(nullable=False)
-    data: str = Field(sa_column=Column(Text, nullable=False))  # JSON, compact
+# One row per running `serve` process: its heartbeat, read by `payretry health`.
+WORKERS = Table(
+    "payretry_workers",
+    METADATA,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("beat_at", UTCDateTime(), nullable=False),
+    Column("interval_s", Float, nullable=False),
+)
 
 
-class OutboxSinkRow(SQLModel, table=True):
-    """Per sink: how far delivery has come (the (txid, seq) of the last entry delivered), who
-    is delivering (a lease, like a job's), and its failures and next try."""
-
-    __tablename__ = "retry_outbox_sinks"
-
-    name: str = Field(sa_column=Column(String(64), primary_key=True))
-    cursor_txid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    cursor_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    delivered: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    failures: int = Field(default=0, sa_column=Column(Integer, nullable=False))
-    last_error: str | None = Field(default=None, sa_column=Column(String(500)))
-    retry_at: datetime | None = _ts()
-    lease_token: str | None = Field(default=None, sa_column=Column(String(32)))
-    lease_expires_at: datetime | None = _ts()
-    updated_at: datetime = _ts(nullable=False)
-
-
-class CardLedgerRow(SQLModel, table=True):
-    """The card ledger (migration 0007): one row per authorization payretry sent on a card, and
-    per decline a job was queued after (attempt 0), whichever job it belongs to, under the key
-    it was written with (store/cards.py). Written in the transaction of the change that makes
-    it; kept for its own retention, apart from the jobs' (`purge` of jobs leaves it). No
-    foreign key: a purged job's entries still count. One index: each entry costs one."""
-
-    __tablename__ = "card_ledger"
-    __table_args__ = (Index("ix_card_ledger_card", "card_key", "at"),)
-
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
-    card_key: str = Field(sa_column=Column(String(300), nullable=False))
-    at: datetime = _ts(nullable=False)  # when it was sent (or queued): indexed, never changed
-    settled_at: datetime | None = _ts()  # when its outcome came back: a decline's own time
-    network: str = Field(sa_column=Column(String(16), nullable=False))
-    kind: str = Field(sa_column=Column(String(16), nullable=False))
-    initiated_by: str = Field(sa_column=Column(String(16), nullable=False))
-    network_advice_code: str | None = Field(default=None, sa_column=Column(String(8)))
-    network_decline_code: str | None = Field(default=None, sa_column=Column(String(8)))
-    job_id: str = Field(sa_column=Column(String(32), nullable=False))
-    attempt_number: int = Field(sa_column=Column(Integer, nullable=False))
+# The event outbox (migration 0003): one entry per state change, written in the same transaction
+# as the change; its events are rendered from it (domain/events.py). `seq` orders entries; on
+# PostgreSQL `txid` is the writing transaction's id, so delivery can wait for transactions still
+# in flight (store/outbox.py). On SQLite `txid` is 0 and the order index stays empty;
+# AUTOINCREMENT keeps a purged `seq` from being handed out again.
+OUTBOX = Table(
+    "retry_outbox",
+    METADATA,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("job_id", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("data", Text, nullable=False),  # JSON, compact
+    Index("ix_retry_outbox_order", "txid", "seq", sqlite_where=text("txid <> 0")),
+    Index("ix_retry_outbox_job", "job_id", "seq"),
+    sqlite_autoincrement=True,
+)
 
 
-class CardLinkRow(SQLModel, table=True):
-    """A payment method whose card is known (migration 0007): its entries count with the
-    card's, and with every other payment method of that card."""
+# Per sink: how far delivery has come (the (txid, seq) of the last entry delivered), who is
+# delivering (a lease, like a job's), and its failures and next try.
+OUTBOX_SINKS = Table(
+    "retry_outbox_sinks",
+    METADATA,
+    Column("name", String(64), primary_key=True),
+    Column("cursor_txid", BigInteger, nullable=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("delivered", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", String(500)),
+    Column("retry_at", UTCDateTime()),
+    Column("lease_token", String(32)),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
 
-    __tablename__ = "card_links"
-    __table_args__ = (Index("ix_card_links_card", "card_key"),)
 
-    method_key: str = Field(sa_column=Column(String(300), primary_key=True))
-    card_key: str = Field(sa_column=Column(String(300), nullable=False))
+# The card ledger (migration 0007): one row per authorization payretry sent on a card, and per
+# decline a job was queued after (attempt 0), whichever job it belongs to, under the key it was
+# written with (store/cards.py). Written in the transaction of the change that makes it; kept
+# for its own retention, apart from the jobs' (`purge` of jobs leaves it). No foreign key: a
+# purged job's entries still count. One index: each entry costs one.
+CARD_LEDGER = Table(
+    "card_ledger",
+    METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("card_key", String(300), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("settled_at", UTCDateTime()),  # when its outcome came back: a decline's own time
+    Column("network", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("initiated_by", String(16), nullable=False),
+    Column("network_advice_code", String(8)),
+    Column("network_decline_code", String(8)),
+    Column("job_id", String(32), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Index("ix_card_ledger_card", "card_key", "at"),
+)
+
+
+# A payment method whose card is known (migration 0007): its entries count with the card's, and
+# with every other payment method of that card.
+CARD_LINKS = Table(
+    "card_links",
+    METADATA,
+    Column("method_key", String(300), primary_key=True),
+    Column("card_key", String(300), nullable=False),
+    Index("ix_card_links_card", "card_key"),
+)
 
 
 # -- the HTTP API (migration 0005) --------------------------------------------------------------
 
 
-class ApiTokenRow(SQLModel, table=True):
-    """A bearer token of the HTTP API: its public id, a keyed SHA-256 of the whole token (never
-    the token), its role, and for a customer token its one transaction and expiry."""
-
-    __tablename__ = "api_tokens"
-
-    id: str = Field(sa_column=Column(String(32), primary_key=True))
-    name: str = Field(sa_column=Column(String(100), nullable=False))
-    role: str = Field(sa_column=Column(String(16), nullable=False))
-    secret_hash: str = Field(sa_column=Column(String(128), nullable=False))
-    transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
-    created_at: datetime = _ts(nullable=False)
-    expires_at: datetime | None = _ts()
-    revoked_at: datetime | None = _ts()
-
-
-class IdempotencyRow(SQLModel, table=True):
-    """An Idempotency-Key of one client (`scope`, its token id): claimed in its own transaction
-    before the request runs (`token` fences the completion), then the stored response."""
-
-    __tablename__ = "api_idempotency"
-    __table_args__ = (Index("ix_api_idempotency_created", "created_at"),)
-
-    scope: str = Field(sa_column=Column(String(64), primary_key=True))
-    key: str = Field(sa_column=Column(String(255), primary_key=True))
-    fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
-    token: str = Field(sa_column=Column(String(32), nullable=False))
-    status: int | None = Field(default=None, sa_column=Column(Integer))
-    body: str | None = Field(default=None, sa_column=Column(Text))
-    content_type: str | None = Field(default=None, sa_column=Column(String(100)))
-    created_at: datetime = _ts(nullable=False)
-    lease_expires_at: datetime | None = _ts()
-    completed_at: datetime | None = _ts()
+# A bearer token of the HTTP API: its public id, a keyed SHA-256 of the whole token (never the
+# token), its role, and for a customer token its one transaction and expiry.
+API_TOKENS = Table(
+    "api_tokens",
+    METADATA,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(128), nullable=False),
+    Column("transaction_id", String(255)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+)
 
 
-class ThrottleRow(SQLModel, table=True):
-    """One counter of the retry-request throttle: requests in the window that began at
-    `window_start`."""
-
-    __tablename__ = "api_throttle"
-
-    bucket: str = Field(sa_column=Column(String(300), primary_key=True))
-    window_start: datetime = _ts(nullable=False)
-    count: int = Field(sa_column=Column(Integer, nullable=False))
-
-
-class FirstAttemptRow(SQLModel, table=True):
-    """The first attempt of a payment sent through `POST /api/payments/process`, written before
-    the processor is called: one per transaction, holding the job id its key is made from."""
-
-    __tablename__ = "api_first_attempts"
-
-    transaction_id: str = Field(sa_column=Column(String(255), primary_key=True))
-    job_id: str = Field(sa_column=Column(String(32), nullable=False))
-    idempotency_key: str = Field(sa_column=Column(String(128), nullable=False))
-    request: str = Field(sa_column=Column(Text, nullable=False))  # JSON
-    started_at: datetime = _ts(nullable=False)
-    lease_expires_at: datetime | None = _ts()
-    outcome: str | None = Field(default=None, sa_column=Column(String(16)))
-    result: str | None = Field(default=None, sa_column=Column(Text))  # JSON
-    finished_at: datetime | None = _ts()
-    queued: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+# An Idempotency-Key of one client (`scope`, its token id): claimed in its own transaction
+# before the request runs (`token` fences the completion), then the stored response.
+IDEMPOTENCY = Table(
+    "api_idempotency",
+    METADATA,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("status", Integer),
+    Column("body", Text),
+    Column("content_type", String(100)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("completed_at", UTCDateTime()),
+    Index("ix_api_idempotency_created", "created_at"),
+)
 
 
-class RollupRow(SQLModel, table=True):
-    """Daily rollups (migration 0007): counts added as attempts and jobs end, in the same
-    transaction as the change (domain/rollups.py says which). Never purged."""
-
-    __tablename__ = "retry_rollups"
-
-    day: date = Field(sa_column=Column(Date, primary_key=True))
-    metric: str = Field(sa_column=Column(String(16), primary_key=True))
-    key: str = Field(sa_column=Column(String(200), primary_key=True))
-    currency: str = Field(sa_column=Column(String(3), primary_key=True))
-    count: int = Field(sa_column=Column(BigInteger, nullable=False))
-    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
-    seconds: float = Field(sa_column=Column(Float, nullable=False))
+# One counter of the retry-request throttle: requests in the window that began at `window_start`.
+THROTTLE = Table(
+    "api_throttle",
+    METADATA,
+    Column("bucket", String(300), primary_key=True),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("count", Integer, nullable=False),
+)
 
 
-class StripeEventRow(SQLModel, table=True):
-    """A Stripe webhook event received (migration 0009): its id (so a redelivery does nothing
-    twice), what it was about and what it did, written in the transaction of its effect."""
-
-    __tablename__ = "stripe_events"
-    __table_args__ = (
-        Index("ix_stripe_events_job", "job_id"),
-        Index("ix_stripe_events_object", "object_id", "type"),
-    )
-
-    event_id: str = Field(sa_column=Column(String(255), primary_key=True))
-    type: str = Field(sa_column=Column(String(64), nullable=False))
-    object_id: str | None = Field(default=None, sa_column=Column(String(255)))
-    job_id: str | None = Field(default=None, sa_column=Column(String(32)))
-    transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
-    effect: str = Field(sa_column=Column(String(1000), nullable=False))
-    applied: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
-    created_at: datetime = _ts(nullable=False)  # when Stripe made the event
-    received_at: datetime = _ts(nullable=False)
+# The first attempt of a payment sent through `POST /api/payments/process`, written before the
+# processor is called: one per transaction, holding the job id its key is made from.
+FIRST_ATTEMPTS = Table(
+    "api_first_attempts",
+    METADATA,
+    Column("transaction_id", String(255), primary_key=True),
+    Column("job_id", String(32), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("request", Text, nullable=False),  # JSON
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("outcome", String(16)),
+    Column("result", Text),  # JSON
+    Column("finished_at", UTCDateTime()),
+    Column("queued", Boolean, nullable=False),
+)
 
 
-JOBS = JobRow.__table__  # type: ignore[attr-defined]
-ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
-WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
-OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
-OUTBOX_SINKS = OutboxSinkRow.__table__  # type: ignore[attr-defined]
-CARD_LEDGER = CardLedgerRow.__table__  # type: ignore[attr-defined]
-CARD_LINKS = CardLinkRow.__table__  # type: ignore[attr-defined]
-API_TOKENS = ApiTokenRow.__table__  # type: ignore[attr-defined]
-IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
-THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]
-FIRST_ATTEMPTS = FirstAttemptRow.__table__  # type: ignore[attr-defined]
-ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
-STRIPE_EVENTS = StripeEventRow.__table__  # type: ignore[attr-defined]
+# Daily rollups (migration 0007): counts added as attempts and jobs end, in the same transaction
+# as the change (domain/rollups.py says which). Never purged.
+ROLLUPS = Table(
+    "retry_rollups",
+    METADATA,
+    Column("day", Date, primary_key=True),
+    Column("metric", String(16), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),
+)
+
+
+# A Stripe webhook event received (migration 0009): its id (so a redelivery does nothing
+# twice), what it was about and what it did, written in the transaction of its effect.
+STRIPE_EVENTS = Table(
+    "stripe_events",
+    METADATA,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("object_id", String(255)),
+    Column("job_id", String(32)),
+    Column("transaction_id", String(255)),
+    Column("effect", String(1000), nullable=False),
+    Column("applied", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),  # when Stripe made the event
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_stripe_events_job", "job_id"),
+    Index("ix_stripe_events_object", "object_id", "type"),
+)

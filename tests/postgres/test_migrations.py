@@ -13,12 +13,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
-from sqlmodel import SQLModel
 
 from payretry.errors import StoreError
 from payretry.store import migrate
 from payretry.store.engine import make_engine
 from payretry.store.sql import open_store
+from payretry.store.tables import METADATA
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def test_migrations_build_exactly_the_models_schema(url: str) -> None:
     open_store(url).close()  # a new database is brought to head on first use
     engine = make_engine(url)
     with engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        diffs = compare_metadata(MigrationContext.configure(conn), METADATA)
         indexes = {
             ix["name"]: ix
             for ix in inspect(conn).get_indexes("retry_jobs")
@@ -72,7 +72,7 @@ def test_migrations_build_exactly_the_models_schema(url: str) -> None:
                 "SELECT sql FROM sqlite_master WHERE name = 'ix_retry_jobs_due'"
             ).scalar_one()
         assert "priority DESC" in sql, sql
-    model = {ix.name: ix for ix in SQLModel.metadata.tables["retry_jobs"].indexes}
+    model = {ix.name: ix for ix in METADATA.tables["retry_jobs"].indexes}
     assert set(indexes) == set(model)
     # The partial unique index covers exactly the active states on both databases.
     active = indexes["ux_retry_jobs_active_transaction"]

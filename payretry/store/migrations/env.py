@@ -5,9 +5,8 @@ transaction, so the upgrade and the check that asked for it are one unit."""
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import payretry.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from payretry.store.tables import METADATA
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable through the alembic CLI
@@ -15,7 +14,7 @@ if connection is None:  # pragma: no cover - only reachable through the alembic 
 
 context.configure(
     connection=connection,
-    target_metadata=SQLModel.metadata,
+    target_metadata=METADATA,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )
