@@ -10,6 +10,7 @@ from sqlalchemy import Connection, func, select, update
 
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
+from payretry.store.counts import mark, unseal
 from payretry.store.purge import batches_for
 from payretry.store.tables import ATTEMPTS, JOBS, WORKERS
 
@@ -24,7 +25,8 @@ class HousekeepingMixin:
     def purge(self: _HasTx, before: datetime, *, dry_run: bool = False) -> int:
         """Finished jobs last changed before `before`, with their attempts: a batch at a time
         in id order (a cursor, so no batch reads what an earlier one kept), each batch its own
-        transaction sized by time (store/purge.py)."""
+        transaction sized by time (store/purge.py), taking what it removes off the sealed counts
+        (store/counts.py) in that same transaction."""
         finals = [state.value for state in FINAL_STATES]
         if dry_run:
             with self._tx(readonly=True) as conn:
@@ -49,6 +51,9 @@ class HousekeepingMixin:
                 span = [JOBS.c.seq > after, *purgeable]
                 if last is not None:
                     span.append(JOBS.c.seq <= last)
+                sealed_up_to = mark(conn, lock=True)  # held: no sealing moves it meanwhile
+                if after < sealed_up_to:
+                    unseal(conn, sealed_up_to, *span)
                 doomed = select(JOBS.c.seq).where(*span).scalar_subquery()
                 conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(doomed)))
                 count = int(conn.execute(JOBS.delete().where(*span)).rowcount)

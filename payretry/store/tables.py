@@ -371,3 +371,19 @@ IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
 THROTTLE = ThrottleRow.__table__  # type: ignore[attr-defined]
 FIRST_ATTEMPTS = FirstAttemptRow.__table__  # type: ignore[attr-defined]
 ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
+
+
+class SealedCountRow(SQLModel, table=True):
+    """Counts of the jobs up to a sequence number all of which were final (migration 0011):
+    final jobs never change, so `stats` adds these to counts of the newer jobs alone
+    (store/counts.py). Written by `stats` as it moves the mark and by `purge` as it removes
+    sealed jobs, never by the claim or finish. The row ("seal", "") holds the mark."""
+
+    __tablename__ = "retry_sealed_counts"
+
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    key: str = Field(sa_column=Column(String(300), primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+SEALED = SealedCountRow.__table__  # type: ignore[attr-defined]
