@@ -12,7 +12,7 @@ from payretry.domain.changes import Queued
 from payretry.domain.models import JobState
 from payretry.domain.ports import Stats
 from payretry.store import reports
-from payretry.store.counts import count, mark
+from payretry.store.counts import AttemptKey, count, mark
 from payretry.store.sql import SqlStore
 from tests.contract.conftest import ContractStore, sql_only
 from tests.contract.test_store_contract import LEASE, NOW, failed_retry, make_job, succeeded
@@ -20,7 +20,7 @@ from tests.contract.test_store_contract import LEASE, NOW, failed_retry, make_jo
 OLD = NOW - timedelta(days=60)
 
 
-def everything(store: SqlStore) -> tuple[dict[str, int], dict[str, int], dict[object, int]]:
+def everything(store: SqlStore) -> tuple[dict[str, int], dict[str, int], dict[AttemptKey, int]]:
     """Every row counted, the plain way."""
     with store._tx(readonly=True) as conn:
         found = count(conn)
