@@ -13,8 +13,9 @@ oldest active job holds the mark back: the jobs after it are counted live.
 
 On PostgreSQL a job's `seq` is taken before its transaction commits, so the sealing takes a
 SHARE lock on the jobs for its short transaction: jobs being queued meanwhile are committed
-(or not) before it looks for the oldest active one. Sealing and purge both hold the mark's row
-(FOR UPDATE), so one never moves it under the other.
+(or not) before it looks for the oldest active one. Sealing and purge both take the mark's row
+(FOR UPDATE) before anything else they lock on the jobs, so one never moves it under the other
+and neither waits on the other in a circle.
 """
 
 from __future__ import annotations
@@ -142,9 +143,9 @@ def sealable(conn: Connection) -> int:
 
 def seal_step(conn: Connection, size: int) -> tuple[int, int]:
     """Seal up to `size` more jobs in the caller's (write) transaction; (sealed, still to go)."""
+    at = mark(conn, lock=True)  # first, as purge takes it: so neither waits on the other
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"LOCK TABLE {JOBS.name} IN SHARE MODE"))
-    at = mark(conn, lock=True)
     upto = sealable(conn)
     if upto <= at:
         return 0, 0

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import DBAPIError
 
 from payretry.domain.analytics import USER_WINDOW
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
@@ -89,7 +90,7 @@ class ReportsMixin:
         if behind >= SEAL_AFTER:
             try:
                 batches_for(self.dialect).run(self._seal)
-            except StoreError:
+            except (StoreError, DBAPIError):  # unavailable, or read-only: count it as it is
                 pass
         with self._tx(readonly=True) as conn:
             return current(conn)
