@@ -56,3 +56,21 @@ def test_the_readme_shows_every_command() -> None:
     assert {"queue", "status", "run-due", "events list", "stripe check"} <= set(names)
     for name in names:
         assert f"payretry {name}" in readme, f"README does not show `payretry {name}`"
+
+
+def test_no_file_holds_a_merge_conflict_marker() -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md", root / "config.example.toml", root / "pyproject.toml"]
+    for folder in ("payretry", "tests", "scripts", "docs"):
+        files += [
+            p
+            for p in (root / folder).rglob("*")
+            if p.suffix in {".py", ".md", ".sh", ".toml", ".html", ".css", ".js", ".ini"}
+        ]
+    marked = [
+        f"{path.relative_to(root)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=" * 7
+    ]
+    assert marked == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from payretry.domain.results import AttemptInDoubt
 from payretry.errors import ProcessorError, StoreError
 from payretry.pacing import RateLimiter
 from payretry.service.heartbeat import Heartbeat
+from payretry.service.pool import Latency, in_pool, timed
 from payretry.service.reporting import Reporter
 
 log = logging.getLogger("payretry")
@@ -53,6 +53,7 @@ class Execution:
         self.grace = grace
         self.doubt_streak = 0  # attempts in doubt in a row
         self._pace_lock = threading.Lock()
+        self.latency = Latency()  # how long attempts take: whether a pool would help
 
     @property
     def unreachable(self) -> bool:
@@ -121,13 +122,6 @@ class Execution:
             sent_at=sent_at,
         )
 
-    def _paced_attempt(self, claimed: Claimed) -> Finish | Unsettled | Claimed:
-        """In a pool thread: wait for the limiter right before the request, so the pace the
-        processor sees is the pace granted; the claim itself comes back if a stop came first."""
-        if self.limiter is not None and not self.limiter.acquire(self.stop):
-            return claimed
-        return self.attempt(claimed)
-
     # -- recording -----------------------------------------------------------------------------
 
     def ended(self, item: Finish | Unsettled) -> Finish | Unsettled:
@@ -170,10 +164,12 @@ class Execution:
 
     def process(self, batch: list[Claimed], reporter: Reporter) -> None:
         with Heartbeat(self.store, batch, self.lease_for, self.clock):
-            if self.concurrency == 1:
+            # A pool only helps while the processor waits; see service/pool.py.
+            if self.concurrency == 1 or self.latency.quick:
                 self._in_order(batch, reporter)
             else:
-                self._in_pool(batch, reporter)
+                in_pool(self, batch, reporter)
+        self.latency.close_batch()
 
     def _in_order(self, batch: list[Claimed], reporter: Reporter) -> None:
         finishes: list[Finish | Unsettled] = []
@@ -183,7 +179,9 @@ class Execution:
                     self.release(batch[index:], reporter)
                     break
                 try:
-                    finishes.append(self.ended(self.attempt(claimed)))
+                    item, seconds = timed(self.attempt, claimed)
+                    self.latency.add(seconds)
+                    finishes.append(self.ended(item))
                 except BaseException:
                     # Not known whether it was sent: this one stays leased and is rescued, then
                     # re-sent with its key, once the lease expires. The rest go back now.
@@ -191,49 +189,3 @@ class Execution:
                     raise
         finally:
             self.record(finishes, reporter)
-
-    def _in_pool(self, batch: list[Claimed], reporter: Reporter) -> None:
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="payretry-attempt")
-        in_flight: set[Future[Finish | Unsettled | Claimed]] = set()
-        failure: BaseException | None = None
-
-        def collect(done: set[Future[Finish | Unsettled | Claimed]]) -> None:
-            nonlocal failure
-            finishes: list[Finish | Unsettled] = []
-            unstarted: list[Claimed] = []
-            for future in done:
-                try:
-                    item = future.result()
-                except BaseException as exc:  # stays leased; rescued and re-sent with its key
-                    failure = failure or exc
-                    continue
-                if isinstance(item, Claimed):
-                    unstarted.append(item)
-                else:
-                    finishes.append(self.ended(item))
-            self.record(finishes, reporter)
-            self.release(unstarted, reporter)
-
-        try:
-            for index, claimed in enumerate(batch):
-                while len(in_flight) >= self.concurrency:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    collect(done)
-                if failure is not None or not self.may_start(pace=False):
-                    self.release(batch[index:], reporter)
-                    break
-                in_flight.add(pool.submit(self._paced_attempt, claimed))
-            timeout = self.grace.total_seconds() if self.stop.is_set() else None
-            done, in_flight = wait(in_flight, timeout=timeout)
-            collect(done)
-            if in_flight:
-                reporter.report.counts["unfinished"] += len(in_flight)
-                log.warning(
-                    "%d attempt(s) still running after the grace period; their leases will "
-                    "expire and the rescue will re-send them with the same keys",
-                    len(in_flight),
-                )
-        finally:
-            pool.shutdown(wait=not in_flight, cancel_futures=True)
-        if failure is not None:
-            raise failure

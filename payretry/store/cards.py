@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from payretry.domain.card_checks import (
     CardHistory,
@@ -41,6 +41,7 @@ from payretry.domain.card_ledger import CardKey, EntryKind, Initiator, KeyKind, 
 from payretry.domain.changes import Held
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
+from payretry.store.purge import batches_for
 from payretry.store.tables import CARD_LEDGER, CARD_LINKS, JOBS
 
 _CHUNK = 500
@@ -464,20 +465,35 @@ class CardLedgerMixin:
         """Entries sent before `before`. Ids follow the time sent (rows are only ever added
         with the time they are written, and never change it), so the oldest are found from the
         first id on, a chunk at a time, with no index of their own."""
-        removed = 0
+        if dry_run:
+            with self._tx(readonly=True) as conn:
+                return int(
+                    conn.execute(select(func.count()).where(CARD_LEDGER.c.at < before)).scalar_one()
+                )
         after = 0
-        while True:  # short transactions, as the jobs' purge
-            with self._tx(readonly=dry_run) as conn:
+        removed = 0
+
+        def step(size: int) -> int:  # short transactions sized by time, as the jobs' purge
+            nonlocal after, removed
+            with self._tx() as conn:
                 rows = conn.execute(
                     select(CARD_LEDGER.c.id, CARD_LEDGER.c.at)
                     .where(CARD_LEDGER.c.id > after)
                     .order_by(CARD_LEDGER.c.id)
-                    .limit(_CHUNK)
+                    .limit(size)
                 ).all()
                 old = [r.id for r in rows if r.at < before]
-                if old and not dry_run:
-                    conn.execute(CARD_LEDGER.delete().where(CARD_LEDGER.c.id.in_(old)))
-                removed += len(old)
-                if len(old) < len(rows) or len(rows) < _CHUNK:
-                    return removed
-                after = rows[-1].id
+                if old:
+                    conn.execute(
+                        CARD_LEDGER.delete().where(
+                            CARD_LEDGER.c.id >= old[0], CARD_LEDGER.c.id <= old[-1]
+                        )
+                    )
+            removed += len(old)
+            if len(old) < len(rows) or len(rows) < size:
+                return 0
+            after = rows[-1].id
+            return size
+
+        batches_for(self.dialect).run(step)
+        return removed

@@ -10,34 +10,65 @@ from sqlalchemy import Connection, func, select, update
 
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
+from payretry.store.counts import mark, unseal
+from payretry.store.purge import batches_for
 from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS, WORKERS
-
-_CHUNK = 500
 
 
 class _HasTx(Protocol):
+    dialect: str
+
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
 
 
 class HousekeepingMixin:
     def purge(self: _HasTx, before: datetime, *, dry_run: bool = False) -> int:
+        """Finished jobs last changed before `before`, with their attempts: a batch at a time
+        in id order (a cursor, so no batch reads what an earlier one kept), each batch its own
+        transaction sized by time (store/purge.py), taking what it removes off the sealed counts
+        (store/counts.py) in that same transaction."""
         finals = [state.value for state in FINAL_STATES]
-        old = (JOBS.c.state.in_(finals), JOBS.c.updated_at < before)
         if dry_run:
             with self._tx(readonly=True) as conn:
+                old = (JOBS.c.state.in_(finals), JOBS.c.updated_at < before)
                 return int(conn.execute(select(func.count()).where(*old)).scalar_one())
+        # `state || ''`: the same test, but no index on state can serve it, so the batch walks
+        # the primary key from the cursor instead of the state index from its start.
+        purgeable = (JOBS.c.state.concat("").in_(finals), JOBS.c.updated_at < before)
+        after = 0
         removed = 0
-        while True:  # short transactions, so runners are never held up for long
+
+        def step(size: int) -> int:
+            nonlocal after, removed
             with self._tx() as conn:
-                seqs = list(conn.execute(select(JOBS.c.seq).where(*old).limit(_CHUNK)).scalars())
-                if not seqs:
-                    # Stripe webhook records as old (Stripe redelivers an event for 3 days at
-                    # most, so a record this old can no longer stop a repeat).
-                    conn.execute(STRIPE_EVENTS.delete().where(STRIPE_EVENTS.c.received_at < before))
-                    return removed
-                conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(seqs)))
-                conn.execute(JOBS.delete().where(JOBS.c.seq.in_(seqs)))
-                removed += len(seqs)
+                last = conn.execute(
+                    select(JOBS.c.seq)
+                    .where(JOBS.c.seq > after, *purgeable)
+                    .order_by(JOBS.c.seq)
+                    .offset(size - 1)
+                    .limit(1)
+                ).scalar()
+                span = [JOBS.c.seq > after, *purgeable]
+                if last is not None:
+                    span.append(JOBS.c.seq <= last)
+                sealed_up_to = mark(conn, lock=True)  # held: no sealing moves it meanwhile
+                if after < sealed_up_to:
+                    unseal(conn, sealed_up_to, *span)
+                doomed = select(JOBS.c.seq).where(*span).scalar_subquery()
+                conn.execute(ATTEMPTS.delete().where(ATTEMPTS.c.job_seq.in_(doomed)))
+                count = int(conn.execute(JOBS.delete().where(*span)).rowcount)
+            removed += count
+            if last is None:
+                return 0  # fewer than `size` were left: all of them are gone now
+            after = int(last)
+            return size
+
+        batches_for(self.dialect).run(step)
+        with self._tx() as conn:
+            # Stripe webhook records as old (Stripe redelivers an event for 3 days at most, so a
+            # record this old can no longer stop a repeat).
+            conn.execute(STRIPE_EVENTS.delete().where(STRIPE_EVENTS.c.received_at < before))
+        return removed
 
     def beat(self: _HasTx, name: str, kind: str, interval: timedelta, now: datetime) -> None:
         with self._tx() as conn:

@@ -38,12 +38,12 @@ from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import ACTIVE_STATES
 from payretry.domain.outbox import Cursor, SinkState
 from payretry.store.bulk import Bulk
+from payretry.store.purge import batches_for
 from payretry.store.tables import OUTBOX, OUTBOX_SINKS
 
 _COLUMNS = ["job_id", "attempt", "kind", "occurred_at", "data"]
 _PG_TXID = "pg_current_xact_id()::text::bigint"
 _PG_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-_CHUNK = 500
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 
 
@@ -282,17 +282,16 @@ class OutboxMixin:
         cursors = [Cursor(r.cursor_txid, r.cursor_seq) for r in rows]
         if len(cursors) < len(set(sinks)):
             cursors.append(Cursor())  # a configured sink that has taken nothing yet
-        removed = 0
-        while True:
+        query = select(OUTBOX.c.seq).where(OUTBOX.c.occurred_at < before)
+        if cursors:
+            query = query.where(_up_to(self.dialect, min(cursors)))
+
+        def step(size: int) -> int:
             with self._tx() as conn:
-                query = select(OUTBOX.c.seq).where(OUTBOX.c.occurred_at < before)
-                if cursors:
-                    query = query.where(_up_to(self.dialect, min(cursors)))
-                seqs = list(conn.execute(query.limit(_CHUNK)).scalars())
-                if not seqs:
-                    return removed
-                conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(seqs)))
-                removed += len(seqs)
+                doomed = query.order_by(OUTBOX.c.seq).limit(size).scalar_subquery()
+                return int(conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(doomed))).rowcount)
+
+        return batches_for(self.dialect).run(step)
 
 
 def pending_counts(conn: Connection, dialect: str, sinks: Sequence[str]) -> dict[str, int]:

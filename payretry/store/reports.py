@@ -12,23 +12,30 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import DBAPIError
 
 from payretry.domain.analytics import USER_WINDOW
 from payretry.domain.models import ACTIVE_STATES, AttemptOutcome, JobState
 from payretry.domain.outbox import Telemetry
 from payretry.domain.ports import Stats
+from payretry.errors import StoreError
 from payretry.store.analytics import processing_times, retry_frequency
+from payretry.store.counts import Counts, current, mark, seal_step, sealable
 from payretry.store.outbox import pending_counts
-from payretry.store.tables import ATTEMPTS, JOBS
+from payretry.store.purge import batches_for
+from payretry.store.tables import JOBS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _SCHEDULED = JOBS.c.state == JobState.SCHEDULED.value
+SEAL_AFTER = 5_000  # final jobs behind the mark worth sealing before counting
 
 
 class _HasTx(Protocol):
     dialect: str
 
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
+    def _counts(self) -> Counts: ...
+    def _seal(self, size: int) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,23 +47,27 @@ class _AttemptGroup:
     n: int
 
 
-def _by_state(conn: Connection) -> dict[str, int]:
-    query = select(JOBS.c.state, func.count().label("n")).group_by(JOBS.c.state)
-    return {r.state: int(r.n) for r in conn.execute(query)}
-
-
-def _attempt_groups(conn: Connection) -> list[_AttemptGroup]:
-    columns = (
-        ATTEMPTS.c.number,
-        ATTEMPTS.c.outcome,
-        ATTEMPTS.c.error_code,
-        ATTEMPTS.c.decline_code,
-    )
-    rows = conn.execute(select(*columns, func.count().label("n")).group_by(*columns))
+def _attempt_groups(counts: Counts) -> list[_AttemptGroup]:
     return [
-        _AttemptGroup(int(r.number), r.outcome, r.error_code, r.decline_code, int(r.n))
-        for r in rows
+        _AttemptGroup(number, outcome, error, decline, n)
+        for (number, outcome, error, decline), n in sorted(
+            counts.attempts.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2:]))
+        )
     ]
+
+
+def _pending(conn: Connection) -> dict[str, int]:
+    """The amount per currency of the active jobs, one state at a time (so each reads the
+    jobs of its state through the index on state, whatever the planner makes of an IN)."""
+    total: dict[str, int] = defaultdict(int)
+    for state in sorted(_ACTIVE):
+        for r in conn.execute(
+            select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
+            .where(JOBS.c.state == state)
+            .group_by(JOBS.c.currency)
+        ):
+            total[r.currency] += int(r.total)
+    return dict(sorted(total.items()))
 
 
 def _due(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
@@ -70,24 +81,32 @@ def _due(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
 
 
 class ReportsMixin:
-    def stats(self: _HasTx, now: datetime) -> Stats:
+    def _counts(self: _HasTx) -> Counts:
+        """Every job and attempt counted: sealed counts plus the newer jobs (store/counts.py).
+        The mark moves first when enough jobs behind it are final; a database that cannot be
+        written (a read-only replica) is counted as it is."""
         with self._tx(readonly=True) as conn:
-            by_state = _by_state(conn)
-            pending = {
-                r.currency: int(r.total)
-                for r in conn.execute(
-                    select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
-                    .where(JOBS.c.state.in_(_ACTIVE))
-                    .group_by(JOBS.c.currency)
-                    .order_by(JOBS.c.currency)
-                )
-            }
-            reasons: dict[str, int] = defaultdict(int)
-            for r in conn.execute(
-                select(JOBS.c.error_code, func.count().label("n")).group_by(JOBS.c.error_code)
-            ):
-                reasons[r.error_code] += int(r.n)
-            groups = _attempt_groups(conn)
+            behind = sealable(conn) - mark(conn)
+        if behind >= SEAL_AFTER:
+            try:
+                batches_for(self.dialect).run(self._seal)
+            except (StoreError, DBAPIError):  # unavailable, or read-only: count it as it is
+                pass
+        with self._tx(readonly=True) as conn:
+            return current(conn)
+
+    def _seal(self: _HasTx, size: int) -> int:
+        with self._tx() as conn:
+            _, left = seal_step(conn, size)
+        return size if left else 0
+
+    def stats(self: _HasTx, now: datetime) -> Stats:
+        counts = self._counts()
+        with self._tx(readonly=True) as conn:
+            by_state = dict(counts.by_state)
+            pending = _pending(conn)
+            reasons: dict[str, int] = defaultdict(int, counts.by_error)
+            groups = _attempt_groups(counts)
             due_now, oldest = _due(conn, now)
             due_hour = conn.execute(
                 select(func.count()).where(
@@ -124,9 +143,10 @@ class ReportsMixin:
             return _due(conn, now)[1]
 
     def telemetry(self: _HasTx, now: datetime, sinks: Sequence[str] = ()) -> Telemetry:
+        counts = self._counts()
         with self._tx(readonly=True) as conn:
-            by_state = _by_state(conn)
-            groups = _attempt_groups(conn)
+            by_state = dict(counts.by_state)
+            groups = _attempt_groups(counts)
             due_now, oldest = _due(conn, now)
             pending = pending_counts(conn, self.dialect, sinks)
             blocked = {

@@ -371,3 +371,17 @@ STRIPE_EVENTS = Table(
     Index("ix_stripe_events_job", "job_id"),
     Index("ix_stripe_events_object", "object_id", "type"),
 )
+
+
+# Counts of the jobs up to a sequence number all of which were final (migration 0010): final
+# jobs never change (a revival reopens the seal first: store/counts.py reopen), so `stats` adds
+# these to counts of the newer jobs alone (store/counts.py). Written by `stats` as it moves the
+# mark, by `purge` as it removes sealed jobs and by a revival, never by the claim or finish. The
+# row ("seal", "") holds the mark.
+SEALED = Table(
+    "retry_sealed_counts",
+    METADATA,
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)

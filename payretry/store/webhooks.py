@@ -27,6 +27,7 @@ from payretry.errors import NotFound, Refused
 from payretry.store.analytics import write_rollups
 from payretry.store.bound import make_room
 from payretry.store.cards import write_links
+from payretry.store.counts import reopen
 from payretry.store.outbox import write_entries
 from payretry.store.rows import attempt_outcome, job_values
 from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS
@@ -157,6 +158,14 @@ def pay_elsewhere(conn: Connection, paid: PaidElsewhere) -> bool:
     return True
 
 
+def reopen_for(conn: Connection, revivals: Sequence[Revived]) -> None:
+    """Revived jobs were final: take them (and the newer jobs) out of the sealed counts first,
+    before any row is written (store/counts.py reopen)."""
+    seqs = [r.job.seq for r in revivals if r.job.seq is not None]
+    if seqs:
+        reopen(conn, min(seqs))
+
+
 def revive_one(conn: Connection, insert: Callable[..., Any], revived: Revived) -> bool:
     """The job scheduled again now with its new payment method (see domain/revival.py)."""
     job, after = revived.job, revived.revived
@@ -209,6 +218,7 @@ class WebhooksMixin:
     ) -> Written:
         try:
             with self._tx() as conn:
+                reopen_for(conn, [c for c in changes if isinstance(c, Revived)])
                 try:
                     conn.execute(
                         STRIPE_EVENTS.insert().values(
@@ -257,6 +267,7 @@ class WebhooksMixin:
         another job is active for its transaction."""
         try:
             with self._tx() as conn:
+                reopen_for(conn, [revived])
                 if not revive_one(conn, self._insert, revived):
                     exists = conn.execute(
                         select(JOBS.c.seq).where(JOBS.c.seq == revived.job.seq)

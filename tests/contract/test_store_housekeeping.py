@@ -103,3 +103,28 @@ def test_a_failed_attempt_reschedules_and_counts_in_the_stats(
     stats = store.stats(NOW)
     assert stats.due_now == 0 and stats.due_next_hour == 1
     assert dict(stats.success_by_attempt) == {1: (0, 1)}
+
+
+def test_purge_goes_through_many_batches_and_keeps_what_is_active_or_recent(
+    contract_store: ContractStore,
+) -> None:
+    store = contract_store
+    old = NOW - timedelta(days=60)
+    queued = []
+    for n in range(1_300):  # more than the first batches hold, active and recent ones between
+        if n % 100 == 7:
+            job = make_job(f"active-{n}", next_retry_at=NOW + timedelta(days=1))
+        elif n % 100 == 50:
+            job = make_job(f"recent-{n}", state=JobState.CANCELLED, created_at=NOW)
+        else:
+            job = make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old)
+        queued.append(Queued(job))
+    store.insert_many(queued)
+    cutoff = NOW - timedelta(days=30)
+    assert store.purge(cutoff, dry_run=True) == 1_274
+    assert store.purge(cutoff) == 1_274
+    left = {j.transaction_id for j in store.list_jobs(limit=100)}
+    assert left == {f"active-{n}" for n in range(7, 1_300, 100)} | {
+        f"recent-{n}" for n in range(50, 1_300, 100)
+    }
+    assert store.purge(cutoff) == 0

@@ -222,3 +222,75 @@ def test_limiter_pause_holds_every_caller_back() -> None:
     assert limiter.reserve() == pytest.approx(0.1)
     limiter.pause(5)
     assert limiter.reserve() == pytest.approx(5)
+
+
+class Threads(Recorder):
+    """A Recorder that also notes which thread ran each attempt."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        super().__init__(latency)
+        self.threads: list[str] = []
+
+    def attempt(self, request: AttemptRequest) -> AttemptResult:
+        self.threads.append(threading.current_thread().name)
+        if self.latency:
+            return super().attempt(request)
+        self.keys.append(request.idempotency_key)  # at once, as the simulated processor
+        return AttemptResult.success(f"ref_{request.idempotency_key}")
+
+
+def test_a_pool_gives_way_to_the_batch_thread_while_attempts_answer_at_once(
+    store: SqlStore,
+) -> None:
+    queue_jobs(store, 30, T0)
+    processor = Threads()
+    runner = Runner(store, POLICY, processor, clock=Clock(T0), concurrency=4, batch_size=10)
+    report = runner.run_due()
+    assert report.counts["succeeded"] == 30 and len(set(processor.keys)) == 30
+    pooled = [name.startswith("payretry-attempt") for name in processor.threads]
+    assert pooled == [True] * 10 + [False] * 20  # the first batch measures; then in order
+    assert runner.execution.latency.quick
+
+
+def test_a_pool_stays_while_attempts_wait_and_comes_back_when_they_slow_down(
+    store: SqlStore,
+) -> None:
+    queue_jobs(store, 30, T0)
+    processor = Threads(latency=0.005)  # above the threshold: threads help
+    runner = Runner(store, POLICY, processor, clock=Clock(T0), concurrency=4, batch_size=10)
+    assert runner.run_due().counts["succeeded"] == 30
+    assert all(name.startswith("payretry-attempt") for name in processor.threads)
+    assert processor.max_in_flight > 1
+    assert not runner.execution.latency.quick
+
+    queue_jobs(store, 30, T0, prefix="more")
+    flips = Threads()
+    runner = Runner(store, POLICY, flips, clock=Clock(T0), concurrency=4, batch_size=10)
+    runner.run_due(limit=10)  # one quick batch in the pool: the next goes in order
+    assert runner.execution.latency.quick
+    flips.latency = 0.005  # now it waits
+    flips.threads.clear()
+    runner.run_due(limit=10)  # this batch in order, measured slow: the next in the pool
+    assert not any(name.startswith("payretry-attempt") for name in flips.threads)
+    assert not runner.execution.latency.quick
+    flips.threads.clear()
+    assert runner.run_due().counts["succeeded"] == 10
+    assert all(name.startswith("payretry-attempt") for name in flips.threads)
+
+
+def test_pooled_outcomes_are_recorded_a_group_at_a_time(store: SqlStore) -> None:
+    queue_jobs(store, 120, T0)
+    calls: list[int] = []
+    finish = store.finish
+
+    def counted(finishes: list[Finish]) -> list[bool]:
+        calls.append(len(finishes))
+        return finish(finishes)
+
+    store.finish = counted  # type: ignore[method-assign,assignment]
+    runner = Runner(
+        store, POLICY, Recorder(latency=0.002), clock=Clock(T0), concurrency=4, batch_size=120
+    )
+    assert runner.run_due().counts["succeeded"] == 120
+    assert sum(calls) == 120 and len(calls) <= 4  # groups of 50 (or so), not one per answer
+    assert all(state == JobState.SUCCEEDED for state in (j.state for j in store.list_jobs()))

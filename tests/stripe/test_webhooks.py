@@ -517,3 +517,22 @@ def test_a_full_queue_opens_no_job_from_a_failure_and_records_why(make_hooked: A
     assert hooked.store.find("ord_small") is None
     assert hooked.job("txn_big").state is JobState.SCHEDULED  # a lower job evicts nothing
     assert hooked.send(failed).get("duplicate") is True  # recorded: a redelivery does nothing
+
+
+def test_a_revived_job_leaves_the_sealed_counts_so_stats_stay_exact(hooked: Hooked) -> None:
+    from payretry.store import counts
+
+    job = _failed_on(hooked, "txn_sealed", "pm_old", "decline:expired_card")
+    assert job.state is JobState.FAILED
+    with hooked.store.engine.begin() as conn:
+        assert counts.seal_step(conn, 1000)[0] >= 1  # the failed job is behind the mark now
+    hooked.emulator.card("pm_new", "succeeded")
+    assert hooked.send(hooked.emulator.payment_method("pm_new", "cus_rev"))["applied"] is True
+    assert hooked.job("txn_sealed").state is JobState.SCHEDULED
+    with hooked.store.engine.connect() as conn:
+        exact = counts.count(conn)  # every row, counted live
+        assert counts.current(conn).by_state == exact.by_state
+        assert exact.by_state["scheduled"] == 1 and exact.by_state["failed"] == 0
+    hooked.run()
+    with hooked.store.engine.connect() as conn:
+        assert counts.current(conn).by_state == counts.count(conn).by_state
