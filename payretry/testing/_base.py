@@ -53,6 +53,7 @@ def stored_job(job: Job, seq: int) -> Job:
         lease_token=None,
         lease_expires_at=None,
         attempts=(),
+        advice=None,  # not a column of the SQL store's jobs either
     )
 
 
