@@ -32,7 +32,8 @@ from payretry.domain.card_ledger import (
     Network,
     network_code,
 )
-from payretry.domain.network_rules import MAC_MEANING, advice_of
+from payretry.domain.network_rules import MAC_MEANING
+from payretry.domain.network_rules import advice_of as advice_of  # one rule, in the domain
 from payretry.domain.results import AttemptResult
 from payretry.domain.validation import sanitize_message
 
