@@ -26,10 +26,18 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_ADVICE = "Stripe's advice code: try_again_later, do_not_try_again or confirm_card_data"
+_MAC = "The card network's advice code (Mastercard's MAC: 27 waits 4 days, 03 never)"
+_RESPONSE = "The issuer's response code (network_decline_code: Visa category 1 never)"
+
+
 class SeedError(Body):
     code: str
     message: str | None = None
     decline_code: str | None = None
+    advice_code: str | None = Field(None, description=_ADVICE)
+    network_advice_code: str | None = Field(None, description=_MAC)
+    network_decline_code: str | None = Field(None, description=_RESPONSE)
 
 
 class JobFields(Body):
@@ -63,6 +71,9 @@ class QueueBody(JobFields):
     decline_code: str | None = None
     error_message: str | None = None
     checkout_session: str | None = None
+    advice_code: str | None = Field(None, description=_ADVICE)
+    network_advice_code: str | None = Field(None, description=_MAC)
+    network_decline_code: str | None = Field(None, description=_RESPONSE)
 
 
 class PaymentRequest(Body):
@@ -159,6 +170,9 @@ class Fields:
             raise
 
 
+_ADVICE_FIELDS = ("advice_code", "network_advice_code", "network_decline_code")
+
+
 def queue_fields(transaction_id: str, body: QueueBody) -> Fields:
     fields = Fields()
     fields.put("transaction_id", transaction_id, "transactionId")
@@ -167,10 +181,14 @@ def queue_fields(transaction_id: str, body: QueueBody) -> Fields:
         fields.put("error_code", body.error.code, "error.code")
         fields.put("error_message", body.error.message, "error.message")
         fields.put("decline_code", body.error.decline_code, "error.decline_code")
+        for name in _ADVICE_FIELDS:
+            fields.put(name, getattr(body.error, name), f"error.{name}")
     fields.put("error_code", body.error_code, "error_code")
     fields.put("decline_code", body.decline_code, "decline_code")
     fields.put("error_message", body.error_message, "error_message")
     fields.put("checkout_session", body.checkout_session, "checkout_session")
+    for name in _ADVICE_FIELDS:
+        fields.put(name, getattr(body, name), name)
     fields.common(body, body.metadata, "metadata")
     if "error_code" not in fields.values:
         raise InvalidInput("is required", field="error.code")

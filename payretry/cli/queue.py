@@ -61,6 +61,27 @@ def queue(
             help="The processor's card fingerprint (an opaque id; never card data).",
         ),
     ] = None,
+    advice_code: Annotated[
+        str | None,
+        typer.Option(
+            "--advice-code",
+            help="Stripe's advice: try_again_later, do_not_try_again, confirm_card_data.",
+        ),
+    ] = None,
+    network_advice_code: Annotated[
+        str | None,
+        typer.Option(
+            "--network-advice-code",
+            help="The network's advice (Mastercard MAC): 24-30 wait 1h-10d, 03/21 never.",
+        ),
+    ] = None,
+    network_decline_code: Annotated[
+        str | None,
+        typer.Option(
+            "--network-decline-code",
+            help="The issuer's response code: 51, R0, ... (Visa category 1: never).",
+        ),
+    ] = None,
     window: Annotated[
         str | None, typer.Option("--window", help="Payment window from now, e.g. 24h.")
     ] = None,
@@ -107,6 +128,9 @@ def queue(
         "checkout_session": checkout_session,
         "card_network": card_network,
         "card_fingerprint": card_fingerprint,
+        "advice_code": advice_code,
+        "network_advice_code": network_advice_code,
+        "network_decline_code": network_decline_code,
         "window": window,
         "expires_at": expires_at,
         "priority": priority,

@@ -197,10 +197,39 @@ class CardHistory:
 
 def queue_entry(job: Job, card: CardIdentity, at: datetime) -> LedgerEntry:
     """The decline a job was queued after, as attempt 0: a decline for Mastercard's counts,
-    not a Visa reattempt."""
+    not a Visa reattempt; with the network's codes it came with (`job.advice`: a MAC's wait
+    or block, a Visa category 1 block hold from it, for this job and the card's others)."""
+    advice = job.advice
     return LedgerEntry(
-        at, card.written_under, card.network, EntryKind.DECLINE, job_id=job.id, attempt_number=0
+        at,
+        card.written_under,
+        card.network,
+        EntryKind.DECLINE,
+        network_advice_code=advice.network_advice_code if advice else None,
+        network_decline_code=advice.network_decline_code if advice else None,
+        job_id=job.id,
+        attempt_number=0,
     )
+
+
+def failure_history(job: Job, number: int, result: AttemptResult, at: datetime) -> CardHistory:
+    """A history of one decline, for a job with no card identity (no ledger is kept for it):
+    the failure of attempt `number` with the network's codes it came with, so a MAC's wait or a
+    never-retry code still holds for the retry that follows. Never stored; keyed by the job's
+    user, who stands for the card nobody named."""
+    key = CardKey(KeyKind.CUSTOMER, job.user_id)
+    network = Network.of(job.card_network or result.card_network)
+    entry = LedgerEntry(
+        at,
+        key,
+        network,
+        EntryKind.DECLINE,
+        network_advice_code=result.network_advice_code,
+        network_decline_code=result.network_decline_code,
+        job_id=job.id,
+        attempt_number=number,
+    )
+    return CardHistory(key, network, (entry,))
 
 
 class CardPool:

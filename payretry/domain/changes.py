@@ -18,6 +18,7 @@ from payretry.domain.card_checks import (
     CardHistory,
     LedgerSettle,
     hold_reason,
+    job_card,
     settle,
 )
 from payretry.domain.card_ledger import LedgerEntry
@@ -38,7 +39,7 @@ from payretry.domain.models import AttemptOutcome, Job, JobState
 from payretry.domain.network_rules import Verdict
 from payretry.domain.policy import Decision
 from payretry.domain.results import AttemptRequest, AttemptResult
-from payretry.domain.rollups import Rollup, attempt_ended, job_ended
+from payretry.domain.rollups import Rollup, attempt_ended, job_ended, unended
 
 
 def _job_ended(job: Job, state: str, at: datetime) -> list[Rollup]:
@@ -51,6 +52,25 @@ def _job_ended(job: Job, state: str, at: datetime) -> list[Rollup]:
         decline_code=job.decline_code,
         first_failure_at=job.created_at,
     )
+
+
+def counted_end(job: Job) -> datetime | None:
+    """When the rollups counted the end of a final `job` (the day its `ended` and `code`
+    counts are in), or None when they never did. Every failed job was counted when its attempt
+    or its checkout ended (a Finish or a Settlement: the last attempt's `decision` is `failed`,
+    its `finished_at` the time counted); a blocked job only when an attempt's outcome blocked
+    it (decision `blocked`), not when a claim held it (Held writes no rollups)."""
+    if job.state not in (JobState.FAILED, JobState.BLOCKED):
+        return None
+    for attempt in job.attempts:
+        if (
+            attempt.number == job.attempt_count
+            and attempt.decision == job.state.value
+            and attempt.finished_at is not None
+        ):
+            return attempt.finished_at
+    # Attempts not loaded: a failed job was counted when it last changed.
+    return job.updated_at if job.state is JobState.FAILED and not job.attempts else None
 
 
 def _outcome(result: AttemptResult) -> str:
@@ -352,6 +372,20 @@ class PaidElsewhere:
         return None
 
     @property
+    def card_entry(self) -> tuple[str, int] | None:
+        """The card ledger entry of the attempt in flight that this closes, as (the key it
+        was written under, attempt number): its claim wrote it as an `attempt` (a possible
+        decline); the payment succeeded, so it is settled as an approval in the same
+        transaction. None: no attempt in flight, or no card identity (no entry was written;
+        an attempt waiting on the customer has none either)."""
+        if self.job.state not in (JobState.RUNNING, JobState.PARKED):
+            return None
+        card = job_card(self.job)
+        if card is None:
+            return None
+        return card.ledger_key, self.job.attempt_count + 1
+
+    @property
     def number(self) -> int:
         """The attempt the event is about: the open one, else the one now never made."""
         return self.open_attempt or self.job.attempt_count + 1
@@ -421,3 +455,21 @@ class Revived:
     @property
     def entry(self) -> OutboxEntry:
         return on_revived(self.revived, self.by, self.at)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        """A revived job has not ended after all: the end its failure or block was counted
+        as is taken back, on the day it was counted, in the revival's transaction, so each job
+        counts once in the rollups, with the outcome it ends with in the end."""
+        ended = counted_end(self.job)
+        if ended is None:
+            return []
+        job = self.job
+        return unended(
+            job.state.value,
+            ended,
+            currency=job.money.currency,
+            amount_minor=job.money.amount_minor,
+            error_code=job.error_code,
+            decline_code=job.decline_code,
+        )

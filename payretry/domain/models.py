@@ -139,6 +139,22 @@ class CustomerAction:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedAdvice:
+    """What the processor and the card network said with the failure a job is queued after:
+    Stripe's `advice_code` (try_again_later, do_not_try_again, confirm_card_data), the
+    network's `network_advice_code` (Mastercard's MAC: "24" ... "30" wait, "03"/"21" never) and
+    `network_decline_code` (the issuer's response code: Visa's category 1 never). Validated at
+    intake (service/intake.py)."""
+
+    advice_code: str | None = None
+    network_advice_code: str | None = None
+    network_decline_code: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.advice_code or self.network_advice_code or self.network_decline_code)
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessorRefs:
     payment_intent: str | None = None
     customer: str | None = None
@@ -173,6 +189,9 @@ class NewJob:
     # opaque id, never card data). With them the card-network rules count per card.
     card_network: str | None = None
     card_fingerprint: str | None = None
+    # What the failure's processor and card network advised (QueuedAdvice): read by the first
+    # retry's decision, and kept in the card ledger's queueing decline.
+    advice: QueuedAdvice | None = None
 
     @property
     def effective_priority(self) -> int:
@@ -201,6 +220,7 @@ class NewJob:
             metadata=self.metadata,
             card_network=self.card_network,
             card_fingerprint=self.card_fingerprint,
+            advice=self.advice,
         )
 
     def same_request_as(self, other: NewJob) -> bool:
@@ -282,6 +302,11 @@ class Job:
     # were made on the old card data (the card-network rules no longer hold them against the
     # job's next attempt). None: never revived.
     revived_after: int | None = None
+    # What the failure the job was queued after advised, as its request gave it: its first
+    # retry is decided on it, and the card ledger keeps its network codes in the queueing
+    # decline (attempt 0), which every later check of the card reads. Not a column of the job:
+    # a job read back from the store has None.
+    advice: QueuedAdvice | None = None
 
     @property
     def attempts_remaining(self) -> int:

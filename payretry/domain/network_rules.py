@@ -80,6 +80,19 @@ MAC_MEANING: Mapping[str, tuple[str, str]] = MappingProxyType(
         "41": ("do_not_try_again", "consumer single-use virtual card number"),
     }
 )
+# Stripe's own advice codes (docs.stripe.com/declines#retrying-issuer-declines), the strictest
+# first: when Stripe's advice and the network's MAC disagree, the stricter wins.
+ADVICE_CODES: tuple[str, ...] = ("do_not_try_again", "confirm_card_data", "try_again_later")
+
+
+def advice_of(advice_code: str | None, network_advice_code: str | None) -> str | None:
+    """The advice that wins over a decline code: the stricter of Stripe's `advice_code` and
+    what the network's MAC means as Stripe's advice (MAC_MEANING), or None."""
+    mac = MAC_MEANING.get(network_code(network_advice_code) or "")
+    found = {advice_code if advice_code in ADVICE_CODES else None, mac[0] if mac else None}
+    return next((advice for advice in ADVICE_CODES if advice in found), None)
+
+
 MAC_WAITS: Mapping[str, timedelta] = MappingProxyType(
     {
         "02": 72 * HOUR,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from payretry.domain.card_checks import REASON_LIMIT, CardHistory
+from payretry.domain.card_checks import REASON_LIMIT, CardHistory, failure_history
 from payretry.domain.durations import format_duration, iso
 from payretry.domain.models import Job, JobState
 from payretry.domain.network_rules import NetworkRules, Verdict
@@ -252,7 +252,8 @@ class RetryPolicy:
         by its own error (the new error's row decides, bounded by the job's limit); a success or
         a checkout that now waits on the customer keep the job's row.
 
-        `card`: the job's card ledger, this attempt's outcome in it (None: no card identity).
+        `card`: the job's card ledger, this attempt's outcome in it (None: no card identity;
+        a failure that carries the network's codes is then checked against them alone).
         A retry the policy would make is then checked against the card-network rules
         (`self.network`): moved to the earliest time that keeps every rule, or blocked when no
         time does or that time falls after the payment window."""
@@ -285,8 +286,12 @@ class RetryPolicy:
                 result.decline_code,
                 now,
             )
-            if card is not None and decision.outcome is Outcome.RETRY:
-                decision = self._by_the_card(job, decision, card)
+            if decision.outcome is Outcome.RETRY:
+                if card is None and (result.network_advice_code or result.network_decline_code):
+                    # No ledger for this job, but the failure's own network codes still hold.
+                    card = failure_history(job, attempt_number, result, now)
+                if card is not None:
+                    decision = self._by_the_card(job, decision, card)
         if result.notify:  # `status` shows what the customer was asked to do
             reason = f"{decision.reason}; customer notified: {result.notify}"
             decision = replace(decision, reason=reason[:REASON_LIMIT])

@@ -3,11 +3,12 @@ the one exception that says the outcome is unknown."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from payretry.domain.models import CustomerAction, Job
+from payretry.domain.network_rules import advice_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,20 @@ class AttemptResult:
 
     @classmethod
     def queued_after(cls, job: Job) -> AttemptResult:
-        """The failure a job was queued after: what its first retry is decided on."""
-        return cls.failure(job.error_code, job.decline_code, job.error_message)
+        """The failure a job was queued after: what its first retry is decided on. With its
+        advice (`job.advice`), read as a decline from the processor is read: the advice wins
+        over the decline code (the stricter of Stripe's and the MAC's), and the network's codes
+        come with it, for the card-network rules."""
+        advice = job.advice
+        if not advice:
+            return cls.failure(job.error_code, job.decline_code, job.error_message)
+        advised = advice_of(advice.advice_code, advice.network_advice_code)
+        return replace(
+            cls.failure(job.error_code, advised or job.decline_code, job.error_message),
+            advice_code=advice.advice_code,
+            network_advice_code=advice.network_advice_code,
+            network_decline_code=advice.network_decline_code,
+        )
 
 
 class AttemptInDoubt(Exception):

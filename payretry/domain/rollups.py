@@ -17,6 +17,12 @@ units and a number of seconds. The metrics and their keys:
   job was queued after it) to the payment, seconds that time.
 - `duration`, key `<processor>|<outcome>|<le>`: how long the processor took over an attempt
   (`retry_processing_time`), seconds that time.
+
+A job's end is counted once, with its final outcome. A job that failed or was blocked because
+its card needed new data can be revived (domain/revival.py); the revival takes back the end
+counted for it (`unended`: the same `ended` and `code` rows, negated, on the day they were
+added), so the job counts again only when it ends for good. Its attempts stay counted: they were
+made and they failed.
 """
 
 from __future__ import annotations
@@ -146,3 +152,25 @@ def job_ended(
         took = max(0.0, (at - first_failure_at).total_seconds())
         found.append(Rollup(day, Metric.RECOVERY, bucket(took, RECOVERY_BUCKETS), seconds=took))
     return found
+
+
+def unended(
+    state: str,
+    at: datetime,
+    *,
+    currency: str,
+    amount_minor: int,
+    error_code: str,
+    decline_code: str | None,
+) -> list[Rollup]:
+    """The end counted when a job reached `state` at `at`, taken back (a revival): the
+    `ended` and `code` counts negated. Only for an end that is never a recovery (failed,
+    blocked): a succeeded job is never revived."""
+    if state == "succeeded":
+        raise ValueError("a succeeded job's end is never taken back")
+    day = _day(at)
+    code = f"{code_of(error_code, decline_code)}{SEP}{state}"
+    return [
+        Rollup(day, Metric.ENDED, state, currency, -1, -amount_minor),
+        Rollup(day, Metric.CODE, code, currency, -1, -amount_minor),
+    ]

@@ -33,6 +33,7 @@ from payretry.domain.card_ledger import (
     network_code,
 )
 from payretry.domain.network_rules import MAC_MEANING
+from payretry.domain.network_rules import advice_of as advice_of  # one rule, in the domain
 from payretry.domain.results import AttemptResult
 from payretry.domain.validation import sanitize_message
 
@@ -53,7 +54,6 @@ ADVICE: Mapping[str, str] = {
 # the network rules. MAC 24-30 all mean "try again later"; their waits differ, and the network
 # rules hold them.
 NETWORK_ADVICE: Mapping[str, str] = {code: advice for code, (advice, _) in MAC_MEANING.items()}
-_STRICTNESS = (DO_NOT_TRY_AGAIN, CONFIRM_CARD_DATA, TRY_AGAIN_LATER)
 
 NOTIFY_UPDATE_CARD = "your card was declined; please update or confirm your card details"
 NOTIFY_AUTHENTICATE = (
@@ -69,18 +69,6 @@ def redact(text: str | None) -> str | None:
     if text is None:
         return None
     return sanitize_message(_KEY.sub("[redacted-key]", text))
-
-
-def advice_of(advice_code: str | None, network_advice_code: str | None) -> str | None:
-    """The advice that wins: the stricter of Stripe's and the network's, or None."""
-    found = {
-        ADVICE.get(advice_code or ""),
-        NETWORK_ADVICE.get(network_code(network_advice_code) or ""),
-    }
-    for advice in _STRICTNESS:
-        if advice in found:
-            return advice
-    return None
 
 
 def needs_authentication(code: str | None, decline_code: str | None) -> bool:

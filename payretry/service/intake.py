@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from payretry.domain.card_checks import is_fingerprint
-from payretry.domain.card_ledger import Network
+from payretry.domain.card_ledger import Network, network_code
 from payretry.domain.durations import MAX_DURATION, parse_duration, parse_time
-from payretry.domain.models import NewJob, ProcessorRefs
+from payretry.domain.models import NewJob, ProcessorRefs, QueuedAdvice
 from payretry.domain.money import Money
+from payretry.domain.network_rules import ADVICE_CODES
 from payretry.domain.validation import (
     MAX_MESSAGE_INPUT,
     no_card,
@@ -51,11 +52,18 @@ FIELDS = (
     "metadata",
     "card_network",
     "card_fingerprint",
+    "advice_code",
+    "network_advice_code",
+    "network_decline_code",
 )
 _KNOWN = frozenset(FIELDS) | {"amount_minor"}
 _PRIORITY_LIMIT = 2**62
 _PRIORITY = re.compile(r"-?[0-9]{1,19}")  # as --amount: not "1_000", "+5", " 7 " or "٥"
 _MINOR = re.compile(r"[0-9]{1,19}")
+# A Mastercard Merchant Advice Code: two digits ("1" is read as "01"); an issuer's response
+# code: one to three letters or digits ("51", "R0", "N7").
+_MAC = re.compile(r"[0-9]{1,2}")
+_RESPONSE = re.compile(r"[A-Za-z0-9]{1,3}")
 # The longest each field may be, checked first: a bigger value is refused unread.
 _LIMITS = {"error_message": MAX_MESSAGE_INPUT, "metadata": 16_000}
 _DEFAULT_LIMIT = 1_000  # ids (255), codes (64), amounts, currencies, times: all far shorter
@@ -173,6 +181,7 @@ def new_job(
     priority = _priority(fields.get("priority"))
     metadata = _metadata(fields.get("metadata"))
     card_network, card_fingerprint = _card(fields)
+    advice = _advice(fields)
     assert transaction_id is not None and user_id is not None and error_code is not None
     return NewJob(
         transaction_id=transaction_id,
@@ -188,7 +197,58 @@ def new_job(
         window=window_text,
         card_network=card_network,
         card_fingerprint=card_fingerprint,
+        advice=advice,
     )
+
+
+def reported_advice(
+    advice_code: str | None, network_advice_code: str | None, network_decline_code: str | None
+) -> dict[str, str | None]:
+    """The advice fields of a failure a processor reported (a webhook's `last_payment_error`),
+    leniently: a code payretry does not know (a new Stripe advice code, an odd network code)
+    is left out rather than refusing the job; the rest pass the same checks as `queue`'s."""
+    fields: dict[str, str | None] = {
+        "advice_code": advice_code,
+        "network_advice_code": network_advice_code,
+        "network_decline_code": network_decline_code,
+    }
+    for name in fields:
+        try:
+            _advice({name: fields[name]})
+        except InvalidInput:
+            fields[name] = None
+    return fields
+
+
+def _advice(fields: Mapping[str, Any]) -> QueuedAdvice | None:
+    """What the failure's processor and card network advised: Stripe's advice code (one of
+    its three), Mastercard's advice code (two digits) and the issuer's response code (one to
+    three letters or digits), the network's codes as the networks spell them ("1" -> "01")."""
+    advice = _text(fields, "advice_code")
+    if advice is not None and advice.strip().lower() not in ADVICE_CODES:
+        raise InvalidInput(
+            f"{shown(advice)} is not an advice code (one of: {', '.join(sorted(ADVICE_CODES))})",
+            field="advice_code",
+        )
+    mac = _text(fields, "network_advice_code")
+    if mac is not None and not _MAC.fullmatch(mac.strip()):
+        raise InvalidInput(
+            f"{shown(mac)} is not a network advice code (Mastercard's: two digits, e.g. 27)",
+            field="network_advice_code",
+        )
+    response = _text(fields, "network_decline_code")
+    if response is not None and not _RESPONSE.fullmatch(response.strip()):
+        raise InvalidInput(
+            f"{shown(response)} is not a network decline code (the issuer's response code: "
+            "one to three letters or digits, e.g. 51 or R0)",
+            field="network_decline_code",
+        )
+    found = QueuedAdvice(
+        advice.strip().lower() if advice else None,
+        network_code(mac),
+        network_code(response),
+    )
+    return found or None
 
 
 def _card(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:

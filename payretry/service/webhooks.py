@@ -31,7 +31,7 @@ from payretry.domain.webhooks import (
     Written,
 )
 from payretry.errors import InvalidInput, Refused, StoreError
-from payretry.service.intake import new_job
+from payretry.service.intake import new_job, reported_advice
 from payretry.service.operations import Operations
 
 log = logging.getLogger("payretry")
@@ -314,6 +314,12 @@ class StripeWebhooks:
             "card_network": failure.card_network if failure else None,
             "card_fingerprint": (
                 failure.card_fingerprint if failure and failure.card_network else None
+            ),
+            # What the failure advised: its first retry waits or stops as the network says.
+            **reported_advice(
+                failure.advice_code if failure else None,
+                failure.network_advice_code if failure else None,
+                failure.network_decline_code if failure else None,
             ),
             "metadata": kept,
         }

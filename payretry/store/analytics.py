@@ -4,6 +4,8 @@ Rollups are written inside the transaction of the change that adds them (`write_
 called next to the outbox write): the batch's counts are merged first, then sent as one
 `INSERT ... ON CONFLICT (day, metric, key, currency) DO UPDATE SET count = count + excluded.count
 ...` for all of its rows, so a batch of 200 finished attempts costs one statement, not 200.
+A revival takes a job's counted end back with negative counts (domain/rollups.py, `unended`);
+a row they bring to nothing is removed in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.analytics import USER_WINDOW, Histogram, JobFilter, RetryFrequency
@@ -46,6 +48,7 @@ def _upsert(dialect: str) -> Any:
 
 def write_rollups(conn: Connection, rollups: Iterable[Rollup]) -> None:
     """Add the rollups inside the caller's transaction: one grouped upsert for the batch."""
+    merged = merge(rollups)
     rows = [
         {
             "day": r.day,
@@ -56,10 +59,28 @@ def write_rollups(conn: Connection, rollups: Iterable[Rollup]) -> None:
             "amount_minor": r.amount_minor,
             "seconds": r.seconds,
         }
-        for r in merge(rollups)
+        for r in merged
     ]
     if rows:
         conn.execute(_upsert(conn.dialect.name), rows)
+    taken_back = [r for r in merged if r.count < 0]
+    if taken_back:  # a revival took an end back: a row left at nothing counts nothing
+        conn.execute(
+            ROLLUPS.delete().where(
+                *(ROLLUPS.c[name] == bindparam(f"b_{name}") for name in _IDENTITY),
+                ROLLUPS.c.count == 0,
+                ROLLUPS.c.amount_minor == 0,
+            ),
+            [
+                {
+                    "b_day": r.day,
+                    "b_metric": r.metric.value,
+                    "b_key": r.key,
+                    "b_currency": r.currency,
+                }
+                for r in taken_back
+            ],
+        )
 
 
 def _rollup(row: Any) -> Rollup:

@@ -432,6 +432,24 @@ def apply_settles(
         conn.exec_driver_sql(_UPDATE.format(m=_mark(conn)), settled)
 
 
+def settle_elsewhere(conn: Connection, key: str, job_id: str, number: int, at: datetime) -> None:
+    """The entry of an attempt in flight when the payment was made elsewhere (a
+    payment_intent.succeeded webhook closed it), settled as an approval at `at`, in the
+    caller's transaction: the payment succeeded, so it is no possible decline (it stays one
+    authorization sent, counted as a reattempt). By the key it was written under (indexed), its
+    job and attempt; only while still unsettled."""
+    conn.execute(
+        update(CARD_LEDGER)
+        .where(
+            CARD_LEDGER.c.card_key == key,
+            CARD_LEDGER.c.job_id == job_id,
+            CARD_LEDGER.c.attempt_number == number,
+            CARD_LEDGER.c.kind == EntryKind.ATTEMPT.value,
+        )
+        .values(kind=EntryKind.APPROVAL.value, settled_at=at)
+    )
+
+
 def unclaim(conn: Connection, released: Sequence[LedgerEntry]) -> None:
     """Attempts given back unsent: the entries their claim wrote go (a re-sent attempt keeps
     the one its first send wrote: only an entry sent at this claim's time matches). Run where

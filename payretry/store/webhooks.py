@@ -26,7 +26,7 @@ from payretry.domain.webhooks import WebhookChange, WebhookRecord, Written
 from payretry.errors import NotFound, Refused
 from payretry.store.analytics import write_rollups
 from payretry.store.bound import make_room
-from payretry.store.cards import write_links
+from payretry.store.cards import settle_elsewhere, write_links
 from payretry.store.counts import reopen
 from payretry.store.outbox import write_entries
 from payretry.store.rows import attempt_outcome, job_values
@@ -153,6 +153,10 @@ def pay_elsewhere(conn: Connection, paid: PaidElsewhere) -> bool:
                 next_retry_at=None,
             )
         )
+    card = paid.card_entry
+    if card is not None:
+        key, attempt = card
+        settle_elsewhere(conn, key, job.id, attempt, paid.at)
     write_entries(conn, [paid.entry])
     write_rollups(conn, paid.rollups)
     return True
@@ -196,6 +200,7 @@ def revive_one(conn: Connection, insert: Callable[..., Any], revived: Revived) -
     if card is not None and card.link is not None:
         write_links(conn, insert, [card.link])
     write_entries(conn, [revived.entry])
+    write_rollups(conn, revived.rollups)
     return True
 
 

@@ -22,6 +22,7 @@ from payretry.domain.models import ACTIVE_STATES, Attempt, Job, JobState
 from payretry.domain.outbox import SinkState
 from payretry.domain.ports import WorkerBeat
 from payretry.domain.rollups import Rollup, merge
+from payretry.domain.webhooks import WebhookRecord
 from payretry.errors import StoreError
 
 # Compact JSON, as the SQL outbox stores it: data that could not be stored there fails here too.
@@ -52,6 +53,7 @@ def stored_job(job: Job, seq: int) -> Job:
         lease_token=None,
         lease_expires_at=None,
         attempts=(),
+        advice=None,  # not a column of the SQL store's jobs either
     )
 
 
@@ -96,6 +98,7 @@ class Tables:
         self._next_entry = 1  # never handed out twice, even after a purge (AUTOINCREMENT)
         self._faults: Counter[str] = Counter()
         self._rollups: dict[tuple[date, str, str, str], Rollup] = {}  # never purged
+        self._webhooks: dict[str, WebhookRecord] = {}  # Stripe events by id (testing/webhooks)
 
     # -- failures --------------------------------------------------------------------------
 
@@ -163,7 +166,11 @@ class Tables:
         section)."""
         for r in merge(rollups):
             seen = self._rollups.get(r.identity)
-            self._rollups[r.identity] = merge([seen, r])[0] if seen else r
+            added = merge([seen, r])[0] if seen else r
+            if r.count < 0 and added.count == 0 and added.amount_minor == 0:
+                self._rollups.pop(r.identity, None)  # a revival took the only end back
+            else:
+                self._rollups[r.identity] = added
 
     def _write(self, entries: Iterable[OutboxEntry]) -> None:
         for entry in entries:

@@ -142,6 +142,9 @@ class ReportsMixin(EventsMixin, AnalyticsMixin):
             if not dry_run:
                 for row in old:
                     self._drop(row)
+                # Stripe webhook records as old, as the SQL purge removes them.
+                for event_id in [e for e, r in self._webhooks.items() if r.received_at < before]:
+                    del self._webhooks[event_id]
             return len(old)
 
     def beat(self, name: str, kind: str, interval: timedelta, now: datetime) -> None:

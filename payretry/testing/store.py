@@ -13,6 +13,8 @@ suite, tests/contract, runs on all three):
 - the card ledger (testing/cards.py): a queue's, a claim's and an outcome's entries written
   with the change; a claim checks each job with a card first and holds (postpones or blocks)
   one the card-network rules stop;
+- Stripe webhooks (testing/webhooks.py): each event's record once, with its changes, all or
+  nothing;
 - times are aware UTC; `now` is always passed in.
 
 Thread-safe: one lock, held for each call, so the runner's pool and its heartbeat can share it.
@@ -56,11 +58,11 @@ from payretry.domain.ports import DuplicateActive
 from payretry.domain.results import AttemptResult
 from payretry.errors import NotFound, Refused
 from payretry.testing._base import JobRow, aware, stored_job
-from payretry.testing.cards import CardsMixin
 from payretry.testing.dispatch import DispatchMixin
 from payretry.testing.events import EventsMixin
 from payretry.testing.lookups import LookupsMixin
 from payretry.testing.reports import ReportsMixin
+from payretry.testing.webhooks import WebhooksMixin
 
 _RESCUED = "lease expired; rescued without counting an attempt"
 _WINDOW_CLOSED = "the payment window closed before the next attempt could be made"
@@ -92,9 +94,9 @@ def _finished(attempt: Attempt, result: AttemptResult, finish: Finish | Settleme
     )
 
 
-class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, CardsMixin, LookupsMixin):
-    """Jobs, attempts, the outbox, sinks, dispatch marks, worker beats and the card ledger, in
-    memory; and the API's reads of them (JobLookups)."""
+class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, WebhooksMixin, LookupsMixin):
+    """Jobs, attempts, the outbox, sinks, dispatch marks, worker beats, the card ledger and
+    Stripe webhook records, in memory; and the API's reads of them (JobLookups)."""
 
     url = "memory://"
 

@@ -536,3 +536,61 @@ def test_a_revived_job_leaves_the_sealed_counts_so_stats_stay_exact(hooked: Hook
     hooked.run()
     with hooked.store.engine.connect() as conn:
         assert counts.current(conn).by_state == counts.count(conn).by_state
+
+
+def test_an_auto_queued_failure_carries_its_network_advice_into_the_first_retry(
+    make_hooked: Any,
+) -> None:
+    hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
+    hooked.emulator.card_details("pm_mc27", "mastercard", "fpMC2727")
+    hooked.emulator.card("pm_mc27", "succeeded")
+    intent, failed = hooked.emulator.failed_payment(
+        amount=1500,
+        currency="usd",
+        customer="cus_27",
+        payment_method="pm_mc27",
+        outcome="decline:do_not_honor::27",
+        metadata={"transaction_id": "ord_27", "user_id": "usr_27"},
+    )
+    before = hooked.clock()
+    assert hooked.send(failed)["applied"] is True
+    after = hooked.clock()
+    job = hooked.job("ord_27")
+    assert job.state is JobState.SCHEDULED and job.network_rule == "mastercard_mac_27"
+    assert job.next_retry_at is not None  # 4 days after the decline, not try_again_later's 1 h
+    assert before + timedelta(days=4) <= job.next_retry_at <= after + timedelta(days=4)
+    assert "Mastercard MAC 27" in (job.reason or "")
+    confirm = f"/v1/payment_intents/{intent['id']}/confirm"
+    hooked.clock.advance(days=3, hours=23, minutes=59)
+    assert hooked.run()["processed"] == 0
+    assert hooked.emulator.requests("POST", confirm) == []
+    hooked.clock.advance(minutes=1)
+    assert hooked.run()["succeeded"] == 1
+    assert len(hooked.emulator.requests("POST", confirm)) == 1
+
+
+@pytest.mark.parametrize(
+    ("brand", "outcome", "said"),
+    [
+        ("visa", "decline:do_not_honor:::04", "Visa category 1"),
+        ("mastercard", "decline:do_not_honor::21", "do_not_try_again"),
+        ("mastercard", "decline:generic_decline::03", "do_not_try_again"),
+    ],
+)
+def test_an_auto_queued_failure_the_networks_forbid_retrying_opens_no_job(
+    make_hooked: Any, brand: str, outcome: str, said: str
+) -> None:
+    hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
+    hooked.emulator.card_details("pm_never", brand, "fpNEVER01")
+    _, failed = hooked.emulator.failed_payment(
+        amount=1500,
+        currency="usd",
+        customer="cus_never",
+        payment_method="pm_never",
+        outcome=outcome,
+        metadata={"transaction_id": "ord_never", "user_id": "usr_n"},
+    )
+    answer = hooked.send(failed)
+    assert answer["applied"] is False and "not queued" in answer["effect"], answer
+    assert said in answer["effect"]
+    assert hooked.store.find("ord_never") is None

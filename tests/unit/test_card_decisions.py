@@ -99,10 +99,14 @@ def failed(
 # -- decide with the card's history ----------------------------------------------------------
 
 
-def test_without_a_card_the_policy_alone_decides() -> None:
+def test_without_a_card_the_policy_decides_held_by_the_failures_own_codes() -> None:
+    plain = POLICY.decide(a_job(attempts=1), 1, failed(), T)
+    assert plain.outcome is Outcome.RETRY and plain.next_retry_at == T + 6 * H
+    assert plain.verdict is None and plain.rule is None
+    # No ledger for the job, but the decline's own MAC still holds for the retry after it.
     decision = POLICY.decide(a_job(attempts=1), 1, failed(mac="27"), T)
-    assert decision.outcome is Outcome.RETRY and decision.next_retry_at == T + 6 * H
-    assert decision.verdict is None and decision.rule is None
+    assert decision.outcome is Outcome.RETRY and decision.next_retry_at == T + 4 * D
+    assert decision.rule == "mastercard_mac_27"
 
 
 def test_a_mac_27_decline_moves_the_next_retry_to_4_days_and_says_so_with_its_source() -> None:
