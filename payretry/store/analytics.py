@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.analytics import USER_WINDOW, Histogram, JobFilter, RetryFrequency
 from payretry.domain.models import Job
-from payretry.domain.rollups import Metric, Rollup, merge
+from payretry.domain.rollups import Metric, Rollup
 from payretry.store.rows import job_from_row
 from payretry.store.tables import ATTEMPTS, JOBS, ROLLUPS
 
@@ -34,36 +34,54 @@ class _HasTx(Protocol):
 
 
 def _upsert(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ROLLUPS)
-    return stmt.on_conflict_do_update(
-        index_elements=_IDENTITY,
-        set_={
-            "count": ROLLUPS.c.count + stmt.excluded.count,
-            "amount_minor": ROLLUPS.c.amount_minor + stmt.excluded.amount_minor,
-            "seconds": ROLLUPS.c.seconds + stmt.excluded.seconds,
-        },
-    )
+    found = _upserts.get(dialect)
+    if found is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(ROLLUPS)
+        found = _upserts[dialect] = stmt.on_conflict_do_update(
+            index_elements=_IDENTITY,
+            set_={
+                "count": ROLLUPS.c.count + stmt.excluded.count,
+                "amount_minor": ROLLUPS.c.amount_minor + stmt.excluded.amount_minor,
+                "seconds": ROLLUPS.c.seconds + stmt.excluded.seconds,
+            },
+        )
+    return found
+
+
+_upserts: dict[str, Any] = {}
 
 
 def write_rollups(conn: Connection, rollups: Iterable[Rollup]) -> None:
-    """Add the rollups inside the caller's transaction: one grouped upsert for the batch."""
-    merged = merge(rollups)
+    """Add the rollups inside the caller's transaction: one grouped upsert for the batch, its
+    rows in identity order (as domain/rollups.merge; two writers lock them in one order). The
+    counts are added up here in place, not as a new Rollup per repeat (a batch of 200
+    outcomes has some 600 rollups and a dozen identities)."""
+    totals: dict[tuple[date, str, str, str], list[Any]] = {}
+    for r in rollups:
+        identity = (r.day, r.metric.value, r.key, r.currency)
+        found = totals.get(identity)
+        if found is None:
+            totals[identity] = [r.count, r.amount_minor, r.seconds]
+        else:
+            found[0] += r.count
+            found[1] += r.amount_minor
+            found[2] += r.seconds
     rows = [
         {
-            "day": r.day,
-            "metric": r.metric.value,
-            "key": r.key,
-            "currency": r.currency,
-            "count": r.count,
-            "amount_minor": r.amount_minor,
-            "seconds": r.seconds,
+            "day": day,
+            "metric": metric,
+            "key": key,
+            "currency": currency,
+            "count": count,
+            "amount_minor": amount,
+            "seconds": seconds,
         }
-        for r in merged
+        for (day, metric, key, currency), (count, amount, seconds) in sorted(totals.items())
     ]
     if rows:
         conn.execute(_upsert(conn.dialect.name), rows)
-    taken_back = [r for r in merged if r.count < 0]
+    taken_back = [identity for identity, (count, _, _) in totals.items() if count < 0]
     if taken_back:  # a revival took an end back: a row left at nothing counts nothing
         conn.execute(
             ROLLUPS.delete().where(
@@ -72,13 +90,8 @@ def write_rollups(conn: Connection, rollups: Iterable[Rollup]) -> None:
                 ROLLUPS.c.amount_minor == 0,
             ),
             [
-                {
-                    "b_day": r.day,
-                    "b_metric": r.metric.value,
-                    "b_key": r.key,
-                    "b_currency": r.currency,
-                }
-                for r in taken_back
+                {"b_day": day, "b_metric": metric, "b_key": key, "b_currency": currency}
+                for day, metric, key, currency in taken_back
             ],
         )
 

@@ -79,14 +79,18 @@ class Bulk:
         return conn.exec_driver_sql(self.sql, self.params(rows))
 
 
+_MISSING = object()
+
+
 def _memo(process: Any) -> Any:
     bound: dict[Any, Any] = {}
 
     def once(value: Any) -> Any:
-        try:
-            return bound[value]
-        except KeyError:
-            result = bound[value] = process(value)
-            return result
+        # A lookup, not try/except: a run-due batch binds mostly distinct times, and a raised
+        # KeyError per miss cost more than the conversion it saves.
+        found = bound.get(value, _MISSING)
+        if found is _MISSING:
+            found = bound[value] = process(value)
+        return found
 
     return once

@@ -82,6 +82,58 @@ def _held() -> tuple[ColumnElement[bool], ...]:
     )
 
 
+# The lease fence of a finish, read once per batch, straight to the driver (one placeholder per
+# job): which of the batch's jobs still run under the token their claim gave them.
+_LEASED = "SELECT seq, lease_token FROM retry_jobs WHERE seq IN ({marks}) AND state = {mark}"
+
+
+def _finish_attempt() -> Any:
+    """An attempt's outcome, written only while its job is still held (built once: store/bulk)."""
+    fenced = select(JOBS.c.seq).where(*_held())
+    return (
+        update(ATTEMPTS)
+        .where(
+            ATTEMPTS.c.job_seq == bindparam("b_seq"),
+            ATTEMPTS.c.number == bindparam("b_number"),
+            fenced.exists(),
+        )
+        .values(
+            outcome=bindparam("b_outcome"),
+            finished_at=bindparam("b_finished"),
+            error_code=bindparam("b_error"),
+            decline_code=bindparam("b_decline"),
+            message=bindparam("b_message"),
+            reference=bindparam("b_reference"),
+            decision=bindparam("b_decision"),
+            next_retry_at=bindparam("b_next"),
+        )
+    )
+
+
+def _finish_job() -> Any:
+    """The job's state after an outcome, fenced by the lease, the lease given back."""
+    return (
+        update(JOBS)
+        .where(*_held())
+        .values(
+            state=bindparam("b_state"),
+            attempt_count=bindparam("b_number"),
+            max_attempts=bindparam("b_max"),
+            next_retry_at=bindparam("b_next"),
+            reason=bindparam("b_reason"),
+            policy_code=bindparam("b_policy"),
+            network_rule=bindparam("b_rule"),
+            lease_token=None,
+            lease_expires_at=None,
+            rescues=0,
+            updated_at=bindparam("b_finished"),
+            action_ref=bindparam("b_action_ref"),
+            action_url=bindparam("b_action_url"),
+            action_expires_at=bindparam("b_action_expires"),
+        )
+    )
+
+
 class SqlStore(
     ReportsMixin,
     HousekeepingMixin,
@@ -490,45 +542,6 @@ class SqlStore(
     def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
-        fenced = select(JOBS.c.seq).where(*_held())
-        attempt_update = (
-            update(ATTEMPTS)
-            .where(
-                ATTEMPTS.c.job_seq == bindparam("b_seq"),
-                ATTEMPTS.c.number == bindparam("b_number"),
-                fenced.exists(),
-            )
-            .values(
-                outcome=bindparam("b_outcome"),
-                finished_at=bindparam("b_finished"),
-                error_code=bindparam("b_error"),
-                decline_code=bindparam("b_decline"),
-                message=bindparam("b_message"),
-                reference=bindparam("b_reference"),
-                decision=bindparam("b_decision"),
-                next_retry_at=bindparam("b_next"),
-            )
-        )
-        job_update = (
-            update(JOBS)
-            .where(*_held())
-            .values(
-                state=bindparam("b_state"),
-                attempt_count=bindparam("b_number"),
-                max_attempts=bindparam("b_max"),
-                next_retry_at=bindparam("b_next"),
-                reason=bindparam("b_reason"),
-                policy_code=bindparam("b_policy"),
-                network_rule=bindparam("b_rule"),
-                lease_token=None,
-                lease_expires_at=None,
-                rescues=0,
-                updated_at=bindparam("b_finished"),
-                action_ref=bindparam("b_action_ref"),
-                action_url=bindparam("b_action_url"),
-                action_expires_at=bindparam("b_action_expires"),
-            )
-        )
         params = []
         for f in finishes:
             check_transition(JobState.RUNNING, f.decision.state)
@@ -559,8 +572,8 @@ class SqlStore(
                 params = [p for p, ok in zip(params, applied, strict=True) if ok]
             if params:
                 dialect = self.engine.dialect
-                Bulk.of("finish_attempt", dialect, lambda: attempt_update).run(conn, params)
-                Bulk.of("finish_job", dialect, lambda: job_update).run(conn, params)
+                Bulk.of("finish_attempt", dialect, _finish_attempt).run(conn, params)
+                Bulk.of("finish_job", dialect, _finish_job).run(conn, params)
                 done = [f for f, ok in zip(finishes, applied, strict=True) if ok]
                 settles = [
                     (settled, f.claimed.job) for f in done if (settled := f.ledger) is not None
@@ -576,14 +589,12 @@ class SqlStore(
     def _still_leased_claims(self, conn: Connection, claims: Sequence[Claimed]) -> list[bool]:
         held: set[tuple[int, str]] = set()
         pairs = [(c.job.seq, c.lease_token) for c in claims]
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            rows = conn.execute(
-                select(JOBS.c.seq, JOBS.c.lease_token).where(
-                    JOBS.c.seq.in_([seq for seq, _ in chunk]), JOBS.c.state == _RUNNING
-                )
-            )
-            held.update((r.seq, r.lease_token) for r in rows)
+            seqs = [seq for seq, _ in pairs[start : start + _CHUNK]]
+            sql = _LEASED.format(marks=", ".join([mark] * len(seqs)), mark=mark)
+            rows = conn.exec_driver_sql(sql, (*seqs, _RUNNING))
+            held.update((seq, token) for seq, token in rows)
         return [pair in held for pair in pairs]
 
     def extend_leases(self, claimed: Sequence[Claimed], until: datetime) -> int:

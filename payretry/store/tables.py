@@ -67,7 +67,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         def process(value: datetime | None) -> str | None:
             # The text SQLite's DATETIME stores ("2026-11-22 12:00:00.000123"), made directly:
             # the same text as the type chain makes, at a third of the cost (run-due binds a
-            # fresh time per attempt).
+            # fresh time per attempt). A time already in UTC (the clock's) skips the
+            # conversion; any other zone, or none (refused), takes the full path.
+            if value is not None and value.tzinfo is UTC:
+                return value.replace(tzinfo=None).isoformat(" ", "microseconds")
             naive = to_naive_utc(value, dialect)
             return None if naive is None else naive.isoformat(" ", "microseconds")
 
