@@ -45,6 +45,8 @@ _STATES: Mapping[JobState, str] = {
     JobState.ABANDONED: "The payment window has closed.",
     JobState.CANCELLED: "The retry was cancelled.",
     JobState.EVICTED: "The retry was stopped to make room for other payments.",
+    JobState.PARKED: "An attempt is being checked; no new attempt is made until it is.",
+    JobState.BLOCKED: "Your card cannot be tried again; please use another payment method.",
 }
 
 

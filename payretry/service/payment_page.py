@@ -99,6 +99,8 @@ def payment_view(job: Job, now: datetime, wait: timedelta | None) -> PaymentView
         why = f"No attempts are left: all {job.max_attempts} have been used."
     elif state in (JobState.CANCELLED, JobState.EVICTED):
         why = "The merchant has stopped retrying this payment."
+    elif state is JobState.BLOCKED:
+        why = "The card's network allows no more attempts on this card; use another card."
     elif state is JobState.FAILED:
         why = "This payment was declined in a way that retrying cannot fix."
     elif state is JobState.AWAITING_PAYER:
