@@ -58,8 +58,9 @@ def counted_end(job: Job) -> datetime | None:
     """When the rollups counted the end of a final `job` (the day its `ended` and `code`
     counts are in), or None when they never did. Every failed job was counted when its attempt
     or its checkout ended (a Finish or a Settlement: the last attempt's `decision` is `failed`,
-    its `finished_at` the time counted); a blocked job only when an attempt's outcome blocked
-    it (decision `blocked`), not when a claim held it (Held writes no rollups)."""
+    its `finished_at` the time counted); a blocked job when an attempt's outcome blocked it
+    (decision `blocked`, at its `finished_at`) or when a claim held it (Held counts the end at
+    the time it blocked, the job's last change: a final job changes no more)."""
     if job.state not in (JobState.FAILED, JobState.BLOCKED):
         return None
     for attempt in job.attempts:
@@ -69,8 +70,10 @@ def counted_end(job: Job) -> datetime | None:
             and attempt.finished_at is not None
         ):
             return attempt.finished_at
+    if job.state is JobState.BLOCKED:
+        return job.updated_at  # blocked by a claim's check (or attempts not loaded)
     # Attempts not loaded: a failed job was counted when it last changed.
-    return job.updated_at if job.state is JobState.FAILED and not job.attempts else None
+    return job.updated_at if not job.attempts else None
 
 
 def _outcome(result: AttemptResult) -> str:
@@ -235,6 +238,11 @@ class Held:
     @property
     def entry(self) -> OutboxEntry:
         return on_held(self.job, self.number, self.verdict, self.at)
+
+    @property
+    def rollups(self) -> list[Rollup]:
+        """A block ends the job (counted as it ends); a postponement counts nothing."""
+        return _job_ended(self.job, JobState.BLOCKED.value, self.at) if self.blocked else []
 
 
 class ClaimBatch(list[Claimed]):

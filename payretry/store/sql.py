@@ -525,6 +525,7 @@ class SqlStore(
                     }
                 )
             hold(conn, held, token)
+            write_rollups(conn, rollups_of(held))
             insert_entries(conn, entries)
             if attempt_rows:
                 # A rescued attempt keeps its row (and so its key): insert only what is missing.

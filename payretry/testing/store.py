@@ -394,6 +394,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, WebhooksMixin, Looku
                 self._put(row, h.job)
             self._add_entries(new)
             self._write(entries)
+            self._roll(r for _, h in held for r in h.rollups)
             return ClaimBatch(claimed, [h for _, h in held])
 
     def _held(self, claimed: Claimed) -> JobRow | None:

@@ -226,7 +226,7 @@ def test_a_revival_takes_back_the_end_counted_so_a_job_counts_once(
     assert all(r.day == NOW.date() or r.day == at.date() for r in store.rollups())
 
 
-def test_a_job_blocked_by_its_claim_was_never_counted_and_is_not_taken_back(
+def test_a_job_blocked_by_its_claim_is_counted_once_and_taken_back_by_a_revival(
     store: HookStore,
 ) -> None:
     queued = carded("t11", error_code="card_declined")
@@ -236,9 +236,9 @@ def test_a_job_blocked_by_its_claim_was_never_counted_and_is_not_taken_back(
     assert len(batch) == 0 and len(batch.held) == 1 and batch.held[0].blocked
     blocked = store.get(queued.job.id)
     assert blocked is not None and blocked.state is JobState.BLOCKED
-    assert ended(store) == {}  # a hold at claim counts no end
+    assert ended(store) == {"blocked": 1}  # a block at claim ends the job: counted
     assert store.revive(_revived(blocked, "operator", NOW)).state is JobState.SCHEDULED
-    assert ended(store) == {} and codes(store) == {}  # nothing to take back, nothing negative
+    assert ended(store) == {} and codes(store) == {}  # taken back, nothing negative
 
 
 def test_a_revival_fenced_by_the_job_and_its_transaction(store: HookStore) -> None:
