@@ -157,6 +157,7 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
     app = get_context(ctx)
     settings = app.settings
     now = utcnow()
+    window = settings.retry.window  # read once: a view builds it on each read
     rows: list[tuple[int, NewJob]] = []
     invalid: list[tuple[int, str]] = []
     for line, fields in read_rows(path):
@@ -164,7 +165,7 @@ def _queue_file(ctx: typer.Context, path: Path, json_output: bool) -> None:
             invalid.append((line, str(fields["__error__"])))
             continue
         try:
-            rows.append((line, new_job(fields, now=now, default_window=settings.retry.window)))
+            rows.append((line, new_job(fields, now=now, default_window=window)))
         except InvalidInput as exc:
             invalid.append((line, str(exc)))
     out = console(stderr=True)
