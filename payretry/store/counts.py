@@ -141,15 +141,28 @@ def sealable(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(JOBS.c.seq), 0))).scalar_one())
 
 
-def seal_step(conn: Connection, size: int) -> tuple[int, int]:
-    """Seal up to `size` more jobs in the caller's (write) transaction; (sealed, still to go)."""
+def seal_step(conn: Connection, size: int, limit: int | None = None) -> tuple[int, int]:
+    """Seal up to `size` more jobs in the caller's (write) transaction; (sealed, still to go).
+    `limit`: what `sealable` said before the steps began (it reads every moving state: about a
+    second at a million jobs, too much for each step); each step checks its own range instead,
+    so a job that became active again meanwhile (a revival) is never sealed."""
     at = mark(conn, lock=True)  # first, as purge takes it: so neither waits on the other
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"LOCK TABLE {JOBS.name} IN SHARE MODE"))
-    upto = sealable(conn)
+    upto = sealable(conn) if limit is None else limit
     if upto <= at:
         return 0, 0
     high = min(upto, at + size)
+    # `state || ''`: no index on state serves it, so this reads the step's range by key.
+    moving = conn.execute(
+        select(func.min(JOBS.c.seq)).where(
+            JOBS.c.seq > at, JOBS.c.seq <= high, JOBS.c.state.concat("").in_(_MOVING)
+        )
+    ).scalar()
+    if moving is not None:  # an active job inside the range: seal up to it, then stop
+        high = upto = int(moving) - 1
+        if high <= at:
+            return 0, 0
     _upsert(conn, count(conn, JOBS.c.seq > at, JOBS.c.seq <= high).rows(), mode="add")
     _upsert(conn, [{"kind": _MARK[0], "key": _MARK[1], "n": high}], mode="set")
     return high - at, upto - high

@@ -35,7 +35,7 @@ class _HasTx(Protocol):
 
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
     def _counts(self) -> Counts: ...
-    def _seal(self, size: int) -> int: ...
+    def _seal(self, size: int, limit: int) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,18 +86,19 @@ class ReportsMixin:
         The mark moves first when enough jobs behind it are final; a database that cannot be
         written (a read-only replica) is counted as it is."""
         with self._tx(readonly=True) as conn:
-            behind = sealable(conn) - mark(conn)
+            limit = sealable(conn)
+            behind = limit - mark(conn)
         if behind >= SEAL_AFTER:
             try:
-                batches_for(self.dialect).run(self._seal)
+                batches_for(self.dialect).run(lambda size: self._seal(size, limit))
             except (StoreError, DBAPIError):  # unavailable, or read-only: count it as it is
                 pass
         with self._tx(readonly=True) as conn:
             return current(conn)
 
-    def _seal(self: _HasTx, size: int) -> int:
+    def _seal(self: _HasTx, size: int, limit: int) -> int:
         with self._tx() as conn:
-            _, left = seal_step(conn, size)
+            _, left = seal_step(conn, size, limit)
         return size if left else 0
 
     def stats(self: _HasTx, now: datetime) -> Stats:
