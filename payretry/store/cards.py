@@ -28,17 +28,15 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
 
+from payretry.domain import claim_checks
 from payretry.domain.card_checks import (
-    CardHistory,
     CardIdentity,
     CardPool,
     LedgerSettle,
-    attempt_entry,
-    claim_verdict,
-    job_card,
 )
 from payretry.domain.card_ledger import CardKey, EntryKind, Initiator, KeyKind, LedgerEntry, Network
 from payretry.domain.changes import Held
+from payretry.domain.claim_checks import CardCheck
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
 from payretry.store.purge import batches_for
@@ -298,39 +296,14 @@ def write_links(
         )
 
 
-CardCheck = CardHistory | Held | None
-
-
 def check_claims(
     conn: Connection, jobs: Sequence[Job], now: datetime, rules: NetworkRules
 ) -> tuple[list[CardCheck], list[LedgerEntry]]:
-    """The claim's check, in the claim's transaction: for each claimed job, None (no card:
-    attempted as it is), its card's history with this attempt's entry in it (attempted), or a
-    Held (postponed or blocked instead); and the attempt entries to write. Jobs are checked
-    in claim order, each seeing the slots the ones before it took."""
-    cards = [job_card(job) for job in jobs]
-    if not any(cards):
-        return [None] * len(jobs), []  # the fast path: no card identity, no ledger read
-    pool = read_pool(conn, [c for c in cards if c is not None], now - rules.lookback, lock=True)
-    checks: list[CardCheck] = []
-    new: list[LedgerEntry] = []
-    for job, card in zip(jobs, cards, strict=True):
-        if card is None:
-            checks.append(None)
-            continue
-        history = pool.history(card)
-        number = job.attempt_count + 1
-        verdict = claim_verdict(rules, job, number, history, now)
-        if verdict is None:  # a re-send: its entry is there already
-            checks.append(history)
-        elif not verdict.allowed:
-            checks.append(Held.of(job, number, verdict, now))
-        else:
-            entry = attempt_entry(job, number, history, now)
-            pool.add(entry, card.ledger_key)
-            new.append(entry)
-            checks.append(history.plus(entry))
-    return checks, new
+    """The claim's check (domain/claim_checks.py), in the claim's transaction: the pool is
+    read with its cards' rows locked."""
+    return claim_checks.check_claims(
+        jobs, now, rules, lambda cards, since: read_pool(conn, cards, since, lock=True)
+    )
 
 
 def hold(conn: Connection, held: Sequence[Held], token: str) -> None:

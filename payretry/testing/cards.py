@@ -12,22 +12,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from payretry.domain.card_checks import (
-    CardHistory,
     CardIdentity,
     CardPool,
     LedgerSettle,
-    attempt_entry,
-    claim_verdict,
-    job_card,
 )
 from payretry.domain.card_ledger import CardKey, EntryKind, KeyKind, LedgerEntry, Network
-from payretry.domain.changes import Held
+from payretry.domain.claim_checks import CardCheck, check_claims
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
 from payretry.testing._base import Tables, aware
 
 _SETTLE_MARGIN = timedelta(days=1)  # as the SQL store reads: entries settled late count
-CardCheck = CardHistory | Held | None
 
 
 @dataclass
@@ -99,30 +94,8 @@ class CardsMixin(Tables):
     def _check_claims(
         self, jobs: Sequence[Job], now: datetime, rules: NetworkRules
     ) -> tuple[list[CardCheck], list[LedgerEntry]]:
-        """As the SQL claim checks (store/cards.py check_claims), jobs in claim order."""
-        cards = [job_card(job) for job in jobs]
-        if not any(cards):
-            return [None] * len(jobs), []
-        pool = self._pool([c for c in cards if c is not None], now - rules.lookback)
-        checks: list[CardCheck] = []
-        new: list[LedgerEntry] = []
-        for job, card in zip(jobs, cards, strict=True):
-            if card is None:
-                checks.append(None)
-                continue
-            history = pool.history(card)
-            number = job.attempt_count + 1
-            verdict = claim_verdict(rules, job, number, history, now)
-            if verdict is None:
-                checks.append(history)
-            elif not verdict.allowed:
-                checks.append(Held.of(job, number, verdict, now))
-            else:
-                entry = attempt_entry(job, number, history, now)
-                pool.add(entry, card.ledger_key)
-                new.append(entry)
-                checks.append(history.plus(entry))
-        return checks, new
+        """As the SQL claim checks: the same domain check over the twin's pool."""
+        return check_claims(jobs, now, rules, self._pool)
 
     def _find(self, sent: LedgerEntry) -> int | None:
         """An entry by its key and time sent, then its job and attempt."""
