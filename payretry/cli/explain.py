@@ -18,15 +18,12 @@ def explain(
 ) -> None:
     """Tell a job's story: what failed, which policy row applied, why the next retry is then,
     why it stopped; then its events and where each has been delivered."""
-    from payretry.service.explain import explain as story
-    from payretry.service.explain import webhook_ids
+    from payretry.service.explain import job_story
     from payretry.service.views import job_events
 
     wiring = get_context(ctx).wiring
     job = wiring.operations().status(transaction_id)
-    entries = wiring.store.entries_for_job(job.id)
-    hooks = wiring.store.webhooks_for_job(job.id, webhook_ids(entries))
-    steps = story(job, wiring.policy, entries, hooks)
+    steps = job_story(wiring.store, job, wiring.policy)
     events = job_events(wiring.store, job.id, wiring.sink_names)
     if json_output:
         print_json(

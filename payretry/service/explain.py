@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from payretry.domain.durations import format_duration, iso
 from payretry.domain.events import EVICTION_FIELDS, EventType, OutboxEntry
@@ -304,3 +304,18 @@ def explain(
         )
     )
     return steps
+
+
+class StorySources(Protocol):
+    def entries_for_job(self, job_id: str) -> list[OutboxEntry]: ...
+
+    def webhooks_for_job(
+        self, job_id: str, event_ids: Sequence[str] = ()
+    ) -> list[WebhookRecord]: ...
+
+
+def job_story(store: StorySources, job: Job, policy: RetryPolicy) -> list[Step]:
+    """The whole story, as `payretry explain`, `?explain=true` and the dashboard tell it: the
+    job's outbox entries (rules, evictions, revivals) and the webhooks that touched it."""
+    entries = store.entries_for_job(job.id)
+    return explain(job, policy, entries, store.webhooks_for_job(job.id, webhook_ids(entries)))

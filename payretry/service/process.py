@@ -147,8 +147,8 @@ class ProcessPayment:
         self.processor = processor
         self.clock = clock
         self.lease_for = lease_for
-        # The retry it queues is checked against the card's ledger, as any queue's.
-        # The retry it queues is held to the queue's bound, as any queue's.
+        # The retry it queues is checked against the card's ledger and held to the queue's
+        # bound, as any queue's.
         self.operations = Operations(store, policy, ledger=ledger, bound=bound)
 
     def process(self, request: NewJob) -> Processed:

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.access import ApiToken, Role
 from payretry.domain.requests import Limit, Verdict
+from payretry.store.engine import dialect_insert
 from payretry.store.sql import SqlStore
 from payretry.store.tables import API_TOKENS, THROTTLE
 
@@ -86,7 +86,7 @@ class SqlThrottle:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
-        self._insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(store.dialect)
 
     def take(self, limits: Sequence[Limit], now: datetime) -> Verdict:
         if not limits:

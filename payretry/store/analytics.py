@@ -16,11 +16,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.analytics import USER_WINDOW, Histogram, JobFilter, RetryFrequency
 from payretry.domain.models import Job
 from payretry.domain.rollups import Metric, Rollup
+from payretry.store.engine import dialect_insert
 from payretry.store.rows import job_from_row
 from payretry.store.tables import ATTEMPTS, JOBS, ROLLUPS
 
@@ -36,7 +36,7 @@ class _HasTx(Protocol):
 def _upsert(dialect: str) -> Any:
     found = _upserts.get(dialect)
     if found is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(dialect)
         stmt = insert(ROLLUPS)
         found = _upserts[dialect] = stmt.on_conflict_do_update(
             index_elements=_IDENTITY,

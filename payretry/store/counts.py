@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.models import FINAL_STATES, JobState
+from payretry.store.engine import dialect_insert
 from payretry.store.tables import ATTEMPTS, JOBS, SEALED
 
 _FINALS = [state.value for state in FINAL_STATES]
@@ -191,7 +191,7 @@ def _upsert(conn: Connection, rows: list[dict[str, Any]], *, mode: str) -> None:
     """Write rows: "add" their n to what is there, "set" it, or "keep" what is there."""
     if not rows:
         return
-    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert: Any = dialect_insert(conn.dialect.name)
     stmt = insert(SEALED)
     if mode == "keep":
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["kind", "key"]), rows)

@@ -117,3 +117,10 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_s: float) -> Eng
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's own INSERT construct (ON CONFLICT DO NOTHING / DO UPDATE), for upserts."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -32,12 +32,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import ACTIVE_STATES
 from payretry.domain.outbox import Cursor, SinkState
 from payretry.store.bulk import Bulk
+from payretry.store.engine import dialect_insert
 from payretry.store.purge import batches_for
 from payretry.store.tables import OUTBOX, OUTBOX_SINKS
 
@@ -179,7 +179,7 @@ class OutboxMixin:
     def lease_sink(
         self: _HasTx, name: str, now: datetime, lease_for: timedelta
     ) -> SinkState | None:
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(self.dialect)
         token = uuid.uuid4().hex
         with self._tx() as conn:
             conn.execute(

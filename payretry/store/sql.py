@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from payretry.domain.bound import QueueBound
@@ -53,7 +52,7 @@ from payretry.store.cards import (
     write_links,
 )
 from payretry.store.dispatch import DispatchMixin
-from payretry.store.engine import READONLY, describe_url, make_engine
+from payretry.store.engine import READONLY, describe_url, dialect_insert, make_engine
 from payretry.store.housekeeping import HousekeepingMixin
 from payretry.store.outbox import OutboxMixin, write_entries
 from payretry.store.reports import ReportsMixin
@@ -151,7 +150,7 @@ class SqlStore(
         self.engine = engine
         self.url = url
         self.dialect = engine.dialect.name
-        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(self.dialect)
 
     @classmethod
     def open(
@@ -568,7 +567,7 @@ class SqlStore(
                 }
             )
         with self._tx() as conn:
-            applied = self._still_leased(conn, finishes)
+            applied = self._still_leased(conn, [f.claimed for f in finishes])
             if not all(applied):
                 params = [p for p, ok in zip(params, applied, strict=True) if ok]
             if params:
@@ -584,10 +583,7 @@ class SqlStore(
                 write_rollups(conn, rollups_of(done))
         return applied
 
-    def _still_leased(self, conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
-        return self._still_leased_claims(conn, [f.claimed for f in finishes])
-
-    def _still_leased_claims(self, conn: Connection, claims: Sequence[Claimed]) -> list[bool]:
+    def _still_leased(self, conn: Connection, claims: Sequence[Claimed]) -> list[bool]:
         held: set[tuple[int, str]] = set()
         pairs = [(c.job.seq, c.lease_token) for c in claims]
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -632,7 +628,7 @@ class SqlStore(
                 and entry.at == c.job.updated_at  # this claim's: a re-send keeps the first
             ]
             if sent:
-                held = self._still_leased_claims(conn, [c for c, _ in sent])
+                held = self._still_leased(conn, [c for c, _ in sent])
                 unclaim(conn, [e for (_, e), ok in zip(sent, held, strict=True) if ok])
             conn.execute(
                 ATTEMPTS.delete().where(

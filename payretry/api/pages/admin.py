@@ -12,15 +12,19 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from payretry.api.errors import status_of
 from payretry.api.pages.common import ADMIN_COOKIE, pages_of, see_other, services
 from payretry.domain.access import ApiToken
 from payretry.domain.analytics import JobFilter, duration_bounds
 from payretry.domain.models import JobState
 from payretry.domain.money import Money
 from payretry.errors import InvalidInput, NotFound, PayretryError
-from payretry.service.explain import explain
+from payretry.service.explain import job_story
 from payretry.service.sessions import may_act, may_look
 from payretry.service.views import events_document, job_dict, job_events, stats_document
+
+# The form field every dashboard POST carries (checked against the signed cookie).
+Csrf = Annotated[str | None, Form(max_length=200)]
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
@@ -51,7 +55,7 @@ def login_form(request: Request) -> Response:
 def login(
     request: Request,
     token: Annotated[str, Form(max_length=200)] = "",
-    csrf: Annotated[str | None, Form(max_length=200)] = None,
+    csrf: Csrf = None,
 ) -> Response:
     pages = pages_of(request)
     if not pages.csrf_ok(request, csrf):
@@ -68,7 +72,7 @@ def login(
 
 
 @router.post("/admin/logout")
-def logout(request: Request, csrf: Annotated[str | None, Form(max_length=200)] = None) -> Response:
+def logout(request: Request, csrf: Csrf = None) -> Response:
     pages = pages_of(request)
     if not pages.csrf_ok(request, csrf):
         return pages.refused_csrf(request)
@@ -189,7 +193,7 @@ def _job_page(
     context = {
         "who": who,
         "job": job_dict(job),
-        "story": [step.as_dict() for step in explain(job, s.policy)],
+        "story": [step.as_dict() for step in job_story(s.wiring.store, job, s.policy)],
         "events": job_events(s.events, job.id, s.wiring.sink_names),
         "can_act": may_act(who),
         "problem": problem,
@@ -207,7 +211,8 @@ def job_page(request: Request, txn: str) -> Response:
     return _job_page(request, who, txn, 200, None)
 
 
-def _act(request: Request, txn: str, csrf: str | None, action: str) -> Response:
+def _refused_action(request: Request, csrf: str | None) -> Response | None:
+    """Why a dashboard action may not run (not logged in, a bad form, a viewer), or None."""
     pages = pages_of(request)
     who = user(request)
     if who is None:
@@ -216,7 +221,14 @@ def _act(request: Request, txn: str, csrf: str | None, action: str) -> Response:
         return pages.refused_csrf(request)
     if not may_act(who):
         return _forbidden(request)
-    s = services(request)
+    return None
+
+
+def _act(request: Request, txn: str, csrf: str | None, action: str) -> Response:
+    refused = _refused_action(request, csrf)
+    if refused is not None:
+        return refused
+    pages, s = pages_of(request), services(request)
     try:
         job = s.operations.status(txn)
         if action == "cancel":
@@ -226,18 +238,20 @@ def _act(request: Request, txn: str, csrf: str | None, action: str) -> Response:
     except NotFound:
         return pages.not_found(request)
     except PayretryError as exc:
-        return _job_page(request, who, txn, 409 if exc.kind != "throttled" else 429, exc.message)
+        who = user(request)
+        assert who is not None  # checked by _refused_action
+        return _job_page(request, who, txn, status_of(exc), exc.message)
     done = "cancelled" if action == "cancel" else "retried"
     return see_other(f"/admin/jobs/{txn}?done={done}")
 
 
 @router.post("/admin/jobs/{txn}/cancel")
-def cancel(request: Request, txn: str, csrf: Annotated[str | None, Form()] = None) -> Response:
+def cancel(request: Request, txn: str, csrf: Csrf = None) -> Response:
     return _act(request, txn, csrf, "cancel")
 
 
 @router.post("/admin/jobs/{txn}/retry")
-def retry(request: Request, txn: str, csrf: Annotated[str | None, Form()] = None) -> Response:
+def retry(request: Request, txn: str, csrf: Csrf = None) -> Response:
     return _act(request, txn, csrf, "retry")
 
 
@@ -266,18 +280,13 @@ def dlq(request: Request) -> Response:
 @router.post("/admin/dlq/redrive")
 def redrive_dead(
     request: Request,
-    csrf: Annotated[str | None, Form()] = None,
+    csrf: Csrf = None,
     message_id: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Response:
-    pages = pages_of(request)
-    who = user(request)
-    if who is None:
-        return pages.error(request, 403, "Not logged in", "Log in to the dashboard first.")
-    if not pages.csrf_ok(request, csrf):
-        return pages.refused_csrf(request)
-    if not may_act(who):
-        return _forbidden(request)
-    s = services(request)
+    refused = _refused_action(request, csrf)
+    if refused is not None:
+        return refused
+    pages, s = pages_of(request), services(request)
     if not s.wiring.sqs_mode:
         return pages.not_found(request)
     from payretry.service.deadletters import redrive

@@ -20,8 +20,7 @@ from payretry.api.models import (
 )
 from payretry.api.routes.common import READ, WRITE, errors, path_id
 from payretry.domain.models import ACTIVE_STATES
-from payretry.service.explain import explain as story
-from payretry.service.explain import webhook_ids
+from payretry.service.explain import job_story
 from payretry.service.views import events_document, job_dict, job_events, stats_document
 
 router = APIRouter(tags=["payments"])
@@ -120,9 +119,7 @@ def status(
     job = services.operations.status(txn)
     document = job_dict(job)
     if explain:
-        entries = services.events.entries_for_job(job.id)
-        hooks = services.wiring.store.webhooks_for_job(job.id, webhook_ids(entries))
-        steps = story(job, services.policy, entries, hooks)  # rules, evictions, webhooks
+        steps = job_story(services.wiring.store, job, services.policy)
         document["story"] = [step.as_dict() for step in steps]
         document["events"] = job_events(services.events, job.id, services.wiring.sink_names)
     return render(200, StatusOut.model_validate(document))
