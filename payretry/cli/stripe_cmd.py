@@ -37,8 +37,10 @@ def webhooks(ctx: typer.Context, json_output: Annotated[bool, JsonOption] = Fals
     the URL path payretry serves them on (`payretry api` / `serve --http-port`)."""
     from payretry.domain.webhooks import SUBSCRIBED, WEBHOOK_PATH
 
-    stripe = get_context(ctx).settings.stripe
-    configured = bool(stripe.webhook_secret or stripe.webhook_secret_file)
+    app = get_context(ctx)
+    stripe = app.settings.stripe
+    # Checked as the server checks it (a wrong kind of secret, an open file: exit 2 naming it).
+    configured = app.wiring.webhook_secret() is not None
     if json_output:
         print_json(
             {

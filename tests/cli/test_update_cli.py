@@ -33,6 +33,13 @@ def test_stripe_webhooks_lists_the_events_and_the_path(invoke: Invoke) -> None:
     assert SECRET not in text.stdout + text.stderr
 
 
+def test_stripe_webhooks_refuses_a_secret_the_server_would_refuse(invoke: Invoke) -> None:
+    wrong = {"PAYRETRY_STRIPE_WEBHOOK_SECRET": "sk_test_not_an_endpoint_secret"}
+    result = invoke("stripe", "webhooks", env=wrong)
+    assert_error(result, 2, "stripe.webhook_secret")
+    assert "sk_test_not" not in result.stdout + result.stderr  # never echoed
+
+
 def test_update_refuses_a_missing_or_unrevivable_job(invoke: Invoke) -> None:
     assert_error(invoke("update", "txn_none", "--payment-method", "pm_1"), 4, "txn_none")
     queued(invoke, "txn_busy")

@@ -608,3 +608,19 @@ def test_every_section_has_a_typed_view_with_exactly_its_keys() -> None:
         built: object = settings.view(section, view)
         for f in fields(view):
             assert getattr(built, f.name) == settings[f"{section}.{f.name}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PAYRETRY_PAGES_SESSION_TTL", "1m"),  # below its 5-minute floor
+        ("PAYRETRY_PAGES_SESSION_TTL", "8d"),  # above its 7-day limit
+        ("PAYRETRY_PAGES_SESSION_TTL", "soon"),
+        ("PAYRETRY_PAGES_SECURE_COOKIES", "maybe"),
+        ("PAYRETRY_STRIPE_AUTO_QUEUE", "maybe"),
+        ("PAYRETRY_QUEUE_MAX_ACTIVE", "0"),
+    ],
+)
+def test_bad_value_of_a_new_setting_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env={name: value})
