@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import shutil
 import sqlite3
 import sys
 import time
@@ -32,65 +30,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench_common import EXPONENTS, checkpoint_copy, count_states, make_rows, sqlite_url
+
 # The queue mix: (error code, decline code, weight). All retryable, so every row is queued.
-_CODES: tuple[tuple[str, str | None, int], ...] = (
-    ("processing_error", None, 30),
-    ("network_error", None, 20),
-    ("card_declined", "insufficient_funds", 15),
-    ("service_unavailable", None, 10),
-    ("card_declined", "do_not_honor", 8),
-    ("rate_limit_exceeded", None, 7),
-    ("authentication_failed", None, 5),
-    ("api_connection_error", None, 5),
-)
-_CURRENCIES: tuple[tuple[str, int, int], ...] = (  # code, exponent, weight
-    ("USD", 2, 50),
-    ("EUR", 2, 25),
-    ("GBP", 2, 15),
-    ("JPY", 0, 7),
-    ("KWD", 3, 3),
-)
 # Long enough that every queued job is due by the time run-due starts (the longest first delay
 # in the default policy is 24h).
 QUEUE_BACKDATE = timedelta(days=3)
-
-
-def make_rows(n: int, seed: int = 2) -> list[dict[str, Any]]:
-    """N realistic queue rows, as `queue --from-file` would read them."""
-    rng = random.Random(seed)
-    codes = [c[:2] for c in _CODES]
-    code_weights = [c[2] for c in _CODES]
-    currencies = [c[:2] for c in _CURRENCIES]
-    currency_weights = [c[2] for c in _CURRENCIES]
-    rows: list[dict[str, Any]] = []
-    for i in range(n):
-        error_code, decline_code = rng.choices(codes, code_weights)[0]
-        currency, exponent = rng.choices(currencies, currency_weights)[0]
-        minor = rng.randint(100, 2_000_000)
-        amount = str(minor) if exponent == 0 else f"{Decimal(minor).scaleb(-exponent)}"
-        row: dict[str, Any] = {
-            "transaction_id": f"txn_{i:08d}",
-            "user_id": f"user_{rng.randrange(n // 3 + 1):07d}",
-            "amount": amount,
-            "currency": currency,
-            "error_code": error_code,
-            "error_message": f"charge failed: {error_code}",
-            "payment_intent": f"pi_{i:08d}",
-            "metadata": {"order": f"ord_{i:08d}", "plan": rng.choice(("basic", "pro"))},
-        }
-        if decline_code:
-            row["decline_code"] = decline_code
-        if i % 10 == 0:
-            row["customer"] = f"cus_{i:08d}"
-        rows.append(row)
-    return rows
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def create_schema(path: Path) -> None:
@@ -108,22 +53,6 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
-
-
-def checkpoint_copy(source: Path, target: Path) -> None:
-    """Copy a database file after folding its WAL in, so the copy stands alone."""
-    conn = sqlite3.connect(source, isolation_level=None)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    shutil.copyfile(source, target)
-
-
-def count_states(path: Path) -> dict[str, int]:
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT state, count(*) FROM retry_jobs GROUP BY state"))
-    finally:
-        conn.close()
 
 
 def sql_time(value: datetime) -> str:
@@ -191,7 +120,7 @@ _FIRST = {
     "do_not_honor": (timedelta(hours=24), 2),
 }
 _DEFAULT_FIRST = (timedelta(minutes=5), 2)
-_EXPONENTS = {code: exponent for code, exponent, _ in _CURRENCIES}
+_EXPONENTS = EXPONENTS
 
 
 def queue_baseline(path: Path, rows: Sequence[dict[str, Any]], now: datetime) -> Took:
