@@ -329,16 +329,42 @@ def test_async_payment_succeeded_settles_an_unpaid_completion(hooked: Hooked) ->
 # -- payment_intent.payment_failed: opening jobs ------------------------------------------------
 
 
+def _foreign_failure(
+    hooked: Hooked,
+    outcome: str,
+    *,
+    txn: str | None = None,
+    user: str = "usr_9",
+    pm: str = "pm_x",
+    amount: int = 900,
+    currency: str = "usd",
+    customer: str = "cus_2",
+) -> tuple[Json, Json]:
+    """A payment made outside payretry that failed with `outcome`: its PaymentIntent and the
+    payment_intent.payment_failed event (carrying `txn` as its transaction id when given)."""
+    metadata = {"transaction_id": txn, "user_id": user} if txn else None
+    return hooked.emulator.failed_payment(
+        amount=amount,
+        currency=currency,
+        customer=customer,
+        payment_method=pm,
+        outcome=outcome,
+        metadata=metadata,
+    )
+
+
 def test_a_failure_not_made_by_payretry_opens_a_job_with_auto_queue(make_hooked: Any) -> None:
     hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
     hooked.emulator.card_details("pm_mc", "mastercard", "fpMC1234")
-    intent, failed = hooked.emulator.failed_payment(
+    intent, failed = _foreign_failure(
+        hooked,
+        "decline:insufficient_funds:try_again_later:24",
+        txn="ord_77",
+        user="usr_77",
+        pm="pm_mc",
         amount=2500,
         currency="eur",
         customer="cus_9",
-        payment_method="pm_mc",
-        outcome="decline:insufficient_funds:try_again_later:24",
-        metadata={"transaction_id": "ord_77", "user_id": "usr_77"},
     )
     answer = hooked.send(failed)
     assert answer["applied"] is True, answer
@@ -358,13 +384,7 @@ def test_a_failure_not_made_by_payretry_opens_a_job_with_auto_queue(make_hooked:
 
 def test_failed_after_succeeded_out_of_order_opens_nothing(make_hooked: Any) -> None:
     hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
-    intent, failed = hooked.emulator.failed_payment(
-        amount=900,
-        currency="usd",
-        customer="cus_2",
-        payment_method="pm_x",
-        outcome="decline:generic_decline",
-    )
+    intent, failed = _foreign_failure(hooked, "decline:generic_decline")
     succeeded = hooked.emulator.pay_elsewhere(intent["id"])
     assert "no job retries" in hooked.send(succeeded)["effect"]
     answer = hooked.send(failed)  # arrives second
@@ -373,13 +393,7 @@ def test_failed_after_succeeded_out_of_order_opens_nothing(make_hooked: Any) -> 
 
 
 def test_a_failure_without_auto_queue_is_recorded_and_ignored(hooked: Hooked) -> None:
-    intent, failed = hooked.emulator.failed_payment(
-        amount=900,
-        currency="usd",
-        customer="cus_2",
-        payment_method="pm_x",
-        outcome="decline:generic_decline",
-    )
+    intent, failed = _foreign_failure(hooked, "decline:generic_decline")
     answer = hooked.send(failed)
     assert answer["applied"] is False and "auto_queue is off" in answer["effect"]
     assert hooked.store.find(intent["id"]) is None and hooked.count(STRIPE_EVENTS) == 1
@@ -503,13 +517,8 @@ def _role(name: str) -> Any:
 def test_a_full_queue_opens_no_job_from_a_failure_and_records_why(make_hooked: Any) -> None:
     hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true", PAYRETRY_QUEUE_MAX_ACTIVE="1")
     hooked.queue("txn_big")  # 49.99 USD: the one active job, of higher priority
-    intent, failed = hooked.emulator.failed_payment(
-        amount=500,
-        currency="usd",
-        customer="cus_9",
-        payment_method="pm_card",
-        outcome="decline:insufficient_funds",
-        metadata={"transaction_id": "ord_small", "user_id": "usr_9"},
+    intent, failed = _foreign_failure(
+        hooked, "decline:insufficient_funds", txn="ord_small", pm="pm_card", amount=500
     )
     answer = hooked.send(failed)
     assert answer["applied"] is False and "not queued" in answer["effect"], answer
@@ -544,13 +553,14 @@ def test_an_auto_queued_failure_carries_its_network_advice_into_the_first_retry(
     hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
     hooked.emulator.card_details("pm_mc27", "mastercard", "fpMC2727")
     hooked.emulator.card("pm_mc27", "succeeded")
-    intent, failed = hooked.emulator.failed_payment(
+    intent, failed = _foreign_failure(
+        hooked,
+        "decline:do_not_honor::27",
+        txn="ord_27",
+        user="usr_27",
+        pm="pm_mc27",
         amount=1500,
-        currency="usd",
         customer="cus_27",
-        payment_method="pm_mc27",
-        outcome="decline:do_not_honor::27",
-        metadata={"transaction_id": "ord_27", "user_id": "usr_27"},
     )
     before = hooked.clock()
     assert hooked.send(failed)["applied"] is True
@@ -582,13 +592,8 @@ def test_an_auto_queued_failure_the_networks_forbid_retrying_opens_no_job(
 ) -> None:
     hooked: Hooked = make_hooked(PAYRETRY_STRIPE_AUTO_QUEUE="true")
     hooked.emulator.card_details("pm_never", brand, "fpNEVER01")
-    _, failed = hooked.emulator.failed_payment(
-        amount=1500,
-        currency="usd",
-        customer="cus_never",
-        payment_method="pm_never",
-        outcome=outcome,
-        metadata={"transaction_id": "ord_never", "user_id": "usr_n"},
+    _, failed = _foreign_failure(
+        hooked, outcome, txn="ord_never", pm="pm_never", amount=1500, customer="cus_never"
     )
     answer = hooked.send(failed)
     assert answer["applied"] is False and "not queued" in answer["effect"], answer
