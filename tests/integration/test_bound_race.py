@@ -37,7 +37,8 @@ PREFILLED = MAX_ACTIVE - 1  # one slot free: the full mark
 PER_PROCESS = 30
 ROUNDS = 120  # lockstep rounds of the threads: without the lock most runs exceed the bound
 
-# Each process waits for the go file, then queues its jobs one by one as fast as it can.
+# Each process says it is ready (its ready file), waits for the go file, then queues its jobs
+# one by one as fast as it can.
 _QUEUER = textwrap.dedent(
     """
     import json, sys, time
@@ -50,6 +51,7 @@ _QUEUER = textwrap.dedent(
     from payretry.store.sql import open_store
 
     url, name, go, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    ready = go.with_name(f"ready-{name}")
     settings = load_settings(env={"PAYRETRY_QUEUE_MAX_ACTIVE": sys.argv[5]})
     store = open_store(url)
     ops = Operations(store, settings.policy(), bound=settings.queue.bound())
@@ -67,6 +69,7 @@ _QUEUER = textwrap.dedent(
         )
         for i in range(count)
     ]
+    ready.touch()
     while not go.exists():
         time.sleep(0.005)
     created = refused = 0
@@ -145,7 +148,13 @@ def test_two_processes_queueing_one_by_one_at_the_full_mark(url: str, tmp_path: 
         )
         for name in ("a", "b")
     ]
-    time.sleep(1.5)  # both have imported, opened the store and built their requests
+    # Both have imported, opened the store and built their requests: then they start together.
+    ready = [tmp_path / f"ready-{name}" for name in ("a", "b")]
+    deadline = time.monotonic() + 60  # a guard against a hang, not a goal
+    while not all(path.exists() for path in ready):
+        assert all(proc.poll() is None for proc in procs), [p.communicate() for p in procs]
+        assert time.monotonic() < deadline, "the queueing processes never got ready"
+        time.sleep(0.01)
     go.touch()
     reports = []
     for proc in procs:
