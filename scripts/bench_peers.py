@@ -3,7 +3,9 @@
 times): huey on SQLite; pgqueuer and procrastinate on PostgreSQL. Every peer does the job of
 payretry's side: the same rows (one task per row, the row as its payload), a processor that
 takes no time, and 1 job in 10 (the rows with `simulate` metadata) failing on its first attempt
-and rescheduled a minute on through the peer's own retry mechanism. Each peer runs with its
+and rescheduled a minute on through the peer's own retry mechanism. payretry works the highest
+amount first; huey and pgqueuer are given the same order through their priority (procrastinate
+takes its jobs as they came, which favours it). Each peer runs with its
 defaults apart from what the job needs (one consumer or worker; logs quiet).
 
     bench_peers.py huey-enqueue DB ROWS.jsonl       # one task per row (huey: a transaction each)
@@ -87,7 +89,9 @@ def huey_enqueue(path: str, rows_file: str) -> dict[str, Any]:
     huey, charge = _huey(path)
     rows = read_rows(rows_file)
     for row in rows:
-        charge(row)
+        # payretry works the highest amount first: huey is given the same order (its priority,
+        # served by its (queue, priority desc, id) index), as pgqueuer is.
+        charge(row, priority=_priority(row))
     return {"enqueued": len(rows), "pending": huey.pending_count()}
 
 
