@@ -104,6 +104,8 @@ class SimulatedProcessor:
                         action, "complete your payment", f"simulated checkout session {ref}"
                     )
                 return _parse_entry(entry)
+        if self.success_rate >= 1:
+            return AttemptResult.success()  # what every draw below would give, without it
         draw = random.Random(f"{self.seed}:{job.id}:{number}")
         if draw.random() < self.success_rate:
             return AttemptResult.success()
