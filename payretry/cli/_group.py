@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from payretry.cli._context import AppContext
 from payretry.cli._lazy import Lazy, LazyCommands
 from payretry.cli._output import JSON_MODE, render_error
+from payretry.cli._text import help_as_typed, text_as_typed
 from payretry.errors import InvalidInput, PayretryError, UsageError
 
 try:  # typer vendors click since 0.2x; before, it used click itself
@@ -113,8 +114,12 @@ class PayretryGroup(TyperGroup):
     lazy_commands: ClassVar[tuple[Lazy, ...]] = ()
 
     def __init__(self, **attrs: Any) -> None:
+        attrs["params"] = text_as_typed(attrs.get("params"))  # no pydantic for --db and such
         super().__init__(**attrs)
         self.commands = LazyCommands(self.lazy_commands, eager=self.commands)
+
+    def get_help_option(self, ctx: Context) -> Any:
+        return help_as_typed(super().get_help_option(ctx))
 
     def list_commands(self, ctx: Context) -> list[str]:
         return list(self.commands)  # the names only: nothing is imported

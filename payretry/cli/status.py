@@ -15,6 +15,7 @@ from payretry.cli._output import (
     job_panel,
     print_json,
 )
+from payretry.cli._text import TextCommand
 
 
 def status(
@@ -34,4 +35,4 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
+    app.command("status", cls=TextCommand)(status)

@@ -13,6 +13,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from payretry.errors import InvalidInput, StoreError
 from payretry.masking import mask_url
+from payretry.store.tables import use_postgresql
 
 READONLY = "payretry_readonly"
 # SQLite's page cache per connection (KiB) and the WAL size (pages) that triggers a checkpoint.
@@ -63,6 +64,7 @@ def make_engine(
         return _sqlite_engine(url, parsed.database, busy_timeout_s)
     options: dict[str, object] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "postgresql":
+        use_postgresql()
         millis = int(statement_timeout.total_seconds() * 1000)
         given = parsed.query.get("options", "")
         given = " ".join(given) if isinstance(given, tuple) else given
@@ -121,6 +123,10 @@ def _sqlite_engine(url: str, database: str | None, busy_timeout_s: float) -> Eng
 
 def dialect_insert(dialect: str) -> Any:
     """The dialect's own INSERT construct (ON CONFLICT DO NOTHING / DO UPDATE), for upserts."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    if dialect == "postgresql":  # imported only there: SQLite never loads this dialect
+        from sqlalchemy.dialects import postgresql
 
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
