@@ -228,13 +228,30 @@ def _luhn_span_bits(groups: list[str], digits: bytes) -> bool:
     return False
 
 
+_CARD_DIGITS = 13  # the fewest digits a card number has
+_ASCII_DIGITS = b"0123456789"
+
+
+def _too_few_digits(text: str, digits: int) -> bool:
+    """Whether `text` is ASCII with fewer than `digits` digits, so holds no run of that many:
+    the fold keeps an ASCII text's digits and makes nothing else a digit. Most stored texts
+    (ids, codes, amounts, messages) are such, and this costs a fraction of the scan it spares."""
+    if not text.isascii():
+        return False
+    return (
+        len(text) < digits or len(text) - len(text.encode().translate(None, _ASCII_DIGITS)) < digits
+    )
+
+
 def looks_like_card(text: str) -> bool:
     """True when `text` holds a Luhn-valid run of 13 to 19 digits (any separators between).
 
     Every span of whole groups is checked, so a card beside other digits ("qty 3 4242...",
     "4242... 12/27") is still found, while one long unbroken run (20+ digits) is not a card.
     """
-    return any(_luhn_span(run.split()) for _, _, run in _digit_runs(text, 13))
+    if _too_few_digits(text, _CARD_DIGITS):
+        return False
+    return any(_luhn_span(run.split()) for _, _, run in _digit_runs(text, _CARD_DIGITS))
 
 
 def _addresses(text: str) -> Iterator[tuple[int, int]]:
@@ -244,7 +261,8 @@ def _addresses(text: str) -> Iterator[tuple[int, int]]:
 
 
 def looks_like_email(text: str) -> bool:
-    if not any(at in text for at in _MAIL_AT):
+    # "@" is the only at-sign in ASCII; the others are looked for only in other text.
+    if "@" not in text and (text.isascii() or not any(at in text for at in _MAIL_AT)):
         return False
     return next(_addresses(_clean(text)), None) is not None
 
@@ -279,6 +297,8 @@ def redact(text: str) -> str:
     cleaned = _clean(text)
     if any(at in cleaned for at in _MAIL_AT):
         cleaned = _replace(cleaned, _addresses(cleaned), "[redacted-email]")
+    if _too_few_digits(cleaned, REDACT_DIGITS):
+        return cleaned
     return _replace(cleaned, _long_runs(cleaned), "[redacted-number]")
 
 
