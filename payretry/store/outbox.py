@@ -78,7 +78,11 @@ def _write(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         dialect = conn.dialect
         Bulk.of(
-            "insert_outbox", dialect, lambda: _insert_statement(dialect), column_keys=_COLUMNS
+            "insert_outbox",
+            dialect,
+            lambda: _insert_statement(dialect),
+            column_keys=_COLUMNS,
+            arrays=True,
         ).run(conn, rows)
 
 
