@@ -228,13 +228,31 @@ def _luhn_span_bits(groups: list[str], digits: bytes) -> bool:
     return False
 
 
+_CARD_DIGITS = 13  # the fewest digits a card number has
+_ASCII_DIGITS = b"0123456789"
+
+
+def _too_few_digits(text: str, digits: int) -> bool:
+    """Whether `text` surely holds fewer than `digits` digits, so no run of that many: it is
+    shorter than that, or ASCII with fewer (the fold keeps an ASCII text's digits and makes
+    nothing else a digit). Most stored texts (ids, codes, amounts, messages) are such, and
+    this costs a fraction of the scan it spares."""
+    if len(text) < digits:  # the fold maps one character to one: any text this short
+        return True
+    return text.isascii() and (
+        len(text) - len(text.encode().translate(None, _ASCII_DIGITS)) < digits
+    )
+
+
 def looks_like_card(text: str) -> bool:
     """True when `text` holds a Luhn-valid run of 13 to 19 digits (any separators between).
 
     Every span of whole groups is checked, so a card beside other digits ("qty 3 4242...",
     "4242... 12/27") is still found, while one long unbroken run (20+ digits) is not a card.
     """
-    return any(_luhn_span(run.split()) for _, _, run in _digit_runs(text, 13))
+    if _too_few_digits(text, _CARD_DIGITS):
+        return False
+    return any(_luhn_span(run.split()) for _, _, run in _digit_runs(text, _CARD_DIGITS))
 
 
 def _addresses(text: str) -> Iterator[tuple[int, int]]:
@@ -244,7 +262,8 @@ def _addresses(text: str) -> Iterator[tuple[int, int]]:
 
 
 def looks_like_email(text: str) -> bool:
-    if not any(at in text for at in _MAIL_AT):
+    # "@" is the only at-sign in ASCII; the others are looked for only in other text.
+    if "@" not in text and (text.isascii() or not any(at in text for at in _MAIL_AT)):
         return False
     return next(_addresses(_clean(text)), None) is not None
 
@@ -279,6 +298,8 @@ def redact(text: str) -> str:
     cleaned = _clean(text)
     if any(at in cleaned for at in _MAIL_AT):
         cleaned = _replace(cleaned, _addresses(cleaned), "[redacted-email]")
+    if _too_few_digits(cleaned, REDACT_DIGITS):
+        return cleaned
     return _replace(cleaned, _long_runs(cleaned), "[redacted-number]")
 
 
@@ -371,12 +392,29 @@ def validate_id(value: object, field: str, *, required: bool = True) -> str | No
     return value
 
 
+class _Accepted(dict[str, str]):
+    """Values a pure check has accepted, with what it made of them: a bulk file repeats a
+    handful of codes and metadata keys, each checked once. Bounded: beyond, checked anew."""
+
+    def remember(self, value: str, result: str) -> str:
+        if len(self) < _ACCEPTED_LIMIT:
+            self[value] = result
+        return result
+
+
+_ACCEPTED_LIMIT = 4096
+_ACCEPTED_CODES = _Accepted()
+_ACCEPTED_KEYS = _Accepted()
+
+
 def validate_code(value: object, field: str, *, required: bool = True) -> str | None:
     """An error or decline code: lower-case letters, digits and underscores (Stripe's form)."""
     if value is None or value == "":
         if required:
             raise InvalidInput("is required", field=field)
         return None
+    if isinstance(value, str) and (known := _ACCEPTED_CODES.get(value)) is not None:
+        return known
     if not isinstance(value, str):
         raise InvalidInput("must be a string", field=field)
     code = value.strip()
@@ -389,7 +427,7 @@ def validate_code(value: object, field: str, *, required: bool = True) -> str | 
         )
     code = code.lower()
     _no_pii(code, field)
-    return code
+    return _ACCEPTED_CODES.remember(value, code)
 
 
 def validate_text(value: str, field: str, *, limit: int) -> str:
@@ -406,16 +444,8 @@ def validate_metadata(values: Mapping[str, object]) -> dict[str, str]:
         raise InvalidInput(f"has more than {MAX_METADATA_KEYS} keys", field="metadata")
     clean: dict[str, str] = {}
     for key, raw in values.items():
-        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
-            raise InvalidInput(
-                f"key {shown(key)} must be letters, digits, '_', '.' or '-'", field="metadata"
-            )
-        if len(key) > MAX_METADATA_KEY_LENGTH:
-            raise InvalidInput(
-                f"key {shown(key)} is longer than {MAX_METADATA_KEY_LENGTH} characters",
-                field="metadata",
-            )
-        _no_pii(key, "metadata", "a key ")
+        if key not in _ACCEPTED_KEYS:
+            _check_metadata_key(key)
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise InvalidInput(f"value of {key!r} must be a string", field="metadata")
         value = str(raw)
@@ -430,6 +460,20 @@ def validate_metadata(values: Mapping[str, object]) -> dict[str, str]:
             raise InvalidInput(f"value of {key!r} {problem}", field="metadata")
         clean[key] = value
     return clean
+
+
+def _check_metadata_key(key: object) -> None:
+    if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+        raise InvalidInput(
+            f"key {shown(key)} must be letters, digits, '_', '.' or '-'", field="metadata"
+        )
+    if len(key) > MAX_METADATA_KEY_LENGTH:
+        raise InvalidInput(
+            f"key {shown(key)} is longer than {MAX_METADATA_KEY_LENGTH} characters",
+            field="metadata",
+        )
+    _no_pii(key, "metadata", "a key ")
+    _ACCEPTED_KEYS.remember(key, key)
 
 
 def parse_metadata_pairs(pairs: list[str]) -> dict[str, str]:

@@ -301,6 +301,7 @@ class SqlStore(
             self.engine.dialect,
             JOBS.insert,
             column_keys=list(job_values(queued[0].job)),
+            arrays=True,
         )
         try:
             with self._tx() as conn:
