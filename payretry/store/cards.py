@@ -39,7 +39,7 @@ from payretry.domain.changes import Held
 from payretry.domain.claim_checks import CardCheck
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
-from payretry.store.arrays import Arrays
+from payretry.store.bulk import Arrays
 from payretry.store.purge import batches_for
 from payretry.store.tables import CARD_LEDGER, CARD_LINKS, JOBS
 
@@ -249,7 +249,7 @@ _UPDATE = (
     "WHERE card_key = {m} AND at = {m} AND job_id = {m} AND attempt_number = {m}"
 )
 
-# PostgreSQL: a batch's entries, and its settlements, as one statement each (store/arrays.py).
+# PostgreSQL: a batch's entries, and its settlements, as one statement each (bulk.Arrays).
 _ENTRY = [
     "card_key",
     "at",

@@ -36,8 +36,7 @@ from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, up
 from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import ACTIVE_STATES
 from payretry.domain.outbox import Cursor, SinkState
-from payretry.store.arrays import Arrays
-from payretry.store.bulk import Bulk
+from payretry.store.bulk import Arrays, Bulk
 from payretry.store.engine import dialect_insert
 from payretry.store.purge import batches_for
 from payretry.store.tables import OUTBOX, OUTBOX_SINKS
@@ -69,7 +68,7 @@ def write_entries(conn: Connection, entries: Iterable[OutboxEntry]) -> None:
     )
 
 
-# PostgreSQL: the batch as one statement (store/arrays.py); `seq` is drawn in the rows' order.
+# PostgreSQL: the batch as one statement (bulk.Arrays); `seq` is drawn in the rows' order.
 _PG_INSERT = (
     f"INSERT INTO retry_outbox (txid, {', '.join(_COLUMNS)})"
     f" SELECT {_PG_TXID}, {', '.join(f'v.{c}' for c in _COLUMNS)} FROM {{rows}}"

@@ -40,9 +40,8 @@ from payretry.domain.network_rules import NetworkRules
 from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.analytics import AnalyticsMixin, rollups_of, write_rollups
-from payretry.store.arrays import Arrays
 from payretry.store.bound import make_room
-from payretry.store.bulk import Bulk
+from payretry.store.bulk import Arrays, Bulk
 from payretry.store.cards import (
     CardLedgerMixin,
     apply_settles,
@@ -134,7 +133,7 @@ def _finish_job() -> Any:
     )
 
 
-# PostgreSQL: a run-due batch's attempt rows and outcomes, one statement each (store/arrays.py).
+# PostgreSQL: a run-due batch's attempt rows and outcomes, one statement each (bulk.Arrays).
 # The fence is the same as _held()'s, per row of `v`.
 _PG_FENCE = "j.seq = v.b_seq AND j.lease_token = v.b_token AND j.state = 'running'"
 _PG_INSERT_ATTEMPTS = (
