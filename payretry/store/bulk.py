@@ -1,14 +1,14 @@
-"""Many rows, one statement, straight to the driver (the store's hot paths)."""
+"""Many rows, one statement, straight to the driver (the store's hot paths): Bulk for any
+database, Arrays for PostgreSQL."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection
+from sqlalchemy import Column, Connection, CursorResult, Table
 
 from payretry.store.tables import UTCDateTime
 
@@ -22,24 +22,12 @@ class Bulk:
     so what is stored is the same; each distinct time is bound once per call (a bulk queue
     shares one "now"). Rows are mappings of bind names; names a row lacks take the statement's
     own constants.
-
-    With `arrays` (an INSERT on PostgreSQL), the rows go as one array per column in a single
-    `INSERT ... SELECT ... FROM unnest(...)`: one statement and one round trip for the batch,
-    where executemany, even pipelined, sends and the server plans each row on its own (what
-    pgqueuer does). The values are bound by the same processors, so what is stored is the same.
     """
 
     # Per dialect instance (so per engine): compiled SQL may depend on the server's version.
     _compiled: WeakKeyDictionary[Any, dict[str, Bulk]] = WeakKeyDictionary()
 
-    def __init__(
-        self,
-        stmt: Any,
-        dialect: Any,
-        column_keys: Sequence[str] | None,
-        *,
-        arrays: bool = False,
-    ) -> None:
+    def __init__(self, stmt: Any, dialect: Any, column_keys: Sequence[str] | None) -> None:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
         self.sql: str = compiled.string
         self.positional = bool(compiled.positional)
@@ -56,28 +44,17 @@ class Bulk:
             for index, name in enumerate(self.names)
             if processors.get(name) is not None
         ]
-        self.arrays_sql = (
-            _unnest_sql(self.sql, self.names)
-            if arrays and dialect.name == "postgresql" and not self.positional
-            else None
-        )
 
     @classmethod
     def of(
-        cls,
-        key: str,
-        dialect: Any,
-        build: Any,
-        column_keys: Sequence[str] | None = None,
-        *,
-        arrays: bool = False,
+        cls, key: str, dialect: Any, build: Any, column_keys: Sequence[str] | None = None
     ) -> Bulk:
         """The statement `key` names, compiled on first use; `build` makes it. A key stands
         for one fixed statement (and column set): a variant needs a key of its own."""
         known = cls._compiled.setdefault(dialect, {})
         found = known.get(key)
         if found is None:
-            found = known[key] = cls(build(), dialect, column_keys, arrays=arrays)
+            found = known[key] = cls(build(), dialect, column_keys)
         return found
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
@@ -99,48 +76,8 @@ class Bulk:
                 bound.append(dict(zip(names, values, strict=True)))
         return bound
 
-    def columns(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
-        """The rows' values as one list per bind name, each bound as params() binds it."""
-        names, constants = self.names, self.constants
-        get = itemgetter(*names)
-        picked = [
-            get(row if constants.keys() <= row.keys() else {**constants, **row}) for row in rows
-        ]
-        if len(names) == 1:
-            columns = [picked]
-        else:
-            columns = [list(column) for column in zip(*picked, strict=True)] or [[] for _ in names]
-        for index, process, is_time in self.processors:
-            columns[index] = list(map(_memo(process) if is_time else process, columns[index]))
-        return dict(zip(names, columns, strict=True))
-
     def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> Any:
-        if self.arrays_sql is not None:
-            return conn.exec_driver_sql(self.arrays_sql, self.columns(rows))
         return conn.exec_driver_sql(self.sql, self.params(rows))
-
-
-# A bind as PostgreSQL's compiler writes it with its cast: `%(name)s::TIMESTAMP WITH TIME ZONE`.
-_CAST_BIND = re.compile(r"%\((\w+)\)s::([A-Z][A-Z0-9_ ]*[A-Z0-9_])")
-
-
-def _unnest_sql(sql: str, names: Sequence[str]) -> str:
-    """`INSERT INTO t (c, ...) VALUES (exprs) [RETURNING ...]` as `INSERT INTO t (c, ...)
-    SELECT exprs FROM unnest(%(c)b::TYPE[], ...) AS r(c, ...)`: every bind becomes an array
-    of its type, read back as r's column of that name; the other expressions (constants,
-    `pg_current_xact_id()`) stay as they are. Nothing is returned: executemany returned
-    nothing either."""
-    head, values_keyword, rest = sql.partition(" VALUES (")
-    values = rest.partition(") RETURNING ")[0] if " RETURNING " in rest else rest[:-1]
-    types = {match[1]: match[2] for match in _CAST_BIND.finditer(values)}
-    if not values_keyword or sorted(types) != sorted(names) or values.count("%(") != len(names):
-        raise ValueError(f"not a single-row INSERT with a cast on every bind: {sql}")
-    selected = _CAST_BIND.sub(lambda match: f'r."{match[1]}"', values)
-    # Binary arrays (%(name)b): psycopg's text form escapes every element in Python, at
-    # several times the cost.
-    arrays = ", ".join(f"%({name})b::{types[name]}[]" for name in names)
-    columns = ", ".join(f'"{name}"' for name in names)
-    return f"{head} SELECT {selected} FROM unnest({arrays}) AS r({columns})"
 
 
 _MISSING = object()
@@ -158,3 +95,61 @@ def _memo(process: Any) -> Any:
         return found
 
     return once
+
+
+class Arrays:
+    """PostgreSQL: many rows as one statement, each column bound as one array and unnested by
+    the server (the run-due hot path; SQLite keeps Bulk's executemany, cheap in-process).
+
+    psycopg's executemany sends one execution per row: the server starts an executor, runs
+    the fenced lookups and writes, and ends it, once per row; at a run-due batch of 200 that
+    per-row overhead cost more server CPU than the writes. Here a batch is one execution:
+    `{rows}` in the SQL stands for `unnest(%(a)b::INTEGER[], %(b)b::VARCHAR(16)[]) AS v(a, b)`,
+    one array per (bind name, column whose type it takes), and the statement joins or inserts
+    `v` as a set. The arrays go in binary (`%(a)b`): psycopg's text form escapes every element
+    with a regular expression, which cost the client more than the executemany it replaced.
+    Each value goes through the bind processor Core would apply for its column, so what is
+    stored is the same (a naive time is still refused).
+    """
+
+    _compiled: WeakKeyDictionary[Any, dict[str, Arrays]] = WeakKeyDictionary()
+
+    def __init__(self, sql: str, binds: Sequence[tuple[str, Column[Any]]], dialect: Any) -> None:
+        casts = ", ".join(
+            f"%({name})b::{column.type.compile(dialect=dialect)}[]" for name, column in binds
+        )
+        names = ", ".join(name for name, _ in binds)
+        self.sql = sql.format(rows=f"unnest({casts}) AS v({names})")
+        # The dialect's own processor, as Core applies it (psycopg's JSON wraps in its Json).
+        self.binds = [
+            (name, column.type.dialect_impl(dialect).bind_processor(dialect))
+            for name, column in binds
+        ]
+
+    @classmethod
+    def of(
+        cls, key: str, dialect: Any, sql: str, binds: Sequence[tuple[str, Column[Any]]]
+    ) -> Arrays:
+        """The statement `key` names, built on first use for this dialect (engine)."""
+        known = cls._compiled.setdefault(dialect, {})
+        found = known.get(key)
+        if found is None:
+            found = known[key] = cls(sql, binds, dialect)
+        return found
+
+    @classmethod
+    def insert(cls, key: str, dialect: Any, table: Table, names: Sequence[str]) -> Arrays:
+        """`INSERT INTO table (columns) SELECT ... FROM {rows}`: the rows of `names` (column
+        keys, every row has each) as one statement, in the arrays' order."""
+        quote = dialect.identifier_preparer.quote
+        columns = ", ".join(quote(table.c[name].name) for name in names)
+        values = ", ".join(f"v.{name}" for name in names)
+        sql = f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values} FROM {{rows}}"
+        return cls.of(key, dialect, sql, [(name, table.c[name]) for name in names])
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:
+        params: dict[str, list[Any]] = {}
+        for name, process in self.binds:
+            values = [row[name] for row in rows]
+            params[name] = values if process is None else [process(v) for v in values]
+        return conn.exec_driver_sql(self.sql, params)

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from payretry.domain import claim_checks
 from payretry.domain.card_checks import (
@@ -39,6 +39,7 @@ from payretry.domain.changes import Held
 from payretry.domain.claim_checks import CardCheck
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
+from payretry.store.bulk import Arrays
 from payretry.store.purge import batches_for
 from payretry.store.tables import CARD_LEDGER, CARD_LINKS, JOBS
 
@@ -51,7 +52,10 @@ _CODE = 8  # the code columns' width
 _SETTLE_MARGIN = timedelta(days=1)
 # pg_advisory_xact_lock(space, key): the space keeps card locks apart from any other lock.
 _LOCK_SPACE = 0x70617972
-_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
+# Every key of a batch in one statement: the function scan yields the array in its order and
+# each row's lock is taken as the row is produced (no sort, no parallel plan for a volatile
+# function), so the locks are taken in the order of the array given.
+_LOCK = "SELECT count(pg_advisory_xact_lock(%(space)s, k)) FROM unnest(%(keys)b::integer[]) AS k"
 
 
 class _HasTx(Protocol):
@@ -171,7 +175,7 @@ def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
         return  # SQLite: BEGIN IMMEDIATE already holds the database's one write lock
     hashes = sorted({_hash(key) for key in keys})
     if hashes:
-        conn.execute(_LOCK, [{"space": _LOCK_SPACE, "key": h} for h in hashes])
+        conn.exec_driver_sql(_LOCK, {"space": _LOCK_SPACE, "keys": hashes})
 
 
 _LINKS_OF_METHODS = "SELECT card_key FROM card_links WHERE method_key IN ({marks})"
@@ -245,6 +249,54 @@ _UPDATE = (
     "WHERE card_key = {m} AND at = {m} AND job_id = {m} AND attempt_number = {m}"
 )
 
+# PostgreSQL: a batch's entries, and its settlements, as one statement each (bulk.Arrays).
+_ENTRY = [
+    "card_key",
+    "at",
+    "network",
+    "kind",
+    "initiated_by",
+    "network_advice_code",
+    "network_decline_code",
+    "job_id",
+    "attempt_number",
+]
+_PG_INSERT = (
+    f"INSERT INTO card_ledger ({', '.join(_ENTRY)})"
+    f" SELECT {', '.join(f'v.{c}' for c in _ENTRY)} FROM {{rows}}"
+)
+_SETTLED = [
+    "kind",
+    "settled_at",
+    "network",
+    "network_advice_code",
+    "network_decline_code",
+    "card_key",
+    "at",
+    "job_id",
+    "attempt_number",
+]
+_PG_UPDATE = (
+    "UPDATE card_ledger AS c SET kind = v.kind, settled_at = v.settled_at,"
+    " network = v.network, network_advice_code = v.network_advice_code,"
+    " network_decline_code = v.network_decline_code FROM {rows}"
+    " WHERE c.card_key = v.card_key AND c.at = v.at AND c.job_id = v.job_id"
+    " AND c.attempt_number = v.attempt_number"
+)
+
+
+def _as_arrays(
+    conn: Connection, key: str, sql: str, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> bool:
+    """PostgreSQL: run `sql` over the rows as arrays; False elsewhere (the caller goes row by
+    row). The rows' times are already bound, and binding an aware UTC time again is a no-op."""
+    if conn.dialect.name != "postgresql":
+        return False
+    binds = [(name, CARD_LEDGER.c[name]) for name in names]
+    named = [dict(zip(names, row, strict=True)) for row in rows]
+    Arrays.of(key, conn.dialect, sql, binds).run(conn, named)
+    return True
+
 
 def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -258,26 +310,25 @@ def _time(conn: Connection) -> Callable[[datetime], Any]:
 
 def insert_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
     """New entries, straight to the driver (a claim writes one per attempt)."""
-    if entries:
-        when = _time(conn)
-        sql = _INSERT.format(marks=", ".join([_mark(conn)] * 9))
-        conn.exec_driver_sql(
-            sql,
-            [
-                (
-                    str(e.card),
-                    when(e.at),
-                    str(e.network),  # a StrEnum: its value
-                    str(e.kind),
-                    str(e.initiated_by),
-                    _code(e.network_advice_code),
-                    _code(e.network_decline_code),
-                    e.job_id or "",
-                    e.attempt_number if e.attempt_number is not None else -1,
-                )
-                for e in entries
-            ],
+    if not entries:
+        return
+    when = _time(conn)
+    rows = [
+        (
+            str(e.card),
+            when(e.at),
+            str(e.network),  # a StrEnum: its value
+            str(e.kind),
+            str(e.initiated_by),
+            _code(e.network_advice_code),
+            _code(e.network_decline_code),
+            e.job_id or "",
+            e.attempt_number if e.attempt_number is not None else -1,
         )
+        for e in entries
+    ]
+    if not _as_arrays(conn, "insert_ledger", _PG_INSERT, _ENTRY, rows):
+        conn.exec_driver_sql(_INSERT.format(marks=", ".join([_mark(conn)] * 9)), rows)
 
 
 def write_links(
@@ -401,7 +452,12 @@ def apply_settles(
         for s, _ in settles
         if s.sent is not None and s.entry is not None
     ]
-    if settled:  # in place, by its key and time sent: none of these columns is indexed
+    if not settled:
+        return
+    # In place, by its key and time sent: none of these columns is indexed. As a set, an entry
+    # listed twice would be settled once: such a batch goes row by row, the last one standing.
+    unique = len({row[5:] for row in settled}) == len(settled)
+    if not (unique and _as_arrays(conn, "settle_ledger", _PG_UPDATE, _SETTLED, settled)):
         conn.exec_driver_sql(_UPDATE.format(m=_mark(conn)), settled)
 
 

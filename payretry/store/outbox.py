@@ -36,7 +36,7 @@ from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, up
 from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import ACTIVE_STATES
 from payretry.domain.outbox import Cursor, SinkState
-from payretry.store.bulk import Bulk
+from payretry.store.bulk import Arrays, Bulk
 from payretry.store.engine import dialect_insert
 from payretry.store.purge import batches_for
 from payretry.store.tables import OUTBOX, OUTBOX_SINKS
@@ -45,12 +45,6 @@ _COLUMNS = ["job_id", "attempt", "kind", "occurred_at", "data"]
 _PG_TXID = "pg_current_xact_id()::text::bigint"
 _PG_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 _ACTIVE = [state.value for state in ACTIVE_STATES]
-
-
-def _insert_statement(dialect: Any) -> Any:
-    if dialect.name == "postgresql":
-        return OUTBOX.insert().values(txid=literal_column(_PG_TXID))
-    return OUTBOX.insert().values(txid=0)
 
 
 # Compact JSON, one encoder for every row (json.dumps with options builds one per call).
@@ -74,12 +68,25 @@ def write_entries(conn: Connection, entries: Iterable[OutboxEntry]) -> None:
     )
 
 
+# PostgreSQL: the batch as one statement (bulk.Arrays); `seq` is drawn in the rows' order.
+_PG_INSERT = (
+    f"INSERT INTO retry_outbox (txid, {', '.join(_COLUMNS)})"
+    f" SELECT {_PG_TXID}, {', '.join(f'v.{c}' for c in _COLUMNS)} FROM {{rows}}"
+)
+
+
 def _write(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        dialect = conn.dialect
-        Bulk.of(
-            "insert_outbox", dialect, lambda: _insert_statement(dialect), column_keys=_COLUMNS
-        ).run(conn, rows)
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        binds = [(name, OUTBOX.c[name]) for name in _COLUMNS]
+        Arrays.of("insert_outbox", dialect, _PG_INSERT, binds).run(conn, rows)
+        return
+    # SQLite: txid 0 (writers are serialised; see above).
+    Bulk.of(
+        "insert_outbox", dialect, lambda: OUTBOX.insert().values(txid=0), column_keys=_COLUMNS
+    ).run(conn, rows)
 
 
 def entry_from_row(row: Any) -> OutboxEntry:

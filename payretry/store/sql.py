@@ -41,7 +41,7 @@ from payretry.domain.ports import DuplicateActive
 from payretry.errors import NotFound, Refused, StoreError
 from payretry.store.analytics import AnalyticsMixin, rollups_of, write_rollups
 from payretry.store.bound import make_room
-from payretry.store.bulk import Bulk
+from payretry.store.bulk import Arrays, Bulk
 from payretry.store.cards import (
     CardLedgerMixin,
     apply_settles,
@@ -131,6 +131,60 @@ def _finish_job() -> Any:
             action_expires_at=bindparam("b_action_expires"),
         )
     )
+
+
+# PostgreSQL: a run-due batch's attempt rows and outcomes, one statement each (bulk.Arrays).
+# The fence is the same as _held()'s, per row of `v`.
+_PG_FENCE = "j.seq = v.b_seq AND j.lease_token = v.b_token AND j.state = 'running'"
+_PG_INSERT_ATTEMPTS = (
+    "INSERT INTO retry_attempts (job_seq, number, idempotency_key, outcome, started_at)"
+    " SELECT v.job_seq, v.number, v.idempotency_key, v.outcome, v.started_at FROM {rows}"
+    " ON CONFLICT (job_seq, number) DO NOTHING"
+)
+_PG_ATTEMPT_ROW = [
+    ("job_seq", ATTEMPTS.c.job_seq),
+    ("number", ATTEMPTS.c.number),
+    ("idempotency_key", ATTEMPTS.c.idempotency_key),
+    ("outcome", ATTEMPTS.c.outcome),
+    ("started_at", ATTEMPTS.c.started_at),
+]
+_PG_FINISH_ATTEMPTS = (
+    "UPDATE retry_attempts AS a SET outcome = v.b_outcome, finished_at = v.b_finished,"
+    " error_code = v.b_error, decline_code = v.b_decline, message = v.b_message,"
+    " reference = v.b_reference, decision = v.b_decision, next_retry_at = v.b_next"
+    " FROM {rows} WHERE a.job_seq = v.b_seq AND a.number = v.b_number"
+    f" AND EXISTS (SELECT 1 FROM retry_jobs AS j WHERE {_PG_FENCE})"
+)
+_PG_FINISH_JOBS = (
+    "UPDATE retry_jobs AS j SET state = v.b_state, attempt_count = v.b_number,"
+    " max_attempts = v.b_max, next_retry_at = v.b_next, reason = v.b_reason,"
+    " policy_code = v.b_policy, network_rule = v.b_rule, lease_token = NULL,"
+    " lease_expires_at = NULL, rescues = 0, updated_at = v.b_finished,"
+    " action_ref = v.b_action_ref, action_url = v.b_action_url,"
+    " action_expires_at = v.b_action_expires"
+    f" FROM {{rows}} WHERE {_PG_FENCE}"
+)
+_PG_FINISH_ROW = [
+    ("b_seq", JOBS.c.seq),
+    ("b_token", JOBS.c.lease_token),
+    ("b_number", ATTEMPTS.c.number),
+    ("b_outcome", ATTEMPTS.c.outcome),
+    ("b_finished", ATTEMPTS.c.finished_at),
+    ("b_error", ATTEMPTS.c.error_code),
+    ("b_decline", ATTEMPTS.c.decline_code),
+    ("b_message", ATTEMPTS.c.message),
+    ("b_reference", ATTEMPTS.c.reference),
+    ("b_decision", ATTEMPTS.c.decision),
+    ("b_next", ATTEMPTS.c.next_retry_at),
+    ("b_state", JOBS.c.state),
+    ("b_max", JOBS.c.max_attempts),
+    ("b_reason", JOBS.c.reason),
+    ("b_policy", JOBS.c.policy_code),
+    ("b_rule", JOBS.c.network_rule),
+    ("b_action_ref", JOBS.c.action_ref),
+    ("b_action_url", JOBS.c.action_url),
+    ("b_action_expires", JOBS.c.action_expires_at),
+]
 
 
 class SqlStore(
@@ -296,12 +350,14 @@ class SqlStore(
     def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
         if not queued:
             return
-        insert = Bulk.of(
-            "insert_jobs",
-            self.engine.dialect,
-            JOBS.insert,
-            column_keys=list(job_values(queued[0].job)),
-            arrays=True,
+        dialect = self.engine.dialect
+        keys = list(job_values(queued[0].job))
+        # PostgreSQL: each chunk as one INSERT ... SELECT FROM unnest(arrays) (store/bulk.py
+        # Arrays): executemany, even pipelined, has the server plan and run every row alone.
+        insert: Bulk | Arrays = (
+            Arrays.insert("insert_jobs", dialect, JOBS, keys)
+            if dialect.name == "postgresql"
+            else Bulk.of("insert_jobs", dialect, JOBS.insert, column_keys=keys)
         )
         try:
             with self._tx() as conn:
@@ -527,8 +583,12 @@ class SqlStore(
             hold(conn, held, token)
             write_rollups(conn, rollups_of(held))
             insert_entries(conn, entries)
-            if attempt_rows:
+            if attempt_rows and self.dialect == "postgresql":
                 # A rescued attempt keeps its row (and so its key): insert only what is missing.
+                Arrays.of(
+                    "insert_attempts", conn.dialect, _PG_INSERT_ATTEMPTS, _PG_ATTEMPT_ROW
+                ).run(conn, attempt_rows)
+            elif attempt_rows:
                 Bulk.of(
                     "insert_attempts",
                     self.engine.dialect,
@@ -572,9 +632,7 @@ class SqlStore(
             if not all(applied):
                 params = [p for p, ok in zip(params, applied, strict=True) if ok]
             if params:
-                dialect = self.engine.dialect
-                Bulk.of("finish_attempt", dialect, _finish_attempt).run(conn, params)
-                Bulk.of("finish_job", dialect, _finish_job).run(conn, params)
+                self._write_outcomes(conn, params)
                 done = [f for f, ok in zip(finishes, applied, strict=True) if ok]
                 settles = [
                     (settled, f.claimed.job) for f in done if (settled := f.ledger) is not None
@@ -583,6 +641,19 @@ class SqlStore(
                 write_entries(conn, [f.entry for f in done])
                 write_rollups(conn, rollups_of(done))
         return applied
+
+    def _write_outcomes(self, conn: Connection, params: list[dict[str, Any]]) -> None:
+        """The attempts' outcomes, then their jobs' states, each fenced by the lease."""
+        dialect = conn.dialect
+        # As a set, a job listed twice would be updated once: such a batch goes row by row.
+        if self.dialect == "postgresql" and len({p["b_seq"] for p in params}) == len(params):
+            Arrays.of("finish_attempts", dialect, _PG_FINISH_ATTEMPTS, _PG_FINISH_ROW).run(
+                conn, params
+            )
+            Arrays.of("finish_jobs", dialect, _PG_FINISH_JOBS, _PG_FINISH_ROW).run(conn, params)
+            return
+        Bulk.of("finish_attempt", dialect, _finish_attempt).run(conn, params)
+        Bulk.of("finish_job", dialect, _finish_job).run(conn, params)
 
     def _still_leased(self, conn: Connection, claims: Sequence[Claimed]) -> list[bool]:
         held: set[tuple[int, str]] = set()

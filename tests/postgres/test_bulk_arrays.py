@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from payretry.domain.changes import Queued
-from payretry.store.bulk import Bulk
 from payretry.store.sql import open_store
 from payretry.store.tables import JOBS, OUTBOX
 from tests.contract.test_store_contract import make_job
@@ -43,14 +42,5 @@ def test_a_bulk_queue_stores_each_row_as_the_row_path_does(pg_url: str) -> None:
             assert row.meta == dict(job.metadata)
             assert row.next_retry_at == job.next_retry_at and row.next_retry_at.tzinfo is not None
             assert row.decline_code == job.decline_code and row.lease_token is None
-    finally:
-        store.close()
-
-
-def test_a_statement_not_shaped_as_a_single_row_insert_is_refused(pg_url: str) -> None:
-    store = open_store(pg_url)
-    try:
-        with pytest.raises(ValueError, match="single-row INSERT"):
-            Bulk(JOBS.update().values(reason="x"), store.engine.dialect, None, arrays=True)
     finally:
         store.close()
