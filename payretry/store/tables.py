@@ -168,6 +168,17 @@ JOBS = Table(
     Index("ix_retry_jobs_payment_intent", "payment_intent"),
     Index("ix_retry_jobs_customer", "customer", "seq"),
     Index("ix_retry_jobs_action", "action_ref"),
+    # `stats` (migration 0011): the oldest active job and the pending amounts, read from the
+    # active jobs alone (store/reports.py).
+    Index(
+        "ix_retry_jobs_active_stats",
+        "seq",
+        "state",
+        "currency",
+        "amount_minor",
+        sqlite_where=ACTIVE_PREDICATE,
+        postgresql_where=ACTIVE_PREDICATE,
+    ),
 )
 
 
