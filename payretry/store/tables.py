@@ -231,6 +231,8 @@ OUTBOX = Table(
     Column("data", Text, nullable=False),  # JSON, compact
     Index("ix_retry_outbox_order", "txid", "seq", sqlite_where=text("txid <> 0")),
     Index("ix_retry_outbox_job", "job_id", "seq"),
+    # The narrowest, for counting the entries (`stats`; migration 0011).
+    Index("ix_retry_outbox_count", "txid"),
     sqlite_autoincrement=True,
 )
 
