@@ -29,11 +29,12 @@ from sqlalchemy import Connection, func, select, text
 
 from payretry.domain.models import FINAL_STATES, JobState
 from payretry.store.engine import dialect_insert
-from payretry.store.tables import ATTEMPTS, JOBS, SEALED
+from payretry.store.tables import ACTIVE_PREDICATE, ATTEMPTS, JOBS, SEALED
 
 _FINALS = [state.value for state in FINAL_STATES]
 _MOVING = [state.value for state in JobState if state not in FINAL_STATES]
 _MARK = ("seal", "")
+_HIGHEST = 2**63 - 1  # above every SQLite rowid
 STATE, ERROR, ATTEMPT = "state", "error", "attempt"
 AttemptKey = tuple[int, str, str | None, str | None]  # number, outcome, error, decline code
 
@@ -70,25 +71,31 @@ class Counts:
 
 def count(conn: Connection, *where: Any) -> Counts:
     """The counts of the jobs `where` selects (conditions on JOBS) and of their attempts."""
-    seqs = select(JOBS.c.seq).where(*where)
     found = Counts()
-    for state, n in conn.execute(
-        select(JOBS.c.state, func.count()).where(*where).group_by(JOBS.c.state)
+    _count_jobs(conn, found, *where)
+    seqs = select(JOBS.c.seq).where(*where).scalar_subquery()
+    _count_attempts(conn, found, ATTEMPTS.c.job_seq.in_(seqs))
+    return found
+
+
+def _count_jobs(conn: Connection, found: Counts, *where: Any) -> None:
+    """The jobs by state and by error code, both from one pass."""
+    for state, code, n in conn.execute(
+        select(JOBS.c.state, JOBS.c.error_code, func.count())
+        .where(*where)
+        .group_by(JOBS.c.state, JOBS.c.error_code)
     ):
         found.by_state[state] += int(n)
-    for code, n in conn.execute(
-        select(JOBS.c.error_code, func.count()).where(*where).group_by(JOBS.c.error_code)
-    ):
         found.by_error[code] += int(n)
+
+
+def _count_attempts(conn: Connection, found: Counts, *where: Any) -> None:
     a = ATTEMPTS.c
     columns = (a.number, a.outcome, a.error_code, a.decline_code)
     for number, outcome, error, decline, n in conn.execute(
-        select(*columns, func.count())
-        .where(ATTEMPTS.c.job_seq.in_(seqs.scalar_subquery()))
-        .group_by(*columns)
+        select(*columns, func.count()).where(*where).group_by(*columns)
     ):
         found.attempts[(int(number), outcome, error, decline)] += int(n)
-    return found
 
 
 def mark(conn: Connection, *, lock: bool = False) -> int:
@@ -119,10 +126,25 @@ def sealed(conn: Connection) -> tuple[int, Counts]:
     return at, found
 
 
+def above(conn: Connection, at: int) -> Counts:
+    """The counts of the jobs above `at` and of their attempts, as `count(conn, seq > at)`:
+    the jobs read along their key range from `at` (on SQLite both bounds given, so its
+    planner walks the primary key rather than a whole index on state, as statistics taken
+    over a million finished jobs make it do), their attempts along the attempts' own key
+    (job_seq, number) from `at`, with no list of the jobs' keys to build."""
+    found = Counts()
+    span = [JOBS.c.seq > at]
+    if conn.dialect.name == "sqlite":  # PostgreSQL's planner needs no second bound
+        span.append(JOBS.c.seq <= _HIGHEST)
+    _count_jobs(conn, found, *span)
+    _count_attempts(conn, found, ATTEMPTS.c.job_seq > at)
+    return found
+
+
 def current(conn: Connection) -> Counts:
     """The counts of every job and attempt: sealed, plus the jobs above the mark read live."""
     at, found = sealed(conn)
-    found.add(count(conn, JOBS.c.seq > at))
+    found.add(above(conn, at))
     for counter in (found.by_state, found.by_error, found.attempts):
         for key in [k for k, n in counter.items() if n == 0]:
             del counter[key]  # sealed and since purged
@@ -130,14 +152,12 @@ def current(conn: Connection) -> Counts:
 
 
 def sealable(conn: Connection) -> int:
-    """The highest `seq` up to which every job is final now."""
-    oldest = [
-        conn.execute(select(func.min(JOBS.c.seq)).where(JOBS.c.state == state)).scalar()
-        for state in _MOVING
-    ]
-    moving = [int(seq) for seq in oldest if seq is not None]
-    if moving:
-        return min(moving) - 1
+    """The highest `seq` up to which every job is final now: below the oldest active job (the
+    first entry of the active jobs' index, migration 0011; every state not final is active),
+    or the newest job when none is active."""
+    oldest = conn.execute(select(func.min(JOBS.c.seq)).where(ACTIVE_PREDICATE)).scalar()
+    if oldest is not None:
+        return int(oldest) - 1
     return int(conn.execute(select(func.coalesce(func.max(JOBS.c.seq), 0))).scalar_one())
 
 

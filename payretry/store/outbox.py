@@ -174,6 +174,9 @@ class OutboxMixin:
     def count_after(self: _HasTx, cursor: Cursor) -> int:
         with self._tx(readonly=True) as conn:
             query = select(func.count()).where(_after(self.dialect, cursor))
+            if cursor == Cursor():  # every entry is after the start: a count of the whole table
+                # (SQLite counts the smallest index's entries, ix_retry_outbox_count's)
+                query = select(func.count()).select_from(OUTBOX)
             return int(conn.execute(query).scalar_one())
 
     # -- sinks ---------------------------------------------------------------------------------

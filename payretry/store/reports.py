@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.exc import DBAPIError
 
 from payretry.domain.analytics import USER_WINDOW
@@ -23,7 +23,7 @@ from payretry.store.analytics import processing_times, retry_frequency
 from payretry.store.counts import Counts, current, mark, seal_step, sealable
 from payretry.store.outbox import pending_counts
 from payretry.store.purge import batches_for
-from payretry.store.tables import JOBS
+from payretry.store.tables import ACTIVE_PREDICATE, JOBS
 
 _ACTIVE = [state.value for state in ACTIVE_STATES]
 _SCHEDULED = JOBS.c.state == JobState.SCHEDULED.value
@@ -57,27 +57,28 @@ def _attempt_groups(counts: Counts) -> list[_AttemptGroup]:
 
 
 def _pending(conn: Connection) -> dict[str, int]:
-    """The amount per currency of the active jobs, one state at a time (so each reads the
-    jobs of its state through the index on state, whatever the planner makes of an IN)."""
-    total: dict[str, int] = defaultdict(int)
-    for state in sorted(_ACTIVE):
-        for r in conn.execute(
-            select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
-            .where(JOBS.c.state == state)
-            .group_by(JOBS.c.currency)
-        ):
-            total[r.currency] += int(r.total)
-    return dict(sorted(total.items()))
+    """The amount per currency of the active jobs, in one pass over their own index (migration
+    0011: the predicate is the index's, word for word, so SQLite can use it)."""
+    rows = conn.execute(
+        select(JOBS.c.currency, func.sum(JOBS.c.amount_minor).label("total"))
+        .where(ACTIVE_PREDICATE)
+        .group_by(JOBS.c.currency)
+    )
+    return dict(sorted((r.currency, int(r.total)) for r in rows))
 
 
-def _due(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
-    """How many scheduled jobs are due at `now`, and since when the oldest has waited."""
-    due = (_SCHEDULED, JOBS.c.next_retry_at <= now)
-    count = conn.execute(select(func.count()).where(*due)).scalar_one()
-    oldest: datetime | None = conn.execute(
-        select(JOBS.c.next_retry_at).where(*due).order_by(JOBS.c.next_retry_at).limit(1)
-    ).scalar()
-    return int(count), oldest
+def _due(conn: Connection, now: datetime) -> tuple[int, datetime | None, int]:
+    """How many scheduled jobs are due at `now`, since when the oldest has waited, and how many
+    fall due within the next hour: one pass over the due index up to an hour ahead."""
+    due = JOBS.c.next_retry_at <= now
+    count, oldest, later = conn.execute(
+        select(
+            func.count(case((due, 1))),
+            func.min(case((due, JOBS.c.next_retry_at))),
+            func.count(case((JOBS.c.next_retry_at > now, 1))),
+        ).where(_SCHEDULED, JOBS.c.next_retry_at <= now + timedelta(hours=1))
+    ).one()
+    return int(count), oldest, int(later)
 
 
 class ReportsMixin:
@@ -108,14 +109,7 @@ class ReportsMixin:
             pending = _pending(conn)
             reasons: dict[str, int] = defaultdict(int, counts.by_error)
             groups = _attempt_groups(counts)
-            due_now, oldest = _due(conn, now)
-            due_hour = conn.execute(
-                select(func.count()).where(
-                    _SCHEDULED,
-                    JOBS.c.next_retry_at > now,
-                    JOBS.c.next_retry_at <= now + timedelta(hours=1),
-                )
-            ).scalar_one()
+            due_now, oldest, due_hour = _due(conn, now)
         outcomes: dict[str, int] = defaultdict(int)
         per_attempt: dict[int, list[int]] = {}
         for g in groups:
@@ -135,7 +129,7 @@ class ReportsMixin:
             attempts_by_outcome=dict(outcomes),
             success_by_attempt={n: (ok, total) for n, (ok, total) in sorted(per_attempt.items())},
             due_now=due_now,
-            due_next_hour=int(due_hour),
+            due_next_hour=due_hour,
             oldest_due_at=oldest,
         )
 
@@ -148,7 +142,7 @@ class ReportsMixin:
         with self._tx(readonly=True) as conn:
             by_state = dict(counts.by_state)
             groups = _attempt_groups(counts)
-            due_now, oldest = _due(conn, now)
+            due_now, oldest, _ = _due(conn, now)
             pending = pending_counts(conn, self.dialect, sinks)
             blocked = {
                 str(r.network_rule or "unknown"): int(r.n)

@@ -184,6 +184,16 @@ JOBS = Table(
     Index("ix_retry_jobs_payment_intent", "payment_intent"),
     Index("ix_retry_jobs_customer", "customer", "seq"),
     Index("ix_retry_jobs_action", "action_ref"),
+    # `stats` (migration 0011): the oldest active job and the pending amounts, read from the
+    # active jobs alone (store/reports.py).
+    _partial(
+        "ix_retry_jobs_active_stats",
+        "seq",
+        "state",
+        "currency",
+        "amount_minor",
+        where=ACTIVE_PREDICATE,
+    ),
 )
 
 
@@ -236,6 +246,8 @@ OUTBOX = Table(
     Column("data", Text, nullable=False),  # JSON, compact
     Index("ix_retry_outbox_order", "txid", "seq", sqlite_where=text("txid <> 0")),
     Index("ix_retry_outbox_job", "job_id", "seq"),
+    # The narrowest, for counting the entries (`stats`; migration 0011).
+    Index("ix_retry_outbox_count", "txid"),
     sqlite_autoincrement=True,
 )
 

@@ -52,6 +52,17 @@ def test_only_sqlite_pauses_between_batches() -> None:
     assert batches_for("postgresql").pause == 0.0
 
 
+def test_sqlite_batches_aim_lower_and_grow_slowly() -> None:
+    # Every other SQLite writer waits out a whole batch, and a batch can take many times what
+    # the one before foretold: short batches, grown by a quarter at most.
+    lite, pg = batches_for("sqlite"), batches_for("postgresql")
+    assert lite.target == 0.1 < pg.target
+    assert lite.next_size(1000, 0.001) == 1250
+    assert pg.next_size(1000, 0.001) == 2000
+    assert lite.next_size(1000, 1.0) == 100  # still shrinks at once
+    assert lite.next_size(50, 0.0) == 62
+
+
 def test_a_step_that_removes_nothing_ends_at_once() -> None:
     clock = Clock()
     batches = Batches(pause=0.1, timer=clock.timer, sleep=clock.sleep)
