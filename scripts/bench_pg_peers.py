@@ -304,24 +304,29 @@ def run(rows_file: Path, n: int, url: str | None = None) -> dict[str, Any]:
     return result
 
 
+CONCURRENCY_TURNS = 3  # as in bench_sqlite.py
+
+
 def concurrency(rows_file: Path, n: int, url: str | None, threads: int) -> dict[str, Any]:
     """`run-due --concurrency 1` and `--concurrency N` at zero latency on PostgreSQL."""
     url = url or os.environ.get("PAYRETRY_BENCH_POSTGRES_URL") or DEFAULT_URL
     why = reachable(url)
     if why is not None:
         return {"skipped": f"PostgreSQL at {url} is not reachable ({why})"}
-    out: dict[str, Any] = {"jobs": n}
-    for count in (1, threads):
-        schema = f"bench_conc_{uuid.uuid4().hex[:8]}"
-        try:
-            prepare_payretry_pg(url, schema)
-            queue_payretry_pg(url, schema, rows_file, "bench-conc-queue")
-            make_due_pg(url, schema)
-            out[count] = run_due_payretry_pg(
-                url, schema, "bench-conc", 1, ("--concurrency", str(count))
-            ).wall
-        finally:
-            admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    out: dict[str, Any] = {"jobs": n, "turns": CONCURRENCY_TURNS}
+    for _ in range(CONCURRENCY_TURNS):  # the two sides in turns, the best of each kept
+        for count in (1, threads):
+            schema = f"bench_conc_{uuid.uuid4().hex[:8]}"
+            try:
+                prepare_payretry_pg(url, schema)
+                queue_payretry_pg(url, schema, rows_file, "bench-conc-queue")
+                make_due_pg(url, schema)
+                wall = run_due_payretry_pg(
+                    url, schema, "bench-conc", 1, ("--concurrency", str(count))
+                ).wall
+                out[count] = min(wall, out.get(count, wall))
+            finally:
+                admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     return out
 
 

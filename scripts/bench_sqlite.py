@@ -227,22 +227,30 @@ def render_huey(r: dict[str, Any]) -> str:
 # -- concurrency, SQLite ------------------------------------------------------------------------
 
 
+# The two sides of the concurrency section take turns this many times, the best of each kept:
+# a run of a few thousand jobs lasts a second or two, less than this VM's own swings.
+CONCURRENCY_TURNS = 3
+
+
 def concurrency_section(workdir: Path, n: int, threads: int) -> dict[str, Any]:
     rows_file = write_jsonl(workdir / "conc-rows.jsonl", make_rows(n))
-    out: dict[str, Any] = {"jobs": n}
-    for count in (1, threads):
-        db = workdir / f"conc-{count}.db"
-        payretry_queue(db, rows_file)
-        out[count] = payretry_run_due(db, "--concurrency", str(count)).wall
-        if count_states(db) != {"succeeded": n}:
-            raise SystemExit(f"run-due --concurrency {count} left {count_states(db)}")
-        _clear(db)
+    out: dict[str, Any] = {"jobs": n, "turns": CONCURRENCY_TURNS}
+    for _ in range(CONCURRENCY_TURNS):
+        for count in (1, threads):
+            db = workdir / f"conc-{count}.db"
+            payretry_queue(db, rows_file)
+            wall = payretry_run_due(db, "--concurrency", str(count)).wall
+            out[count] = min(wall, out.get(count, wall))
+            if count_states(db) != {"succeeded": n}:
+                raise SystemExit(f"run-due --concurrency {count} left {count_states(db)}")
+            _clear(db)
     return out
 
 
 def render_concurrency(sqlite: dict[str, Any], pg: dict[str, Any] | None, threads: int) -> str:
     lines = [
-        f"run-due --concurrency {threads} against 1 thread, zero latency, whole process",
+        f"run-due --concurrency {threads} against 1 thread, zero latency, whole process "
+        f"(the two in turns, best of {CONCURRENCY_TURNS})",
         "",
         f"| database | jobs | 1 thread | {threads} threads | ratio | goal >= 0.9 |",
         "|---|--:|--:|--:|--:|--:|",
