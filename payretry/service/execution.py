@@ -167,9 +167,26 @@ class Execution:
             # A pool only helps while the processor waits; see service/pool.py.
             if self.concurrency == 1 or self.latency.quick:
                 self._in_order(batch, reporter)
+            elif self.latency.mean is None and len(batch) > 1:
+                self._measure_first(batch, reporter)
             else:
                 in_pool(self, batch, reporter)
         self.latency.close_batch()
+
+    def _measure_first(self, batch: list[Claimed], reporter: Reporter) -> None:
+        """The first batch of a run, while how long an attempt takes is unknown: its first
+        attempt alone, in order (one attempt's wait, once a run), tells whether the rest go
+        in order or to the pool."""
+        try:
+            self._in_order(batch[:1], reporter)
+        except BaseException:
+            self.release(batch[1:], reporter)  # the first stays leased, as in _in_order
+            raise
+        self.latency.close_batch()
+        if self.latency.quick:
+            self._in_order(batch[1:], reporter)
+        else:
+            in_pool(self, batch[1:], reporter)
 
     def _in_order(self, batch: list[Claimed], reporter: Reporter) -> None:
         finishes: list[Finish | Unsettled] = []

@@ -4,8 +4,11 @@ Threads only help while the processor waits (a network round trip). When its ans
 back at once (the simulated processor, a stub), handing each attempt to a thread and back
 costs more than the attempt itself, so a batch goes through in order on the batch's own thread
 whenever the attempts of the batch before took less than `QUICK` each on average (`Latency`);
-the first batch, and any after a slow one, goes to the pool. Either way the attempts, their
-keys, the lease fencing and the order of recording are the same: only who waits differs.
+a batch after a slow one goes to the pool. A run's first batch, when nothing is known yet,
+makes its first attempt alone, in order, and that attempt's time decides the rest of the batch
+(service/execution.py): a run at zero latency never goes through the pool at all. Either way
+the attempts, their keys, the lease fencing and the order of recording are the same: only who
+waits differs.
 
 In the pool, outcomes are recorded a group at a time (`RECORD_EVERY`, and the rest when the
 batch ends) on the batch's thread: one transaction per group, not one per answer. An outcome

@@ -140,12 +140,15 @@ def test_three_attempts_in_doubt_in_a_row_end_the_run(
     assert processor.keys[3:6] == processor.keys[:3]  # t0..t2 first again: same keys
 
 
-def test_a_stop_releases_what_has_not_started(store: MemoryStore, clock: ManualClock) -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])  # 4: the run's first attempt goes alone
+def test_a_stop_releases_what_has_not_started(
+    store: MemoryStore, clock: ManualClock, concurrency: int
+) -> None:
     for n in range(4):
         queue(store, f"t{n}", amount=f"{50 - n}.00")
     stop = threading.Event()
     processor = Scripted(during=lambda request: stop.set())  # SIGTERM during the first
-    report = runner(store, processor, clock, stop=stop).run_due()
+    report = runner(store, processor, clock, stop=stop, concurrency=concurrency).run_due()
     assert report.processed == 1 and report.counts["released"] == 3
     assert processor.transactions == ["t0"]
     for n in (1, 2, 3):
@@ -187,15 +190,18 @@ def test_a_429_paces_the_run_at_the_processors_rate(store: MemoryStore, clock: M
     assert processor.started[1] - processor.started[0] >= 0.09
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])  # 4: the run's first attempt goes alone
 def test_a_refused_key_gives_the_batch_back_and_ends_the_run(
-    store: MemoryStore, clock: ManualClock
+    store: MemoryStore, clock: ManualClock, concurrency: int
 ) -> None:
     queue(store, "first", amount="20.00")
     queue(store, "second", amount="10.00")
+    queue(store, "third", amount="5.00")
     processor = Scripted({"first": [ProcessorError("the processor refused the API key")]})
     with pytest.raises(ProcessorError):
-        runner(store, processor, clock).run_due()
-    for txn in ("first", "second"):
+        runner(store, processor, clock, concurrency=concurrency).run_due()
+    assert processor.transactions == ["first"]
+    for txn in ("first", "second", "third"):
         job = store.find(txn)
         assert job is not None and job.state is JobState.SCHEDULED
         assert job.attempts == () and job.attempt_count == 0  # nothing was sent
