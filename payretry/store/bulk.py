@@ -138,13 +138,17 @@ class Arrays:
         return found
 
     @classmethod
-    def insert(cls, key: str, dialect: Any, table: Table, names: Sequence[str]) -> Arrays:
-        """`INSERT INTO table (columns) SELECT ... FROM {rows}`: the rows of `names` (column
-        keys, every row has each) as one statement, in the arrays' order."""
+    def insert(
+        cls, key: str, dialect: Any, table: Table, names: Sequence[str], *, suffix: str = ""
+    ) -> Arrays:
+        """`INSERT INTO table (columns) SELECT ... FROM {rows} [suffix]`: the rows of `names`
+        (column keys, every row has each) as one statement, in the arrays' order; `suffix`
+        such as an ON CONFLICT clause."""
         quote = dialect.identifier_preparer.quote
         columns = ", ".join(quote(table.c[name].name) for name in names)
         values = ", ".join(f"v.{name}" for name in names)
         sql = f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values} FROM {{rows}}"
+        sql = f"{sql} {suffix}" if suffix else sql
         return cls.of(key, dialect, sql, [(name, table.c[name]) for name in names])
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:

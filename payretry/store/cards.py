@@ -261,10 +261,6 @@ _ENTRY = [
     "job_id",
     "attempt_number",
 ]
-_PG_INSERT = (
-    f"INSERT INTO card_ledger ({', '.join(_ENTRY)})"
-    f" SELECT {', '.join(f'v.{c}' for c in _ENTRY)} FROM {{rows}}"
-)
 _SETTLED = [
     "kind",
     "settled_at",
@@ -286,15 +282,24 @@ _PG_UPDATE = (
 
 
 def _as_arrays(
-    conn: Connection, key: str, sql: str, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    conn: Connection,
+    key: str,
+    sql: str | None,
+    names: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
 ) -> bool:
-    """PostgreSQL: run `sql` over the rows as arrays; False elsewhere (the caller goes row by
-    row). The rows' times are already bound, and binding an aware UTC time again is a no-op."""
+    """PostgreSQL: run `sql` (None: an insert of `names`) over the rows as arrays; False
+    elsewhere (the caller goes row by row). The rows' times are already bound, and binding an
+    aware UTC time again is a no-op."""
     if conn.dialect.name != "postgresql":
         return False
-    binds = [(name, CARD_LEDGER.c[name]) for name in names]
     named = [dict(zip(names, row, strict=True)) for row in rows]
-    Arrays.of(key, conn.dialect, sql, binds).run(conn, named)
+    if sql is None:
+        statement = Arrays.insert(key, conn.dialect, CARD_LEDGER, names)
+    else:
+        binds = [(name, CARD_LEDGER.c[name]) for name in names]
+        statement = Arrays.of(key, conn.dialect, sql, binds)
+    statement.run(conn, named)
     return True
 
 
@@ -327,7 +332,7 @@ def insert_entries(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
         )
         for e in entries
     ]
-    if not _as_arrays(conn, "insert_ledger", _PG_INSERT, _ENTRY, rows):
+    if not _as_arrays(conn, "insert_ledger", None, _ENTRY, rows):
         conn.exec_driver_sql(_INSERT.format(marks=", ".join([_mark(conn)] * 9)), rows)
 
 

@@ -86,6 +86,34 @@ def _held() -> tuple[ColumnElement[bool], ...]:
 _LEASED = "SELECT seq, lease_token FROM retry_jobs WHERE seq IN ({marks}) AND state = {mark}"
 
 
+# What a finish writes, column <- bind name, for both forms of the statements below (Core for
+# SQLite, unnest for PostgreSQL): a column added here reaches both.
+_ATTEMPT_OUTCOME = {
+    "outcome": "b_outcome",
+    "finished_at": "b_finished",
+    "error_code": "b_error",
+    "decline_code": "b_decline",
+    "message": "b_message",
+    "reference": "b_reference",
+    "decision": "b_decision",
+    "next_retry_at": "b_next",
+}
+_JOB_OUTCOME = {
+    "state": "b_state",
+    "attempt_count": "b_number",
+    "max_attempts": "b_max",
+    "next_retry_at": "b_next",
+    "reason": "b_reason",
+    "policy_code": "b_policy",
+    "network_rule": "b_rule",
+    "updated_at": "b_finished",
+    "action_ref": "b_action_ref",
+    "action_url": "b_action_url",
+    "action_expires_at": "b_action_expires",
+}
+_LEASE_GIVEN_BACK = {"lease_token": None, "lease_expires_at": None, "rescues": 0}
+
+
 def _finish_attempt() -> Any:
     """An attempt's outcome, written only while its job is still held (built once: store/bulk)."""
     fenced = select(JOBS.c.seq).where(*_held())
@@ -96,16 +124,7 @@ def _finish_attempt() -> Any:
             ATTEMPTS.c.number == bindparam("b_number"),
             fenced.exists(),
         )
-        .values(
-            outcome=bindparam("b_outcome"),
-            finished_at=bindparam("b_finished"),
-            error_code=bindparam("b_error"),
-            decline_code=bindparam("b_decline"),
-            message=bindparam("b_message"),
-            reference=bindparam("b_reference"),
-            decision=bindparam("b_decision"),
-            next_retry_at=bindparam("b_next"),
-        )
+        .values({column: bindparam(name) for column, name in _ATTEMPT_OUTCOME.items()})
     )
 
 
@@ -115,76 +134,46 @@ def _finish_job() -> Any:
         update(JOBS)
         .where(*_held())
         .values(
-            state=bindparam("b_state"),
-            attempt_count=bindparam("b_number"),
-            max_attempts=bindparam("b_max"),
-            next_retry_at=bindparam("b_next"),
-            reason=bindparam("b_reason"),
-            policy_code=bindparam("b_policy"),
-            network_rule=bindparam("b_rule"),
-            lease_token=None,
-            lease_expires_at=None,
-            rescues=0,
-            updated_at=bindparam("b_finished"),
-            action_ref=bindparam("b_action_ref"),
-            action_url=bindparam("b_action_url"),
-            action_expires_at=bindparam("b_action_expires"),
+            {
+                **{column: bindparam(name) for column, name in _JOB_OUTCOME.items()},
+                **_LEASE_GIVEN_BACK,
+            }
         )
     )
 
 
-# PostgreSQL: a run-due batch's attempt rows and outcomes, one statement each (bulk.Arrays).
-# The fence is the same as _held()'s, per row of `v`.
-_PG_FENCE = "j.seq = v.b_seq AND j.lease_token = v.b_token AND j.state = 'running'"
-_PG_INSERT_ATTEMPTS = (
-    "INSERT INTO retry_attempts (job_seq, number, idempotency_key, outcome, started_at)"
-    " SELECT v.job_seq, v.number, v.idempotency_key, v.outcome, v.started_at FROM {rows}"
-    " ON CONFLICT (job_seq, number) DO NOTHING"
-)
-_PG_ATTEMPT_ROW = [
-    ("job_seq", ATTEMPTS.c.job_seq),
-    ("number", ATTEMPTS.c.number),
-    ("idempotency_key", ATTEMPTS.c.idempotency_key),
-    ("outcome", ATTEMPTS.c.outcome),
-    ("started_at", ATTEMPTS.c.started_at),
-]
+# PostgreSQL: a run-due batch's outcomes, one statement each (bulk.Arrays) over `v`, the
+# unnested rows. The fence is _held()'s, per row of `v`.
+_PG_FENCE = f"j.seq = v.b_seq AND j.lease_token = v.b_token AND j.state = '{_RUNNING}'"
+
+
+def _pg_set(outcome: dict[str, str], constants: dict[str, Any] | None = None) -> str:
+    sets = [f"{column} = v.{name}" for column, name in outcome.items()]
+    sets += [f"{c} = {'NULL' if v is None else v}" for c, v in (constants or {}).items()]
+    return ", ".join(sets)
+
+
 _PG_FINISH_ATTEMPTS = (
-    "UPDATE retry_attempts AS a SET outcome = v.b_outcome, finished_at = v.b_finished,"
-    " error_code = v.b_error, decline_code = v.b_decline, message = v.b_message,"
-    " reference = v.b_reference, decision = v.b_decision, next_retry_at = v.b_next"
-    " FROM {rows} WHERE a.job_seq = v.b_seq AND a.number = v.b_number"
+    f"UPDATE retry_attempts AS a SET {_pg_set(_ATTEMPT_OUTCOME)} FROM {{rows}}"
+    f" WHERE a.job_seq = v.b_seq AND a.number = v.b_number"
     f" AND EXISTS (SELECT 1 FROM retry_jobs AS j WHERE {_PG_FENCE})"
 )
 _PG_FINISH_JOBS = (
-    "UPDATE retry_jobs AS j SET state = v.b_state, attempt_count = v.b_number,"
-    " max_attempts = v.b_max, next_retry_at = v.b_next, reason = v.b_reason,"
-    " policy_code = v.b_policy, network_rule = v.b_rule, lease_token = NULL,"
-    " lease_expires_at = NULL, rescues = 0, updated_at = v.b_finished,"
-    " action_ref = v.b_action_ref, action_url = v.b_action_url,"
-    " action_expires_at = v.b_action_expires"
+    f"UPDATE retry_jobs AS j SET {_pg_set(_JOB_OUTCOME, _LEASE_GIVEN_BACK)}"
     f" FROM {{rows}} WHERE {_PG_FENCE}"
 )
-_PG_FINISH_ROW = [
-    ("b_seq", JOBS.c.seq),
-    ("b_token", JOBS.c.lease_token),
-    ("b_number", ATTEMPTS.c.number),
-    ("b_outcome", ATTEMPTS.c.outcome),
-    ("b_finished", ATTEMPTS.c.finished_at),
-    ("b_error", ATTEMPTS.c.error_code),
-    ("b_decline", ATTEMPTS.c.decline_code),
-    ("b_message", ATTEMPTS.c.message),
-    ("b_reference", ATTEMPTS.c.reference),
-    ("b_decision", ATTEMPTS.c.decision),
-    ("b_next", ATTEMPTS.c.next_retry_at),
-    ("b_state", JOBS.c.state),
-    ("b_max", JOBS.c.max_attempts),
-    ("b_reason", JOBS.c.reason),
-    ("b_policy", JOBS.c.policy_code),
-    ("b_rule", JOBS.c.network_rule),
-    ("b_action_ref", JOBS.c.action_ref),
-    ("b_action_url", JOBS.c.action_url),
-    ("b_action_expires", JOBS.c.action_expires_at),
-]
+# Each bind once, typed by the column it is written to (b_next and b_finished serve both).
+_PG_FINISH_ROW = list(
+    {
+        name: (name, column)
+        for name, column in [
+            ("b_seq", JOBS.c.seq),
+            ("b_token", JOBS.c.lease_token),
+            *((name, ATTEMPTS.c[c]) for c, name in _ATTEMPT_OUTCOME.items()),
+            *((name, JOBS.c[c]) for c, name in _JOB_OUTCOME.items()),
+        ]
+    }.values()
+)
 
 
 class SqlStore(
@@ -583,10 +572,14 @@ class SqlStore(
             hold(conn, held, token)
             write_rollups(conn, rollups_of(held))
             insert_entries(conn, entries)
+            # A rescued attempt keeps its row (and so its key): insert only what is missing.
             if attempt_rows and self.dialect == "postgresql":
-                # A rescued attempt keeps its row (and so its key): insert only what is missing.
-                Arrays.of(
-                    "insert_attempts", conn.dialect, _PG_INSERT_ATTEMPTS, _PG_ATTEMPT_ROW
+                Arrays.insert(
+                    "insert_attempts",
+                    conn.dialect,
+                    ATTEMPTS,
+                    list(attempt_rows[0]),
+                    suffix="ON CONFLICT (job_seq, number) DO NOTHING",
                 ).run(conn, attempt_rows)
             elif attempt_rows:
                 Bulk.of(
