@@ -67,6 +67,7 @@ _RESPONSE = re.compile(r"[A-Za-z0-9]{1,3}")
 # The longest each field may be, checked first: a bigger value is refused unread.
 _LIMITS = {"error_message": MAX_MESSAGE_INPUT, "metadata": 16_000}
 _DEFAULT_LIMIT = 1_000  # ids (255), codes (64), amounts, currencies, times: all far shorter
+_SHORTEST_LIMIT = min(_DEFAULT_LIMIT, *_LIMITS.values())  # a value within it needs no look-up
 MAX_LINE = 64 * 1024  # bytes in one line of a --from-file
 _SKIP_AT_MOST = 64 * 1024 * 1024  # an endless line (/dev/zero) stops the reading
 
@@ -82,8 +83,8 @@ def _text(fields: Mapping[str, Any], name: str) -> str | None:
 
 def _check_sizes(fields: Mapping[str, Any]) -> None:
     for name, value in fields.items():
-        # Every limit is at least the default: only a longer value needs its own looked up.
-        if isinstance(value, str) and len(value) > _DEFAULT_LIMIT:
+        # Only a value longer than the shortest limit needs its own looked up.
+        if isinstance(value, str) and len(value) > _SHORTEST_LIMIT:
             limit = _LIMITS.get(name, _DEFAULT_LIMIT)
             if len(value) > limit:
                 raise InvalidInput(f"is longer than {limit:,} characters", field=name)
