@@ -783,3 +783,24 @@ def test_transaction_lookups_search_by_transaction_id(
     _assert_indexed(by_transaction)
     for statement, lines in by_transaction:
         assert any("(transaction_id=?)" in line for line in lines), (statement, lines)
+
+
+def test_stats_reads_pending_amounts_from_the_active_jobs_index(
+    sqlite_store: SqlStore, captured_selects: list[tuple[str, Any]]
+) -> None:
+    """The pending amounts come from the active jobs' own index (migration 0011), which
+    SQLite uses only when the query's predicate is the index's word for word: re-spelled,
+    `stats` would scan every finished job ever kept."""
+    sqlite_store.insert_many([Queued(j) for j in [make_job(f"txn-{i}") for i in range(60)]])
+    sqlite_store.insert_many(
+        [Queued(j) for j in [make_job(f"paid-{i}", state=JobState.SUCCEEDED) for i in range(600)]]
+    )
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    captured_selects.clear()
+    assert sum(sqlite_store.stats(NOW).pending_amount_minor.values()) > 0
+    plans = _touching_jobs(_plans(sqlite_store, captured_selects))
+    pending = [p for p in plans if "sum(retry_jobs.amount_minor)" in p[0]]
+    assert pending, plans
+    for statement, lines in pending:
+        assert any("ix_retry_jobs_active_stats" in line for line in lines), (statement, lines)
