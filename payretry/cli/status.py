@@ -16,6 +16,7 @@ from payretry.cli._output import (
     print_json,
 )
 from payretry.cli._text import TextCommand
+from payretry.service.lookup import job_status
 
 
 def status(
@@ -24,7 +25,7 @@ def status(
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Show a transaction's retry job (the active one, else the latest) and its attempts."""
-    job = get_context(ctx).wiring.operations().status(transaction_id)
+    job = job_status(get_context(ctx).wiring.job_reader(), transaction_id)
     if json_output:
         print_json(job_dict(job))
         return

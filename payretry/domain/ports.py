@@ -115,6 +115,12 @@ class WorkerBeat:
     interval: timedelta
 
 
+class FindsJobs(Protocol):
+    def find(self, transaction_id: str) -> Job | None:
+        """The active job for a transaction, or else its most recent one."""
+        ...
+
+
 class Store(Protocol):
     def insert(self, queued: Queued, *, bound: QueueBound | None = None) -> Job:
         """Insert one job; raises DuplicateActive when another job is active for its

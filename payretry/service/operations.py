@@ -37,8 +37,9 @@ from payretry.domain.ports import (
     Store,
 )
 from payretry.domain.results import AttemptInDoubt, AttemptResult, Closing
-from payretry.errors import InvalidRows, NotFound, ProcessorError, Refused
+from payretry.errors import InvalidRows, ProcessorError, Refused
 from payretry.service.execution import Execution
+from payretry.service.lookup import job_status
 from payretry.service.reporting import Reporter
 
 log = logging.getLogger("payretry")
@@ -283,10 +284,7 @@ class Operations:
         return QueueManyResult(created=len(jobs), existing=existing)
 
     def status(self, transaction_id: str) -> Job:
-        job = self.store.find(transaction_id)
-        if job is None:
-            raise NotFound(f"no retry job for transaction {transaction_id}")
-        return job
+        return job_status(self.store, transaction_id)
 
     def cancel(self, transaction_id: str, now: datetime) -> Job:
         job = self.status(transaction_id)

@@ -15,11 +15,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from payretry.errors import StoreError
 from payretry.store.engine import describe_url
+from payretry.store.head import HEAD as HEAD  # re-exported: `db current` shows it
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0011"  # kept equal to the newest file in migrations/versions (a test checks)
 MIGRATIONS = Path(__file__).with_name("migrations")
 _OURS = {"retry_jobs", "retry_attempts", "payretry_workers"}
 _LOCK_KEY = 7_294_311_806  # pg_advisory_xact_lock: one migrator at a time

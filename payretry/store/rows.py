@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from payretry.domain.models import (
@@ -18,7 +18,12 @@ from payretry.domain.results import AttemptResult
 
 
 def job_from_row(row: Any, attempts: Sequence[Attempt] = ()) -> Job:
-    r = row._mapping  # by key: several times cheaper than a Row's attributes
+    # by key: several times cheaper than a Row's attributes
+    return job_from_mapping(row._mapping, attempts)
+
+
+def job_from_mapping(r: Mapping[str, Any], attempts: Sequence[Attempt] = ()) -> Job:
+    """A job from its column values by name (a SQLAlchemy row's mapping, a sqlite3.Row)."""
     return Job(
         id=r["id"],
         transaction_id=r["transaction_id"],
@@ -74,18 +79,23 @@ def action_values(result: AttemptResult) -> dict[str, Any]:
 
 
 def attempt_from_row(row: Any) -> Attempt:
+    return attempt_from_mapping(row._mapping)
+
+
+def attempt_from_mapping(r: Mapping[str, Any]) -> Attempt:
+    """An attempt from its column values by name (a SQLAlchemy row's mapping, a sqlite3.Row)."""
     return Attempt(
-        number=row.number,
-        idempotency_key=row.idempotency_key,
-        outcome=AttemptOutcome(row.outcome),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error_code=row.error_code,
-        decline_code=row.decline_code,
-        message=row.message,
-        reference=row.reference,
-        decision=row.decision,
-        next_retry_at=row.next_retry_at,
+        number=r["number"],
+        idempotency_key=r["idempotency_key"],
+        outcome=AttemptOutcome(r["outcome"]),
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        error_code=r["error_code"],
+        decline_code=r["decline_code"],
+        message=r["message"],
+        reference=r["reference"],
+        decision=r["decision"],
+        next_retry_at=r["next_retry_at"],
     )
 
 

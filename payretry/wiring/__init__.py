@@ -20,7 +20,7 @@ from payretry.config import Settings
 from payretry.domain.models import Job, NewJob
 from payretry.domain.outbox import Telemetry
 from payretry.domain.policy import RetryPolicy
-from payretry.domain.ports import ExpiresActions, Processor, RetriedElsewhere
+from payretry.domain.ports import ExpiresActions, FindsJobs, Processor, RetriedElsewhere
 from payretry.domain.requests import JobLookups
 from payretry.domain.results import ActionClosed
 from payretry.errors import QueueError, Refused
@@ -103,6 +103,20 @@ class Wiring:
                 statement_timeout=db.statement_timeout,
             )
         return self._store
+
+    def job_reader(self) -> FindsJobs:
+        """What reads one job for a command that reads it and exits (`status`): on a SQLite
+        file at this payretry's schema, a reader over the sqlite3 module alone, which imports
+        no SQLAlchemy (store/sqlite_read.py); on anything else, or once the store is open, the
+        store."""
+        if self._store is None:
+            from payretry.store.sqlite_read import SqliteJobReader
+
+            reader = SqliteJobReader.open(self.settings.database.url)
+            if reader is not None:
+                self._closers.append(reader.close)
+                return reader
+        return self.store
 
     @cached_property
     def policy(self) -> RetryPolicy:
