@@ -104,6 +104,19 @@ class Queued:
             [q.job for q in queued], verdicts if any(v is not None for v in verdicts) else None
         )
 
+    @staticmethod
+    def in_claim_order(queued: Sequence[Queued]) -> list[Queued]:
+        """Many new jobs in the order a claim takes them: the highest priority first, then
+        the earliest first retry (a file's own order among equals). A store writes a bulk
+        queue in this order, so the runs that follow change neighbouring pages of its table
+        and indexes batch after batch, instead of pages all over them."""
+        return sorted(queued, key=_claim_order)
+
+
+def _claim_order(queued: Queued) -> tuple[int, datetime]:
+    job = queued.job
+    return -job.priority, job.next_retry_at or job.created_at
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:

@@ -339,6 +339,10 @@ class SqlStore(
     def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
         if not queued:
             return
+        # In the order the claim walks them (the due index), so the runs that follow change
+        # neighbouring pages: run-due over a file of 30,000 jobs stored in the order of its
+        # lines took 1.2 to 1.6 times as long, most of it the system's time writing pages.
+        queued = Queued.in_claim_order(queued)
         dialect = self.engine.dialect
         keys = list(job_values(queued[0].job))
         # PostgreSQL: each chunk as one INSERT ... SELECT FROM unnest(arrays) (store/bulk.py

@@ -225,6 +225,7 @@ class MemoryStore(ReportsMixin, DispatchMixin, EventsMixin, WebhooksMixin, Looku
     def insert_many(self, queued: Sequence[Queued], *, bound: QueueBound | None = None) -> None:
         if not queued:
             return
+        queued = Queued.in_claim_order(queued)  # as the SQL store writes them
         with self._tx("insert_many"):
             try:
                 self._check_new([q.job for q in queued])

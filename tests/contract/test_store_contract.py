@@ -219,6 +219,25 @@ def test_insert_many_is_all_or_nothing(contract_store: Store) -> None:
     assert len(contract_store.list_jobs(limit=100)) == 8
 
 
+def test_insert_many_stores_a_file_in_claim_order(contract_store: Store) -> None:
+    """Highest priority first, then the earliest first retry, a file's order among equals: the
+    order a claim takes them, so a run's batches change neighbouring rows."""
+    later = NOW + timedelta(hours=1)
+    given = [
+        make_job("low", amount_minor=100),
+        make_job("high-later", amount_minor=900, next_retry_at=later),
+        make_job("mid-1", amount_minor=500),
+        make_job("high", amount_minor=900),
+        make_job("mid-2", amount_minor=500),
+    ]
+    contract_store.insert_many([Queued(j) for j in given])
+    expected = ["high", "high-later", "mid-1", "mid-2", "low"]
+    by_seq = sorted(contract_store.list_jobs(limit=10), key=lambda j: j.seq)
+    assert [j.transaction_id for j in by_seq] == expected
+    claimed = contract_store.claim(later, 10, LEASE)
+    assert transactions(claimed) == expected
+
+
 def test_active_for_and_succeeded_for(contract_store: Store) -> None:
     active = contract_store.insert(Queued(make_job("txn-1")))
     contract_store.insert(Queued(make_job("txn-2", state=JobState.SUCCEEDED)))

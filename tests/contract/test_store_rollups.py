@@ -101,7 +101,8 @@ def test_search_filters_and_pages(contract_store: ContractStore) -> None:
         make_job("c", amount_minor=2500, currency="USD", user_id="u1"),
         make_job("d", amount_minor=3500, currency="EUR", user_id="u1"),
     ]
-    store.insert_many([Queued(j) for j in jobs])
+    for job in jobs:  # one at a time: newest first is d, c, b, a
+        store.insert(Queued(job))
 
     def txns(where: JobFilter, **kw: int) -> list[str]:
         return [j.transaction_id for j in store.search_jobs(where, **kw)]
