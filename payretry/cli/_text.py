@@ -6,8 +6,9 @@ and even `--help` included: one text option costs the import of pydantic and pyd
 some 60 to 75 ms of the 400 ms `payretry status` may take. A text needs no coercion (the parser
 hands over a str, or the default None, and PayretryGroup has checked every argument is UTF-8
 before parsing), nor does a flag (its bool, or the default). So the root's parameters and those
-of a TextCommand skip it: typer still builds them, their help, usage and errors. Any other
-parameter (a number, a range, a path, a list) keeps typer's coercion; if typer ever builds its
+of a TextCommand skip it, and so does a repeatable text (`list[str] | None`): typer still
+builds them, their help, usage and errors. Any other parameter (a number, a range, a path)
+keeps typer's coercion; if typer ever builds its
 parameters differently, nothing is swapped and commands are only slower (tests/cli/test_app.py
 checks that status imports no pydantic)."""
 
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - an older typer
     from click.exceptions import MissingParameter  # type: ignore[assignment]
 
 _TEXT: tuple[Any, ...] = (str, str | None)
+_TEXTS: tuple[Any, ...] = (list[str], list[str] | None)  # typer gives the first
 
 
 def _process_as_typed(self: Any, ctx: Context, value: Any) -> Any:
@@ -52,6 +54,27 @@ _AS_TEXT: dict[type[Parameter], type[Parameter]] = {
 }
 
 
+def _process_texts(self: Any, ctx: Context, value: Any) -> Any:
+    """A repeatable text option (`list[str] | None`, default None): what typer makes of it, a
+    list of the texts given, or None when none was, without the coercion."""
+    return _process_as_typed(self, ctx, list(value) if value else None)
+
+
+class TextsOption(TyperOption):
+    process_value = _process_texts
+
+
+def _is_texts(param: Parameter) -> bool:
+    descriptor = getattr(param, "type_descriptor", None)
+    return (
+        type(param) is TyperOption
+        and param.nargs == 1
+        and bool(getattr(param, "multiple", False))
+        and any(getattr(descriptor, "annotation", None) == texts for texts in _TEXTS)
+        and param.default is None
+    )
+
+
 def _is_text(param: Parameter) -> bool:
     """A single text, or a flag (the parser gives its bool, or the default when absent,
     which typer passes through uncoerced in either case once it has built the adapter)."""
@@ -65,12 +88,15 @@ def _is_text(param: Parameter) -> bool:
 
 
 def text_as_typed(params: Sequence[Parameter] | None) -> list[Parameter]:
-    """`params`, each single `str` or `str | None` one made a TextOption or TextArgument (the
-    same object, its class a subclass of typer's that only leaves out the coercion)."""
+    """`params`, each single `str` or `str | None` one made a TextOption or TextArgument, each
+    repeatable `list[str] | None` one a TextsOption (the same object, its class a subclass of
+    typer's that only leaves out the coercion)."""
     given = list(params or ())
     for param in given:
         if _is_text(param):
             param.__class__ = _AS_TEXT[type(param)]
+        elif _is_texts(param):
+            param.__class__ = TextsOption
     return given
 
 

@@ -10,6 +10,7 @@ import typer
 
 from payretry.cli._context import AppContext, get_context
 from payretry.cli._output import JsonOption, console, job_dict, job_panel, print_json, when
+from payretry.cli._text import TextCommand
 from payretry.clock import utcnow
 from payretry.domain.models import Job, NewJob
 from payretry.domain.validation import parse_metadata_pairs
@@ -94,8 +95,11 @@ def queue(
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", help="KEY=VALUE, repeatable.")
     ] = None,
-    from_file: Annotated[
-        Path | None, typer.Option("--from-file", help="JSON Lines or CSV with the same fields.")
+    from_file: Annotated[  # a text, made a Path here: a Path parameter costs pydantic
+        str | None,
+        typer.Option(
+            "--from-file", metavar="<path>", help="JSON Lines or CSV with the same fields."
+        ),
     ] = None,
     json_output: Annotated[bool, JsonOption] = False,
 ) -> None:
@@ -108,7 +112,7 @@ def queue(
             raise InvalidInput(
                 "give a TRANSACTION_ID or --from-file, not both", field="--from-file"
             )
-        _queue_file(ctx, from_file, json_output)
+        _queue_file(ctx, Path(from_file), json_output)
         return
     if transaction_id is None:
         raise InvalidInput("is required (or use --from-file)", field="transaction_id")
@@ -231,4 +235,4 @@ class _null:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("queue")(queue)
+    app.command("queue", cls=TextCommand)(queue)
