@@ -36,9 +36,10 @@ def test_a_bulk_queue_stores_each_row_as_the_row_path_does(pg_url: str) -> None:
             entry_jobs = (
                 conn.execute(select(OUTBOX.c.job_id).order_by(OUTBOX.c.seq)).scalars().all()
             )
-        assert [r.transaction_id for r in rows] == [f"t{i}" for i in [*range(1, 7), 0]]
-        assert entry_jobs == [j.id for j in [*jobs[1:], jobs[0]]]
-        for row, job in zip(rows, [*jobs[1:], jobs[0]], strict=True):
+        stored = [*reversed(jobs[1:]), jobs[0]]  # a bulk queue in claim order: t6 first
+        assert [r.transaction_id for r in rows] == [j.transaction_id for j in stored]
+        assert entry_jobs == [j.id for j in stored]
+        for row, job in zip(rows, stored, strict=True):
             assert row.meta == dict(job.metadata)
             assert row.next_retry_at == job.next_retry_at and row.next_retry_at.tzinfo is not None
             assert row.decline_code == job.decline_code and row.lease_token is None
