@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select, update
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
 from payretry.store.counts import mark, unseal
-from payretry.store.purge import batches_for
+from payretry.store.purge import Holds, batches_for
 from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS, WORKERS
 
 
@@ -22,11 +22,14 @@ class _HasTx(Protocol):
 
 
 class HousekeepingMixin:
-    def purge(self: _HasTx, before: datetime, *, dry_run: bool = False) -> int:
+    def purge(
+        self: _HasTx, before: datetime, *, dry_run: bool = False, holds: Holds | None = None
+    ) -> int:
         """Finished jobs last changed before `before`, with their attempts: a batch at a time
         in id order (a cursor, so no batch reads what an earlier one kept), each batch its own
-        transaction sized by time (store/purge.py), taking what it removes off the sealed counts
-        (store/counts.py) in that same transaction."""
+        transaction sized by how long it held the lock (store/purge.py), taking what it removes
+        off the sealed counts (store/counts.py) in that same transaction. `holds`, if given,
+        gets how long the batches held the lock and waited for it: what other writers met."""
         finals = [state.value for state in FINAL_STATES]
         if dry_run:
             with self._tx(readonly=True) as conn:
@@ -37,10 +40,13 @@ class HousekeepingMixin:
         purgeable = (JOBS.c.state.concat("").in_(finals), JOBS.c.updated_at < before)
         after = 0
         removed = 0
+        batches = batches_for(self.dialect)
+        if holds is not None:
+            batches.holds = holds
 
         def step(size: int) -> int:
             nonlocal after, removed
-            with self._tx() as conn:
+            with batches.transaction(self._tx, size) as conn:
                 last = conn.execute(
                     select(JOBS.c.seq)
                     .where(JOBS.c.seq > after, *purgeable)
@@ -63,8 +69,8 @@ class HousekeepingMixin:
             after = int(last)
             return size
 
-        batches_for(self.dialect).run(step)
-        with self._tx() as conn:
+        batches.run(step)
+        with batches.transaction(self._tx) as conn:
             # Stripe webhook records as old (Stripe redelivers an event for 3 days at most, so a
             # record this old can no longer stop a repeat).
             conn.execute(STRIPE_EVENTS.delete().where(STRIPE_EVENTS.c.received_at < before))
