@@ -66,3 +66,22 @@ def test_the_command_line_refuses_an_unknown_section_with_exit_2() -> None:
     )
     assert out.returncode == 2
     assert "unknown section(s): bogus" in out.stderr
+
+
+def test_scale_copies_sizes_the_scale_section_only() -> None:
+    bench = _bench()
+    size = bench.sizes(bench.parser().parse_args(["--scale-copies", "20"]))
+    assert size.scale_copies == 20
+    assert size.scale_seed == bench.FULL.scale_seed and size.jobs == bench.FULL.jobs
+    assert bench.FULL.scale_copies == 100  # a million jobs unless told
+
+
+def test_the_command_line_refuses_no_scale_copies_with_exit_2() -> None:
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sections", "scale", "--scale-copies", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--scale-copies must be at least 1" in out.stderr
