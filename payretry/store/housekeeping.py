@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
@@ -17,6 +17,7 @@ from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS, WORKERS
 
 class _HasTx(Protocol):
     dialect: str
+    engine: Engine
 
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
 
@@ -43,6 +44,9 @@ class HousekeepingMixin:
         batches = batches_for(self.dialect)
         if holds is not None:
             batches.holds = holds
+        if self.dialect == "sqlite":
+            engine = self.engine
+            batches.between = lambda: checkpoint(engine)
 
         def step(size: int) -> int:
             nonlocal after, removed
@@ -105,3 +109,24 @@ class HousekeepingMixin:
             WorkerBeat(r.name, r.kind, r.started_at, r.beat_at, timedelta(seconds=r.interval_s))
             for r in rows
         ]
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy what the WAL holds into the database file now, between two batches, outside any
+    transaction (PASSIVE: it waits for no reader or writer, and holds no write lock).
+
+    Without it a purge's deletes fill the WAL to its autocheckpoint (10,000 pages) every few
+    batches, and the COMMIT that crosses it, the purge's or a run-due's, copies and syncs them
+    all before it returns (some 0.2-0.4 s beside a run-due): time no other writer waits for
+    (SQLite checkpoints after the lock is released) but that the committer's next transaction
+    waits out, and that a hold timed to the end of COMMIT would count as held. Here it runs in
+    the purge's own pause instead, a batch's pages at a time."""
+    with engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:  # pragma: no cover (a connection just checked out has one)
+            return
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            cursor.close()

@@ -75,6 +75,7 @@ class Batches:
     largest: int = 20_000
     timer: Callable[[], float] = time.perf_counter
     sleep: Callable[[float], None] = time.sleep
+    between: Callable[[], None] | None = None  # run after each batch but the last, unlocked
     longest: float = field(default=0.0, init=False)  # the longest batch seen, in seconds
     holds: Holds = field(default_factory=Holds, init=False)
     _held: float | None = field(default=None, init=False, repr=False)
@@ -91,6 +92,8 @@ class Batches:
             if done < size:
                 return removed
             size = self.next_size(size, took)
+            if self.between is not None:
+                self.between()
             if self.pause:
                 self.sleep(self.pause)
 

@@ -8,11 +8,15 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from payretry.domain.changes import Finish, Queued
 from payretry.domain.models import JobState
 from payretry.domain.outbox import Cursor
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.results import AttemptResult
+from payretry.store import housekeeping
+from payretry.store.housekeeping import checkpoint
 from payretry.store.purge import Holds
 from payretry.store.sql import open_store
 from tests.contract.conftest import ContractStore
@@ -165,3 +169,44 @@ def test_purge_on_sqlite_times_its_holds_of_the_lock_apart_from_its_wait(
     assert holds.longest_wait >= 0.3  # the first transaction waited for the other writer
     assert 0 < holds.longest < holds.longest_wait  # ... and that wait is not in its hold
     assert holds.total >= holds.longest
+
+
+def test_checkpoint_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        old = NOW - timedelta(days=60)
+        store.insert_many(
+            [
+                Queued(make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old))
+                for n in range(500)
+            ]
+        )
+        before = path.stat().st_size  # the rows are in the WAL (under its autocheckpoint)
+        checkpoint(store.engine)
+        assert path.stat().st_size > before
+    finally:
+        store.close()
+
+
+def test_the_sqlite_purge_checkpoints_between_its_batches_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(housekeeping, "checkpoint", calls.append)
+    store = open_store(f"sqlite:///{tmp_path / 'between.db'}")
+    try:
+        old = NOW - timedelta(days=60)
+        store.insert_many(
+            [
+                Queued(make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old))
+                for n in range(1_200)
+            ]
+        )
+        holds = Holds()
+        assert store.purge(NOW - timedelta(days=30), holds=holds) == 1_200
+    finally:
+        store.close()
+    batches = holds.transactions - 1  # the last transaction removes the webhook records
+    assert batches >= 2
+    assert calls == [store.engine] * (batches - 1)  # after each batch but the last

@@ -149,3 +149,24 @@ def test_the_hold_is_logged_when_a_batch_holds_long(caplog: pytest.LogCaptureFix
     assert caplog.messages == [
         "a batch of up to 800 row(s) held the lock 400 ms (after waiting 40 ms for it)"
     ]
+
+
+def test_between_runs_after_every_batch_but_the_last_before_the_pause() -> None:
+    clock = Clock()
+    events: list[str] = []
+    left = 1_200
+
+    def step(size: int) -> int:
+        nonlocal left
+        events.append(f"batch {size}")
+        done = min(size, left)
+        left -= done
+        return done
+
+    def sleep(seconds: float) -> None:
+        events.append("pause")
+
+    batches = Batches(pause=0.1, first=500, growth=1.0, timer=clock.timer, sleep=sleep)
+    batches.between = lambda: events.append("between")
+    assert batches.run(step) == 1_200
+    assert events == ["batch 500", "between", "pause", "batch 501", "between", "pause", "batch 502"]
