@@ -33,6 +33,7 @@ local `test` database; unreachable, those parts are skipped with the reason.
     .venv/bin/python scripts/bench.py                 # the full run (about 20 minutes)
     .venv/bin/python scripts/bench.py --quick         # smaller sizes (a couple of minutes)
     .venv/bin/python scripts/bench.py --sections sqlite,cli --jobs 20000
+    .venv/bin/python scripts/bench.py --sections scale --scale-copies 20   # 200,000 jobs
     .venv/bin/python scripts/bench.py --json          # one JSON document on stdout
     # start-up beside another version (here main's), in the same run:
     mkdir -p /tmp/main && git archive main payretry | tar -x -C /tmp/main
@@ -94,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sizes, a couple of minutes")
     p.add_argument("--jobs", type=int, help="sqlite section backlog (100,000; quick 5,000)")
     p.add_argument("--peer-jobs", type=int, help="peers and postgres jobs (20,000; quick 2,000)")
+    p.add_argument(
+        "--scale-copies",
+        type=int,
+        help="scale section: copies of its 10,000-job seed (100, a million jobs; quick 10)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="sqlite section runs; best is kept")
     p.add_argument("--threads", type=int, default=4, help="concurrency section threads (4)")
     p.add_argument("--pg-url", help="PostgreSQL server (default: the local `test` database)")
@@ -126,6 +132,8 @@ def sizes(args: argparse.Namespace) -> Sizes:
         values["jobs"] = args.jobs
     if args.peer_jobs is not None:
         values["peer_jobs"] = args.peer_jobs
+    if args.scale_copies is not None:
+        values["scale_copies"] = args.scale_copies
     return Sizes(**values)
 
 
@@ -246,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = sizes(args)
     if size.jobs < 10 or size.peer_jobs < 10 or args.repeat < 1 or args.threads < 2:
         p.error("--jobs and --peer-jobs must be at least 10, --repeat 1, --threads 2")
+    if size.scale_copies < 1:
+        p.error("--scale-copies must be at least 1")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         result, texts = run_sections(names, size, args, args.workdir)

@@ -14,7 +14,10 @@ turns): `status`, `list --due --limit 50`, `explain`, `stats`. Then on the large
 database size per job; `run-due` over part of its due jobs alone, then `purge` of the million
 finished jobs while a `run-due` works through the rest; meanwhile a probe process takes the
 write lock (BEGIN IMMEDIATE, then ROLLBACK) every 20 ms and records how long it waited: the
-longest wait is the longest write-lock hold a writer met. Peak RSS of each run-due.
+longest wait a writer met, whoever held the lock (the purge, run-due, or both in turns). Beside
+it, the purge's own longest hold of the lock (its `--json`: one of its jobs' batches, from
+BEGIN IMMEDIATE returned to COMMIT ended). Peak RSS of each run-due. `--scale-copies` sizes
+the large database (copies of the 10,000-job seed; 100 for a million jobs).
 
 How the databases are built (untimed, and quick): a seed of jobs queued through payretry's own
 `Operations.queue_many` 60 days ago and run through `Runner.run_due` with the simulated
@@ -270,16 +273,22 @@ def build(path: Path, seed: int, copies: int, due: int) -> dict[str, int]:
 
 
 def probe(path: Path, stop: Path) -> None:
-    """Take the write lock every 20 ms until `stop` exists; print the waits (JSON)."""
+    """Take the write lock every 20 ms until `stop` exists; print the waits (JSON). Once a
+    file `stop` with the suffix .alone exists (the other writer beside the one measured has
+    ended), the waits are also kept apart: what the measured writer alone made others wait."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=600)
     conn.execute("PRAGMA busy_timeout = 600000")
+    alone_from = stop.with_suffix(".alone")
     waits: list[float] = []
+    alone: list[float] = []
     long: list[tuple[float, float]] = []  # (wall-clock start, wait) of each wait over 0.5 s
     while not stop.exists():
         at, start = time.time(), time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         waited = time.perf_counter() - start
         waits.append(waited)
+        if alone or alone_from.exists():
+            alone.append(waited)
         if waited > 0.5:
             long.append((round(at, 3), round(waited, 3)))
         conn.execute("ROLLBACK")
@@ -293,6 +302,8 @@ def probe(path: Path, stop: Path) -> None:
                 "max_wait_s": waits[-1] if waits else 0.0,
                 "p99_wait_s": waits[int(len(waits) * 0.99)] if waits else 0.0,
                 "long_waits": long,  # when they began: to set beside the writers' own logs
+                "alone_samples": len(alone),
+                "alone_max_wait_s": max(alone, default=0.0),
             }
         )
     )
@@ -301,11 +312,13 @@ def probe(path: Path, stop: Path) -> None:
 class Probe:
     def __init__(self, db: Path) -> None:
         self.db, self.stop = db, db.with_suffix(".stop")
+        self.alone = self.stop.with_suffix(".alone")
 
     def __enter__(self) -> Probe:
         import subprocess
 
         self.stop.unlink(missing_ok=True)
+        self.alone.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             script_cmd("bench.py", "--probe", str(self.db), str(self.stop)),
             stdout=subprocess.PIPE,
@@ -318,17 +331,21 @@ class Probe:
         self.stop.touch()
         out, _ = self.proc.communicate()
         self.stop.unlink(missing_ok=True)
+        self.alone.unlink(missing_ok=True)
         self.result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
 
 
 class Background:
     """A command started now and followed on a thread of its own: its wall time to exit, CPU
-    and peak RSS, while the caller times something else."""
+    and peak RSS, while the caller times something else. `ended`: a file made once it exits."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], log: Path, ended: Path | None = None
+    ) -> None:
         import subprocess
         import threading
 
+        self.ended = ended
         self.log = open(log, "w+b")  # noqa: SIM115 (closed in wait)
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
@@ -341,6 +358,8 @@ class Background:
         self.wall = time.perf_counter() - self.started
         self.code = os.waitstatus_to_exitcode(status)
         self.cpu = usage.ru_utime + usage.ru_stime
+        if self.ended is not None:
+            self.ended.touch()
 
     def wait(self) -> Run:
         self.thread.join()
@@ -392,7 +411,8 @@ def scale(workdir: Path, big_seed: int, big_copies: int, due: int, runs: int) ->
     with Probe(big_db) as alone_probe:
         alone = measure(cmd(big_db, "run-due", "--limit", str(first)), env=env)
     with Probe(big_db) as purge_probe:
-        runner = Background(cmd(big_db, "run-due"), env, workdir / "run-due-during-purge.log")
+        log = workdir / "run-due-during-purge.log"
+        runner = Background(cmd(big_db, "run-due"), env, log, ended=purge_probe.alone)
         purge = measure(
             cmd(big_db, "purge", "--older-than", "30d", "--json"), env=env, capture=True
         )
@@ -421,10 +441,16 @@ def scale(workdir: Path, big_seed: int, big_copies: int, due: int, runs: int) ->
             "removed": purged.get("jobs"),
             "wall_s": round(purge.wall, 2),
             "jobs_per_s": round((purged.get("jobs") or 0) / purge.wall, 1),
+            # the purge's own measure: its batches' longest hold, BEGIN returned to COMMIT end
+            "longest_hold_s": round((purged.get("longest_hold_ms") or 0.0) / 1e3, 3),
+            "transactions": purged.get("transactions"),
             "probe_max_wait_s": round(purge_probe.result["max_wait_s"], 3),
             "probe_p99_wait_s": round(purge_probe.result["p99_wait_s"], 3),
             "probe_samples": purge_probe.result["samples"],
             "probe_long_waits": purge_probe.result["long_waits"][:50],
+            # once run-due had ended: what the purge alone made the probe wait
+            "probe_alone_max_wait_s": round(purge_probe.result.get("alone_max_wait_s", 0.0), 3),
+            "probe_alone_samples": purge_probe.result.get("alone_samples", 0),
             "peak_rss_mib": round(purge.rss_mib, 1),
         },
         "run_due_during_purge": {
@@ -470,11 +496,21 @@ def render_scale(r: dict[str, Any]) -> str:
         f"{'met' if peak < 150 else 'NOT met'}); longest write-lock wait of the probe "
         f"{a['probe_max_wait_s'] * 1e3:,.0f} ms",
         f"purge: {p['removed']:,} finished jobs in {p['wall_s']:.1f} s "
-        f"({p['jobs_per_s']:,.0f} jobs/s); longest write-lock wait of the probe meanwhile "
+        f"({p['jobs_per_s']:,.0f} jobs/s); longest write-lock hold of its batches "
+        f"{p['longest_hold_s'] * 1e3:,.0f} ms ({p['transactions'] or 0:,} transactions; "
+        f"goal <= 1 s: {'met' if p['longest_hold_s'] <= 1 else 'NOT met'}); longest "
+        "write-lock wait of the "
+        "probe meanwhile "
         f"{p['probe_max_wait_s'] * 1e3:,.0f} ms (p99 {p['probe_p99_wait_s'] * 1e3:,.0f} ms, "
         f"{p['probe_samples']:,} samples; goal <= 1 s: "
         f"{'met' if p['probe_max_wait_s'] <= 1 else 'NOT met'}; "
-        f"{len(p['probe_long_waits'])} wait(s) over 0.5 s)",
+        f"{len(p['probe_long_waits'])} wait(s) over 0.5 s; "
+        + (
+            f"once run-due had ended, longest {p['probe_alone_max_wait_s'] * 1e3:,.0f} ms of "
+            f"{p['probe_alone_samples']:,} samples)"
+            if p["probe_alone_samples"]
+            else "run-due ran to the purge's end)"
+        ),
         f"run-due during the purge: {d['jobs']:,} jobs at {d['jobs_per_s']:,.0f} jobs/s "
         f"(exit {d['exit_code']}; ended {'before' if d['ended_before_purge'] else 'after'} the "
         f"purge), peak RSS {d['peak_rss_mib']:.0f} MiB",

@@ -25,14 +25,18 @@ def purge(
     their attempts, last changed longer ago than --older-than, and outbox entries that old
     which every configured sink has taken. Active jobs are never touched. The card ledger
     keeps its own retention ([retention] card_ledger, at least 31 days), whatever
-    --older-than says."""
+    --older-than says. Says how long the jobs' batches held the database's write lock at
+    most: what a `run-due` or `queue` beside it waited for."""
+    from payretry.store.purge import Holds
+
     app = get_context(ctx)
     if older_than is not None:
         app.set_flag("retention.period", older_than)
     period = app.settings.retention.period
     wiring = app.wiring
     now = utcnow()
-    count = wiring.store.purge(now - period, dry_run=dry_run)
+    holds = Holds()
+    count = wiring.store.purge(now - period, dry_run=dry_run, holds=holds)
     ledger = app.settings.ledger_retention()
     entries = wiring.store.purge_card_ledger(now - ledger, dry_run=dry_run)
     changes = 0
@@ -47,6 +51,9 @@ def purge(
                 "outbox_entries": changes,
                 "card_ledger_entries": entries,
                 "card_ledger_older_than": format_duration(ledger),
+                "transactions": holds.transactions,
+                "longest_hold_ms": round(holds.longest * 1e3, 1),
+                "longest_wait_ms": round(holds.longest_wait * 1e3, 1),
             }
         )
         return
@@ -60,6 +67,12 @@ def purge(
             else ""
         )
         + "."
+        + (
+            f" Longest write-lock hold {holds.longest * 1e3:,.0f} ms"
+            f" ({holds.transactions} transaction(s))."
+            if holds.transactions
+            else ""
+        )
     )
 
 

@@ -3,13 +3,22 @@ purging finished jobs, and the daemons' heartbeats."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
 
 from payretry.domain.changes import Finish, Queued
 from payretry.domain.models import JobState
 from payretry.domain.outbox import Cursor
 from payretry.domain.policy import RetryPolicy
 from payretry.domain.results import AttemptResult
+from payretry.store import housekeeping
+from payretry.store.housekeeping import checkpoint
+from payretry.store.purge import Holds
+from payretry.store.sql import open_store
 from tests.contract.conftest import ContractStore
 from tests.contract.test_store_contract import LEASE, NOW, failed_retry, make_job, succeeded
 
@@ -128,3 +137,76 @@ def test_purge_goes_through_many_batches_and_keeps_what_is_active_or_recent(
         f"recent-{n}" for n in range(50, 1_300, 100)
     }
     assert store.purge(cutoff) == 0
+
+
+def test_purge_on_sqlite_times_its_holds_of_the_lock_apart_from_its_wait(
+    tmp_path: Path,
+) -> None:
+    """Another writer keeps the lock for 0.4 s as the purge starts: the purge waits that out,
+    and what it reports as held is only its own transaction's time."""
+    store = open_store(f"sqlite:///{tmp_path / 'held.db'}")
+    try:
+        old = NOW - timedelta(days=60)
+        store.insert_many(
+            [
+                Queued(make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old))
+                for n in range(10)
+            ]
+        )
+        other = sqlite3.connect(tmp_path / "held.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.4, other.rollback)
+        release.start()
+        holds = Holds()
+        try:
+            assert store.purge(NOW - timedelta(days=30), holds=holds) == 10
+        finally:
+            release.join()
+            other.close()
+    finally:
+        store.close()
+    assert holds.transactions == 2  # one batch (10 < the first size), then the webhook records
+    assert holds.longest_wait >= 0.3  # the first transaction waited for the other writer
+    assert 0 < holds.longest < holds.longest_wait  # ... and that wait is not in its hold
+    assert holds.total >= holds.longest
+
+
+def test_checkpoint_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        old = NOW - timedelta(days=60)
+        store.insert_many(
+            [
+                Queued(make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old))
+                for n in range(500)
+            ]
+        )
+        before = path.stat().st_size  # the rows are in the WAL (under its autocheckpoint)
+        checkpoint(store.engine)
+        assert path.stat().st_size > before
+    finally:
+        store.close()
+
+
+def test_the_sqlite_purge_checkpoints_between_its_batches_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(housekeeping, "checkpoint", calls.append)
+    store = open_store(f"sqlite:///{tmp_path / 'between.db'}")
+    try:
+        old = NOW - timedelta(days=60)
+        store.insert_many(
+            [
+                Queued(make_job(f"old-{n}", state=JobState.CANCELLED, created_at=old))
+                for n in range(1_200)
+            ]
+        )
+        holds = Holds()
+        assert store.purge(NOW - timedelta(days=30), holds=holds) == 1_200
+    finally:
+        store.close()
+    batches = holds.transactions - 1  # the last transaction removes the webhook records
+    assert batches >= 2
+    assert calls == [store.engine] * (batches - 1)  # after each batch but the last
