@@ -54,14 +54,11 @@ _AS_TEXT: dict[type[Parameter], type[Parameter]] = {
 }
 
 
-def _process_texts(self: Any, ctx: Context, value: Any) -> Any:
-    """A repeatable text option (`list[str] | None`, default None): what typer makes of it, a
-    list of the texts given, or None when none was, without the coercion."""
-    return _process_as_typed(self, ctx, list(value) if value else None)
-
-
 class TextsOption(TyperOption):
-    process_value = _process_texts
+    """A repeatable text option (`list[str] | None`, default None): the parser already gives
+    what typer's coercion would, a list of the texts given or None when none was."""
+
+    process_value = _process_as_typed
 
 
 def _is_texts(param: Parameter) -> bool:
