@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from payretry.errors import StoreError
 from payretry.store.engine import describe_url
-from payretry.store.head import HEAD as HEAD  # re-exported: `db current` shows it
+from payretry.store.schema import HEAD as HEAD  # re-exported: `db current` shows it
 
 if TYPE_CHECKING:
     from alembic.config import Config

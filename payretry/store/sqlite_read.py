@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.request import pathname2url
 
-from payretry.domain.models import ACTIVE_STATES, Job
+from payretry.domain.models import Job
 from payretry.errors import StoreError
 from payretry.masking import mask_url
-from payretry.store.head import HEAD
 from payretry.store.rows import attempt_from_mapping, job_from_mapping
-from payretry.store.urls import plain_sqlite_database
+from payretry.store.schema import ACTIVE_SQL, HEAD
+from payretry.store.urls import memory_database, plain_sqlite_database
 
 BUSY_TIMEOUT_S = 30.0  # as the store's engine waits for a lock (store/engine.py)
 
@@ -46,10 +46,9 @@ JOB_TIMES = frozenset(
 ATTEMPT_TIMES = frozenset({"started_at", "finished_at", "next_retry_at"})
 JOB_JSON = frozenset({"meta"})
 
-_ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
 _FIND = (  # as SqlStore.find: the active job first, else the latest
-    f"SELECT * FROM retry_jobs WHERE transaction_id = ? "
-    f"ORDER BY state IN ({_ACTIVE}) DESC, seq DESC LIMIT 1"
+    f"SELECT * FROM retry_jobs WHERE transaction_id = ? ORDER BY {ACTIVE_SQL} DESC, seq DESC "
+    "LIMIT 1"
 )
 _ATTEMPTS = "SELECT * FROM retry_attempts WHERE job_seq = ? ORDER BY number"
 
@@ -63,13 +62,12 @@ def _json(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-def _converted(
-    row: sqlite3.Row, times: frozenset[str], documents: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    convert: dict[str, Callable[[Any], Any]] = {
-        **dict.fromkeys(times, _utc),
-        **dict.fromkeys(documents, _json),
-    }
+Converters = dict[str, Callable[[Any], Any]]
+_JOB_CONVERT: Converters = {**dict.fromkeys(JOB_TIMES, _utc), **dict.fromkeys(JOB_JSON, _json)}
+_ATTEMPT_CONVERT: Converters = dict.fromkeys(ATTEMPT_TIMES, _utc)
+
+
+def _converted(row: sqlite3.Row, convert: Converters) -> dict[str, Any]:
     return {name: convert[name](row[name]) if name in convert else row[name] for name in row.keys()}
 
 
@@ -77,7 +75,7 @@ def _readable_file(url: str) -> Path | None:
     """The file of a plain SQLite URL when it exists; None when only the full store can open
     the URL (memory, `file:` URIs, `~`, a missing file that opening would create)."""
     database = plain_sqlite_database(url)
-    if not database or database == ":memory:" or "mode=memory" in url.lower():
+    if database is None or memory_database(url) is not None:
         return None
     if database.startswith(("file:", "~")):
         return None
@@ -153,6 +151,6 @@ class SqliteJobReader:
                 return None
             attempts = conn.execute(_ATTEMPTS, (row["seq"],)).fetchall()
         return job_from_mapping(
-            _converted(row, JOB_TIMES, JOB_JSON),
-            [attempt_from_mapping(_converted(a, ATTEMPT_TIMES)) for a in attempts],
+            _converted(row, _JOB_CONVERT),
+            [attempt_from_mapping(_converted(a, _ATTEMPT_CONVERT)) for a in attempts],
         )

@@ -29,12 +29,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeDecorator
 
-from payretry.domain.models import ACTIVE_STATES
+from payretry.store.schema import ACTIVE_SQL
 
 METADATA = MetaData()
 
-_ACTIVE = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE_STATES))
-ACTIVE_PREDICATE = text(f"state IN ({_ACTIVE})")
+ACTIVE_PREDICATE = text(ACTIVE_SQL)
 # SQS dispatch (migration 0004): scheduled jobs with no message for their next attempt, and
 # dispatches whose send was never confirmed. Both indexes stay small in sqs mode.
 UNDISPATCHED_PREDICATE = text(

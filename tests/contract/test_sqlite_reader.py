@@ -18,7 +18,7 @@ from payretry.domain.policy import Decision, Outcome
 from payretry.domain.results import AttemptResult
 from payretry.errors import StoreError
 from payretry.store import sqlite_read
-from payretry.store.head import HEAD
+from payretry.store.schema import HEAD
 from payretry.store.sql import SqlStore, open_store
 from payretry.store.sqlite_read import SqliteJobReader
 from payretry.store.tables import ATTEMPTS, JOBS, UTCDateTime
