@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from payretry.domain import claim_checks
 from payretry.domain.card_checks import (
@@ -40,7 +40,7 @@ from payretry.domain.claim_checks import CardCheck
 from payretry.domain.models import Job
 from payretry.domain.network_rules import NetworkRules
 from payretry.store.bulk import Arrays
-from payretry.store.purge import batches_for
+from payretry.store.engine import purge_batches
 from payretry.store.tables import CARD_LEDGER, CARD_LINKS, JOBS
 
 _CHUNK = 500
@@ -60,6 +60,7 @@ _LOCK = "SELECT count(pg_advisory_xact_lock(%(space)s, k)) FROM unnest(%(keys)b:
 
 class _HasTx(Protocol):
     dialect: str
+    engine: Engine
 
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
 
@@ -524,10 +525,11 @@ class CardLedgerMixin:
                 )
         after = 0
         removed = 0
+        batches = purge_batches(self.engine)
 
-        def step(size: int) -> int:  # short transactions sized by time, as the jobs' purge
+        def step(size: int) -> int:  # short transactions sized by their hold, as the jobs'
             nonlocal after, removed
-            with self._tx() as conn:
+            with batches.transaction(self._tx, size) as conn:
                 rows = conn.execute(
                     select(CARD_LEDGER.c.id, CARD_LEDGER.c.at)
                     .where(CARD_LEDGER.c.id > after)
@@ -547,5 +549,5 @@ class CardLedgerMixin:
             after = rows[-1].id
             return size
 
-        batches_for(self.dialect).run(step)
+        batches.run(step)
         return removed

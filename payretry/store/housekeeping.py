@@ -11,7 +11,8 @@ from sqlalchemy import Connection, Engine, func, select, update
 from payretry.domain.models import FINAL_STATES
 from payretry.domain.ports import WorkerBeat
 from payretry.store.counts import mark, unseal
-from payretry.store.purge import Holds, batches_for
+from payretry.store.engine import purge_batches
+from payretry.store.purge import Holds
 from payretry.store.tables import ATTEMPTS, JOBS, STRIPE_EVENTS, WORKERS
 
 
@@ -41,12 +42,7 @@ class HousekeepingMixin:
         purgeable = (JOBS.c.state.concat("").in_(finals), JOBS.c.updated_at < before)
         after = 0
         removed = 0
-        batches = batches_for(self.dialect)
-        if holds is not None:
-            batches.holds = holds
-        if self.dialect == "sqlite":
-            engine = self.engine
-            batches.between = lambda: checkpoint(engine)
+        batches = purge_batches(self.engine, holds)
 
         def step(size: int) -> int:
             nonlocal after, removed
@@ -109,25 +105,3 @@ class HousekeepingMixin:
             WorkerBeat(r.name, r.kind, r.started_at, r.beat_at, timedelta(seconds=r.interval_s))
             for r in rows
         ]
-
-
-def checkpoint(engine: Engine) -> None:
-    """Copy what the WAL holds into the database file now, between two batches, outside any
-    transaction (PASSIVE: it waits for no reader or writer, and holds no write lock).
-
-    Without it a purge's deletes fill the WAL to its autocheckpoint (10,000 pages) every ten
-    batches or so, and the COMMIT that crosses it, the purge's or a run-due's, copies and syncs
-    them all before it returns (0.4 to 0.75 s at a million jobs; once 2.3 s, in a run-due's
-    COMMIT, while the purge's batch beside it took ten times the ones before). No writer waits
-    for that copy (SQLite checkpoints after the lock is released), but a batch beside it runs
-    slow, and the committer's own hold, timed to the end of its COMMIT, counts it. Here it runs
-    in the purge's own pause instead, a batch's pages at a time."""
-    with engine.connect() as conn:
-        dbapi = conn.connection.dbapi_connection
-        if dbapi is None:  # pragma: no cover (a connection just checked out has one)
-            return
-        cursor = dbapi.cursor()
-        try:
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            cursor.close()

@@ -31,14 +31,13 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, literal_column, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, func, literal_column, or_, select, tuple_, update
 
 from payretry.domain.events import EventType, OutboxEntry
 from payretry.domain.models import ACTIVE_STATES
 from payretry.domain.outbox import Cursor, SinkState
 from payretry.store.bulk import Arrays, Bulk
-from payretry.store.engine import dialect_insert
-from payretry.store.purge import batches_for
+from payretry.store.engine import dialect_insert, purge_batches
 from payretry.store.tables import OUTBOX, OUTBOX_SINKS
 
 _COLUMNS = ["job_id", "attempt", "kind", "occurred_at", "data"]
@@ -119,6 +118,7 @@ def _sink_from_row(row: Any) -> SinkState:
 
 class _HasTx(Protocol):
     dialect: str
+    engine: Engine
 
     def _tx(self, *, readonly: bool = False) -> AbstractContextManager[Connection]: ...
 
@@ -296,12 +296,14 @@ class OutboxMixin:
         if cursors:
             query = query.where(_up_to(self.dialect, min(cursors)))
 
+        batches = purge_batches(self.engine)
+
         def step(size: int) -> int:
-            with self._tx() as conn:
+            with batches.transaction(self._tx, size) as conn:
                 doomed = query.order_by(OUTBOX.c.seq).limit(size).scalar_subquery()
                 return int(conn.execute(OUTBOX.delete().where(OUTBOX.c.seq.in_(doomed))).rowcount)
 
-        return batches_for(self.dialect).run(step)
+        return batches.run(step)
 
 
 def pending_counts(conn: Connection, dialect: str, sinks: Sequence[str]) -> dict[str, int]:

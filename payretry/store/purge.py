@@ -47,16 +47,12 @@ class Holds:
 
     transactions: int = 0
     longest: float = 0.0
-    total: float = 0.0
     longest_wait: float = 0.0
-    over: int = 0  # held longer than LOG_OVER
 
     def add(self, wait: float, hold: float) -> None:
         self.transactions += 1
         self.longest = max(self.longest, hold)
-        self.total += hold
         self.longest_wait = max(self.longest_wait, wait)
-        self.over += hold > LOG_OVER
 
 
 @dataclass

@@ -103,8 +103,6 @@ def test_a_transaction_counts_its_hold_from_begin_to_the_end_of_commit_not_its_w
     # 0.5 s of statements and 0.25 s of COMMIT; not the 3 s it waited for the lock
     assert batches.holds.longest == pytest.approx(0.75)
     assert batches.holds.longest_wait == 3.0
-    assert batches.holds.total == pytest.approx(0.85)
-    assert batches.holds.over == 1  # only the first held longer than LOG_OVER
 
 
 def test_a_failed_transaction_is_not_counted() -> None:
