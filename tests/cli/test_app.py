@@ -191,7 +191,7 @@ def test_status_json_imports_no_display_orm_or_migration_library(db_path: Path) 
 
 def test_queue_imports_no_pydantic(db_path: Path, tmp_path: Path) -> None:
     """Its parameters are texts, repeatable texts and flags (`--from-file` a text made a Path):
-    typer's pydantic coercion, some 60 ms of every queue an application sends, is skipped."""
+    typer's pydantic coercion (the import of pydantic and pydantic-core) is skipped."""
     db = f"sqlite:///{db_path}"
     assert run("--db", db, "list").exit_code == 0  # the schema, no job
     one = _imported("--db", db, *queue_args("t1"), "--metadata", "a=b", "--metadata", "c=d")
